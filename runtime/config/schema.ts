@@ -1,0 +1,257 @@
+/**
+ * The pipelines config: its schema, its types and its loader.
+ *
+ * One schema serves the CDK app (`bin/app.ts`), the Lambda handlers, the job stages and the
+ * local CLI (`fanout run --config FILE.json`), so a pipeline that loads here behaves the same
+ * everywhere. Validation reports every problem at once, each with the field path and the bad value.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+/** Hard limit of AWS Batch array jobs, and so of chunks per run. */
+export const MAX_ARRAY_SIZE = 10_000;
+/** Largest chunk, in work items. */
+export const MAX_CHUNK_SIZE = 10_000;
+
+const identifier = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'must be 1-40 characters of a-z, 0-9 and "-", starting with a letter or digit');
+
+export const columnTypeSchema = z.enum(['text', 'number', 'integer', 'date', 'boolean']);
+export type ColumnType = z.infer<typeof columnTypeSchema>;
+
+export const columnSchema = z.object({
+  /** Header text as it appears in the file (matched case- and space-insensitively). */
+  name: z.string().trim().min(1, 'a column needs a name'),
+  /** How cells are normalised. `text` keeps ids such as 00123 as text. @default 'text' */
+  type: columnTypeSchema.default('text'),
+  /** A missing column, or an empty cell, in a required column is an input error. @default true */
+  required: z.boolean().default(true),
+});
+export type ColumnConfig = z.infer<typeof columnSchema>;
+
+export const retrySchema = z.object({
+  /** Calls per item, first one included. @default 5 */
+  maxAttempts: z.int().min(1).max(20).default(5),
+  /** First back-off delay; doubles each attempt, with full jitter. @default 500 */
+  baseDelayMs: z.int().min(0).max(60_000).default(500),
+  /** Cap of one back-off delay (and of an honoured Retry-After). @default 30000 */
+  maxDelayMs: z.int().min(0).max(600_000).default(30_000),
+});
+export type RetryConfig = z.infer<typeof retrySchema>;
+
+export const credentialSchema = z.object({
+  /** Secrets Manager secret holding the credential (on AWS it is handed to fan-out as a Batch secret). */
+  secretName: z.string().min(1).optional(),
+  /** Environment variable the credential is read from in the job (locally: set it yourself). */
+  env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name such as DATA_SOURCE_TOKEN'),
+});
+export type CredentialConfig = z.infer<typeof credentialSchema>;
+
+export const resultMappingSchema = z.object({
+  /** Result column written to the workbook. */
+  column: z.string().trim().min(1),
+  /** Path into the JSON response: `taxDue`, `data.items[0].amount`, `$.a.b`. */
+  path: z.string().trim().min(1),
+  /** How the value is written. @default 'text' */
+  type: columnTypeSchema.default('text'),
+});
+
+export const httpLookupTaskSchema = z.object({
+  type: z.literal('http-lookup'),
+  /**
+   * URL template; `{column}` placeholders are filled with URL-encoded item values. Scheme, host and
+   * port come only from this template: placeholders are not allowed before the path.
+   */
+  url: z.string().min(1),
+  /** @default 'GET' */
+  method: z.enum(['GET', 'POST', 'PUT']).default('GET'),
+  /** Request headers; `{credential}` is replaced by the credential. @default {} */
+  headers: z.record(z.string(), z.string()).default({}),
+  /** Optional JSON body template; `{column}` placeholders are filled with JSON-escaped values. */
+  body: z.string().optional(),
+  credential: credentialSchema.optional(),
+  /** Per-request timeout. @default 10000 */
+  timeoutMs: z.int().min(100).max(900_000).default(10_000),
+  /** Response JSON paths mapped to result columns. */
+  results: z.array(resultMappingSchema).min(1, 'map at least one response field to a result column'),
+});
+export type HttpLookupTaskConfig = z.infer<typeof httpLookupTaskSchema>;
+
+export const osrmMatchTaskSchema = z.object({
+  type: z.literal('osrm-match'),
+  /** Base URL of the OSRM server, e.g. http://osrm.internal:5000 */
+  baseUrl: z.string().min(1),
+  /** OSRM profile in the URL. @default 'driving' */
+  profile: z.string().regex(/^[a-z0-9_-]+$/).default('driving'),
+  /** Input columns. */
+  columns: z.object({
+    tripId: z.string().min(1),
+    timestamp: z.string().min(1),
+    latitude: z.string().min(1),
+    longitude: z.string().min(1),
+    accuracy: z.string().min(1).optional(),
+  }),
+  /** Largest number of points the server accepts in one request (osrm-routed --max-matching-size). @default 100 */
+  maxPoints: z.int().min(3).max(100_000).default(100),
+  /** Points shared by two consecutive windows of a long trip. @default 10 */
+  overlap: z.int().min(1).max(1_000).default(10),
+  /** Search radius in metres when a row has no accuracy. @default 10 */
+  defaultRadiusM: z.number().positive().max(1_000).default(10),
+  /** Per-request timeout. @default 60000 */
+  timeoutMs: z.int().min(100).max(900_000).default(60_000),
+  /** Ask OSRM to split traces at large gaps (`gaps=split`). @default true */
+  splitGaps: z.boolean().default(true),
+});
+export type OsrmMatchTaskConfig = z.infer<typeof osrmMatchTaskSchema>;
+
+export const taskSchema = z.discriminatedUnion('type', [httpLookupTaskSchema, osrmMatchTaskSchema]);
+export type TaskConfig = z.infer<typeof taskSchema>;
+
+export const pipelineSchema = z.object({
+  /** Folder name under `intake/` and `results/`. */
+  name: identifier,
+  description: z.string().optional(),
+  task: taskSchema,
+  input: z.object({
+    /** Worksheet to read from a workbook. @default - the first sheet */
+    sheet: z.string().min(1).optional(),
+    columns: z.array(columnSchema).min(1, 'declare at least one input column'),
+    /** Column whose equal values form one work item (e.g. a trip id). @default - one row per item */
+    groupBy: z.string().min(1).optional(),
+  }),
+  /** Work items per chunk (one fan-out child per chunk). @default 1000 */
+  chunkSize: z.int().min(1).max(MAX_CHUNK_SIZE).default(1000),
+  /** Requests in flight per fan-out child. @default 64 */
+  concurrency: z.int().min(1).max(2048).default(64),
+  /** Fleet-wide cap on requests per second to the data source, shared by all children. @default - none */
+  rateLimitPerSecond: z.number().positive().max(1_000_000).optional(),
+  retry: retrySchema.default({ maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 }),
+  /** Where fan-out runs on AWS. @default 'fargate-spot' */
+  compute: z.enum(['fargate-spot', 'ec2-spot']).default('fargate-spot'),
+  /** Who gets the result and failure emails. */
+  recipients: z.array(z.email()).min(1, 'name at least one recipient'),
+});
+export type PipelineConfig = z.infer<typeof pipelineSchema>;
+export type PipelineInput = z.input<typeof pipelineSchema>;
+
+export const appConfigSchema = z
+  .object({
+    /** Sender address (an SES verified identity on AWS). @default 'batch-fanout@example.com' */
+    sender: z.email().default('batch-fanout@example.com'),
+    pipelines: z.array(pipelineSchema).min(1, 'declare at least one pipeline'),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.pipelines.forEach((p, i) => {
+      if (seen.has(p.name)) {
+        ctx.addIssue({ code: 'custom', path: ['pipelines', i, 'name'], message: `duplicate pipeline name "${p.name}"` });
+      }
+      seen.add(p.name);
+      const columns = new Set(p.input.columns.map((c) => normaliseHeader(c.name)));
+      const needColumn = (name: string | undefined, path: (string | number)[]) => {
+        if (name !== undefined && !columns.has(normaliseHeader(name))) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pipelines', i, ...path],
+            message: `"${name}" is not one of the pipeline's input columns (${p.input.columns.map((c) => c.name).join(', ')})`,
+          });
+        }
+      };
+      needColumn(p.input.groupBy, ['input', 'groupBy']);
+      if (p.task.type === 'http-lookup') {
+        const url = p.task.url;
+        for (const m of url.matchAll(/\{([^}]+)\}/g)) needColumn(m[1], ['task', 'url']);
+        for (const m of (p.task.body ?? '').matchAll(/\{([^}]+)\}/g)) needColumn(m[1], ['task', 'body']);
+        const origin = /^(https?):\/\/([^/{}?#]+)(\/|$)/.exec(url);
+        if (!origin) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pipelines', i, 'task', 'url'],
+            message: `"${url}" must start with http:// or https:// and a fixed host; placeholders may only follow the host`,
+          });
+        }
+      } else {
+        const c = p.task.columns;
+        needColumn(c.tripId, ['task', 'columns', 'tripId']);
+        needColumn(c.timestamp, ['task', 'columns', 'timestamp']);
+        needColumn(c.latitude, ['task', 'columns', 'latitude']);
+        needColumn(c.longitude, ['task', 'columns', 'longitude']);
+        needColumn(c.accuracy, ['task', 'columns', 'accuracy']);
+        if (p.input.groupBy === undefined || normaliseHeader(p.input.groupBy) !== normaliseHeader(c.tripId)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pipelines', i, 'input', 'groupBy'],
+            message: `an osrm-match pipeline must group by its trip id column "${c.tripId}"`,
+          });
+        }
+        if (p.task.overlap >= p.task.maxPoints) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['pipelines', i, 'task', 'overlap'],
+            message: `overlap (${p.task.overlap}) must be smaller than maxPoints (${p.task.maxPoints})`,
+          });
+        }
+      }
+    });
+  });
+export type AppConfig = z.infer<typeof appConfigSchema>;
+export type AppConfigInput = z.input<typeof appConfigSchema>;
+
+/** Header matching is case- and space-insensitive: "Customer  ID " matches "customer id". */
+export function normaliseHeader(header: string): string {
+  return header.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid pipelines config in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+function describeValue(root: unknown, path: PropertyKey[]): string {
+  let v: unknown = root;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object') return 'missing';
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  if (v === undefined) return 'missing';
+  const s = JSON.stringify(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** Validates a parsed config; throws ConfigError listing every problem with field path and value. */
+export function parseAppConfig(raw: unknown, source = 'config'): AppConfig {
+  const result = appConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    return `${path || '(root)'}: ${issue.message} (got ${describeValue(raw, issue.path)})`;
+  });
+  throw new ConfigError(source, problems);
+}
+
+/** Reads and validates a JSON config file (the schema of `config/pipelines.ts`). */
+export function loadConfigFile(path: string): AppConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the file: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(path, [`not valid JSON: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  return parseAppConfig(raw, path);
+}
+
+export function findPipeline(config: AppConfig, name: string): PipelineConfig | undefined {
+  return config.pipelines.find((p) => p.name === name);
+}

@@ -1,0 +1,117 @@
+/**
+ * The data model shared by every stage: records kept in the object store (chunk files, result
+ * parts) and control state kept in the run table (runs, chunks). See `../shared/design.md`.
+ */
+import type { PipelineConfig } from './config/schema';
+
+/** A normalised cell: text, number, boolean or empty. Dates are ISO 8601 text. */
+export type Cell = string | number | boolean | null;
+export type Row = Record<string, Cell>;
+
+/**
+ * One work item, one line of a chunk file `work/<runId>/chunks/<n>.jsonl`.
+ * Items are numbered in input order (order of first appearance when grouped).
+ */
+export interface WorkItem {
+  /** Global item index, 0-based, in input order. */
+  i: number;
+  /** Group key, when the pipeline groups rows. */
+  k?: string;
+  /** Source row numbers as a spreadsheet shows them (the header is row 1). */
+  r: number[];
+  /** The rows, keyed by column name (schema name for declared columns, header text for others). */
+  d: Row[];
+}
+
+export type Outcome = 'done' | 'failed';
+
+/** One line of a result part `work/<runId>/results/<n>/<part>.jsonl`. */
+export interface ResultLine {
+  /** Item index (global). */
+  i: number;
+  s: Outcome;
+  /** Item-level result fields (e.g. a trip's distance). */
+  f?: Row;
+  /** Per-row result fields, aligned with the item's rows. */
+  p?: Row[];
+  /** Why the item failed. */
+  e?: string;
+  /** Calls made for the item. */
+  a: number;
+}
+
+export type RunStatus = 'STARTED' | 'SPLITTING' | 'FANNING_OUT' | 'CONSOLIDATING' | 'SUCCEEDED' | 'FAILED';
+export const TERMINAL_STATUSES: readonly RunStatus[] = ['SUCCEEDED', 'FAILED'];
+
+export interface RunCounts {
+  rows: number;
+  items: number;
+  chunks: number;
+  succeeded: number;
+  failed: number;
+  retries: number;
+}
+
+/** The run record, kept after cleanup as history (with a TTL). */
+export interface RunRecord {
+  runId: string;
+  pipeline: string;
+  /** Object key of the uploaded file, e.g. intake/tax-due/customers.xlsx */
+  inputKey: string;
+  /** File name of the upload, e.g. customers.xlsx */
+  inputName: string;
+  status: RunStatus;
+  /** Pipeline config the run was opened with (stages read it from here). */
+  config: PipelineConfig;
+  sender: string;
+  counts?: Partial<RunCounts>;
+  /** Column names of the input, in file order (declared columns by schema name). */
+  inputColumns?: string[];
+  /** Epoch milliseconds. */
+  createdAt: number;
+  splitDoneAt?: number;
+  finishedAt?: number;
+  cleanedAt?: number;
+  /** Why the run failed, written for a person. */
+  error?: string;
+  resultKey?: string;
+  /** Extra result files (CSV written when a sheet passes Excel's row limit). */
+  extraResultKeys?: string[];
+  /** Steps started for the run (step name -> job id or marker); guards against duplicate events. */
+  steps?: Record<string, string>;
+  /** Epoch seconds after which DynamoDB may delete the record. */
+  expiresAt?: number;
+}
+
+export type ChunkStatus = 'PENDING' | 'RUNNING' | 'DONE';
+
+/** Progress of one chunk, one item per chunk spread over partition keys. */
+export interface ChunkRecord {
+  runId: string;
+  chunk: number;
+  items: number;
+  status: ChunkStatus;
+  done: number;
+  failed: number;
+  retries: number;
+  attempt: number;
+  /** Highest result part number written. */
+  lastPart: number;
+  updatedAt: number;
+}
+
+export const keys = {
+  intakePrefix: (pipeline: string) => `intake/${pipeline}/`,
+  chunk: (runId: string, n: number) => `work/${runId}/chunks/${n}.jsonl`,
+  chunksPrefix: (runId: string) => `work/${runId}/chunks/`,
+  resultPartsPrefix: (runId: string, n: number) => `work/${runId}/results/${n}/`,
+  resultPart: (runId: string, n: number, part: number) =>
+    `work/${runId}/results/${n}/${String(part).padStart(6, '0')}.jsonl`,
+  workPrefix: (runId: string) => `work/${runId}/`,
+  result: (pipeline: string, inputName: string, runId: string, ext = 'xlsx') =>
+    `results/${pipeline}/${inputName.replace(/\.[^.]+$/, '')}.${runId}.${ext}`,
+};
+
+/** Job stages; the stage is the container's command. */
+export type Stage = 'split' | 'fanout' | 'consolidate' | 'cleanup';
+export const STAGES: readonly Stage[] = ['split', 'fanout', 'consolidate', 'cleanup'];

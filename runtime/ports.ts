@@ -1,0 +1,108 @@
+/**
+ * The ports: narrow interfaces the stages and handlers depend on, so that the same code runs
+ * on AWS (S3, DynamoDB, SES, Batch, SNS) and locally (the same SDK code against emulators,
+ * child processes for jobs, in-process events).
+ */
+import type { Readable } from 'node:stream';
+import type { ChunkRecord, RunRecord, RunStatus, Stage } from './model';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+export interface ObjectStore {
+  /** Bucket name (for messages and links). */
+  readonly bucket: string;
+  /** Writes an object; a stream is uploaded in parts without buffering it whole. */
+  put(key: string, body: string | Uint8Array | Readable, opts?: { contentType?: string }): Promise<void>;
+  /** Streams an object; throws ObjectNotFoundError when it does not exist. */
+  getStream(key: string): Promise<Readable>;
+  /** Reads a whole (small) object; throws ObjectNotFoundError when it does not exist. */
+  getBytes(key: string): Promise<Buffer>;
+  /** Size of an object, or undefined when it does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Every object under a prefix, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+  /** Deletes objects in batches (1,000 per request on S3). */
+  deleteMany(keys: string[]): Promise<void>;
+  /** A time-limited GET link. */
+  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+}
+
+export interface RunTable {
+  /** Opens a run; false when a run with this id exists already (a duplicated event). */
+  createRun(run: RunRecord): Promise<boolean>;
+  getRun(runId: string): Promise<RunRecord | undefined>;
+  /**
+   * Applies a partial update. With `statusIn`, only when the run's status is one of them;
+   * returns false when the condition did not hold.
+   */
+  updateRun(runId: string, patch: Partial<Omit<RunRecord, 'runId'>>, cond?: { statusIn?: RunStatus[] }): Promise<boolean>;
+  /**
+   * Claims a step of a run (e.g. "fanout", "failure-email") exactly once: true for the first
+   * caller, false for every later one. The value records the job id or a marker.
+   */
+  claimStep(runId: string, step: string, value: string): Promise<boolean>;
+  /** Overwrites a claimed step's value (e.g. with the job id once submitted). */
+  setStep(runId: string, step: string, value: string): Promise<void>;
+  /** Writes the chunk records of a run in batches. */
+  putChunks(chunks: ChunkRecord[]): Promise<void>;
+  updateChunk(runId: string, chunk: number, patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>): Promise<void>;
+  getChunk(runId: string, chunk: number): Promise<ChunkRecord | undefined>;
+  /** Reads chunks 0..count-1 in batches; missing ones are left out. */
+  getChunks(runId: string, count: number): Promise<ChunkRecord[]>;
+  /** Deletes chunks 0..count-1 in batches. */
+  deleteChunks(runId: string, count: number): Promise<void>;
+}
+
+export interface MailAttachment {
+  filename: string;
+  content: Buffer;
+  contentType: string;
+}
+
+export interface MailMessage {
+  from: string;
+  to: string[];
+  subject: string;
+  text: string;
+  html?: string;
+  attachments?: MailAttachment[];
+}
+
+export interface Mailer {
+  /** Largest raw message the service accepts, in bytes. */
+  readonly maxMessageBytes: number;
+  send(message: MailMessage): Promise<{ messageId: string }>;
+}
+
+export interface JobRequest {
+  /** Job name; `[A-Za-z0-9_-]`, at most 128 characters. */
+  name: string;
+  stage: Stage;
+  runId: string;
+  pipeline: string;
+  compute: 'fargate-spot' | 'ec2-spot';
+  /** Array size (2..10,000); a plain job when absent or 1. */
+  arraySize?: number;
+  /** Job ids this one waits for. */
+  dependsOn?: string[];
+  /** Extra environment for the container. */
+  environment?: Record<string, string>;
+}
+
+export interface JobSubmitter {
+  submit(job: JobRequest): Promise<{ jobId: string }>;
+}
+
+export interface SplitDoneMessage {
+  runId: string;
+  pipeline: string;
+  chunks: number;
+  items: number;
+}
+
+export interface SplitDoneNotifier {
+  publishSplitDone(message: SplitDoneMessage): Promise<void>;
+}
