@@ -21,6 +21,12 @@ export interface WorkItem {
   r: number[];
   /** The rows, keyed by column name (schema name for declared columns, header text for others). */
   d: Row[];
+  /**
+   * Problems found in the item's cells (an empty required cell, "abc" in a number column), each
+   * naming row and column. An item with problems is not sent to the task: fan-out records it
+   * as failed with these reasons, so no record is dropped silently.
+   */
+  x?: string[];
 }
 
 export type Outcome = 'done' | 'failed';
