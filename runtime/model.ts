@@ -67,8 +67,11 @@ export interface RunRecord {
   /** File name of the upload, e.g. customers.xlsx */
   inputName: string;
   status: RunStatus;
-  /** Pipeline config the run was opened with (stages read it from here). */
-  config: PipelineConfig;
+  /**
+   * Pipeline config the run was opened with (stages read it from here). Absent only for an
+   * upload to a folder that names no pipeline (such a run is FAILED from the start).
+   */
+  config?: PipelineConfig;
   sender: string;
   counts?: Partial<RunCounts>;
   /** Column names of the input, in file order (declared columns by schema name). */

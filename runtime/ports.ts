@@ -46,6 +46,8 @@ export interface RunTable {
   claimStep(runId: string, step: string, value: string): Promise<boolean>;
   /** Overwrites a claimed step's value (e.g. with the job id once submitted). */
   setStep(runId: string, step: string, value: string): Promise<void>;
+  /** Removes a claim, so a retried handler can take the step again after a failed submission. */
+  releaseStep(runId: string, step: string): Promise<void>;
   /** Writes the chunk records of a run in batches. */
   putChunks(chunks: ChunkRecord[]): Promise<void>;
   updateChunk(runId: string, chunk: number, patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>): Promise<void>;

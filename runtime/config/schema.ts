@@ -139,6 +139,13 @@ export const appConfigSchema = z
   .object({
     /** Sender address (an SES verified identity on AWS). @default 'batch-fanout@example.com' */
     sender: z.email().default('batch-fanout@example.com'),
+    /**
+     * Who hears of uploads that belong to no pipeline (an unknown intake folder).
+     * @default - nobody: such uploads are only logged and recorded as failed runs
+     */
+    operatorRecipients: z.array(z.email()).default([]),
+    /** Days a run record is kept in the run table (TTL). @default 90 */
+    runRetentionDays: z.int().min(1).max(3650).default(90),
     pipelines: z.array(pipelineSchema).min(1, 'declare at least one pipeline'),
   })
   .superRefine((cfg, ctx) => {

@@ -1,0 +1,29 @@
+/** Lambda: S3 ObjectCreated under intake/<pipeline>/ -> open a run and submit split. */
+import type { S3Event } from 'aws-lambda';
+import { handleObjectCreated, type IntakeOutcome } from '../runtime/handlers/on-intake';
+import { lambdaDeps } from './runtime-deps';
+
+const deps = lambdaDeps(process.env, 'on-intake');
+
+/** S3 event keys are URL-encoded with "+" for spaces. */
+export function decodeS3Key(key: string): string {
+  return decodeURIComponent(key.replace(/\+/g, ' '));
+}
+
+export async function handler(event: S3Event): Promise<IntakeOutcome[]> {
+  const outcomes: IntakeOutcome[] = [];
+  for (const record of event.Records ?? []) {
+    outcomes.push(
+      await handleObjectCreated(deps, {
+        bucket: record.s3.bucket.name,
+        key: decodeS3Key(record.s3.object.key),
+        size: record.s3.object.size,
+        eTag: record.s3.object.eTag,
+        versionId: record.s3.object.versionId,
+        sequencer: record.s3.object.sequencer,
+        eventTime: record.eventTime,
+      }),
+    );
+  }
+  return outcomes;
+}

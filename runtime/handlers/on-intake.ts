@@ -1,0 +1,134 @@
+/**
+ * on-intake: an object was created under `intake/<pipeline>/`. Checks the pipeline and the file
+ * type, opens the run (the run id is derived from the object, so a duplicated S3 event opens
+ * nothing twice) and submits the split job.
+ */
+import { createHash } from 'node:crypto';
+import { findPipeline } from '../config/schema';
+import { errorMessage } from '../errors';
+import type { RunRecord } from '../model';
+import { failRun } from './fail-run';
+import { jobName, nowOf, type HandlerDeps } from './deps';
+
+/** An S3 ObjectCreated notification, key already URL-decoded. */
+export interface ObjectCreated {
+  bucket: string;
+  key: string;
+  size?: number;
+  eTag?: string;
+  versionId?: string;
+  sequencer?: string;
+  /** ISO 8601 time of the event. */
+  eventTime: string;
+}
+
+export type IntakeOutcome =
+  | { action: 'ignored'; why: string }
+  | { action: 'started'; runId: string; jobId: string }
+  | { action: 'duplicate'; runId: string }
+  | { action: 'rejected'; runId: string; reason: string };
+
+export const SUPPORTED_EXTENSIONS = ['.xlsx', '.csv', '.tsv'] as const;
+
+/** Deterministic run id: the event time and a hash of the object's identity. */
+export function runIdFor(ev: ObjectCreated): string {
+  const t = new Date(ev.eventTime);
+  const stamp = Number.isNaN(t.getTime())
+    ? 'unknown'
+    : t.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const identity = [ev.bucket, ev.key, ev.versionId ?? '', ev.eTag ?? '', ev.sequencer ?? ''].join('\n');
+  return `${stamp}-${createHash('sha256').update(identity).digest('hex').slice(0, 10)}`;
+}
+
+function rejectionFor(name: string): string | undefined {
+  const ext = /\.[^./]+$/.exec(name)?.[0]?.toLowerCase() ?? '';
+  if ((SUPPORTED_EXTENSIONS as readonly string[]).includes(ext)) return undefined;
+  if (ext === '.xls') {
+    return `${name} is an Excel 97-2003 workbook (.xls), which is not supported. Open it in Excel, choose File > Save As > Excel Workbook (.xlsx), and upload the .xlsx file.`;
+  }
+  if (ext === '') {
+    return `${name} has no file extension. Upload an Excel workbook (.xlsx) or a CSV/TSV file (.csv, .tsv) named accordingly.`;
+  }
+  return `${name} is a ${ext} file, which this pipeline cannot read. Upload an Excel workbook (.xlsx) or a CSV/TSV file (.csv, .tsv).`;
+}
+
+export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated): Promise<IntakeOutcome> {
+  const m = /^intake\/([^/]+)\/(.+)$/.exec(ev.key);
+  if (!m) return { action: 'ignored', why: `${ev.key} is not under intake/<pipeline>/` };
+  if (ev.key.endsWith('/')) return { action: 'ignored', why: `${ev.key} is a folder marker` };
+  const [, folder, rest] = m as unknown as [string, string, string];
+  const inputName = rest.split('/').pop() ?? rest;
+  const runId = runIdFor(ev);
+  const now = nowOf(deps);
+  const log = deps.log.child({ runId, pipeline: folder, key: ev.key });
+  const pipeline = findPipeline(deps.config, folder);
+  const expiresAt = Math.floor(now / 1000) + deps.config.runRetentionDays * 86_400;
+
+  if (!pipeline) {
+    const known = deps.config.pipelines.map((p) => `intake/${p.name}/`).join(', ');
+    const reason = `The file was uploaded to intake/${folder}/, but there is no pipeline named "${folder}". Upload it to one of: ${known}.`;
+    log.warn('upload to an unknown pipeline folder', { known });
+    // A failed run record keeps the history; operators (if configured) get the email.
+    const created = await deps.table.createRun({
+      runId,
+      pipeline: folder,
+      inputKey: ev.key,
+      inputName,
+      status: 'FAILED',
+      sender: deps.config.sender,
+      createdAt: now,
+      finishedAt: now,
+      error: reason,
+      expiresAt,
+    });
+    if (!created) return { action: 'duplicate', runId };
+    const run = (await deps.table.getRun(runId))!;
+    await failRun(deps, run, { reason, cleanup: false, recipients: deps.config.operatorRecipients });
+    return { action: 'rejected', runId, reason };
+  }
+
+  const run: RunRecord = {
+    runId,
+    pipeline: pipeline.name,
+    inputKey: ev.key,
+    inputName,
+    status: 'STARTED',
+    config: pipeline,
+    sender: deps.config.sender,
+    createdAt: now,
+    expiresAt,
+  };
+  const created = await deps.table.createRun(run);
+  if (!created) {
+    const existing = await deps.table.getRun(runId);
+    if (existing?.steps?.split !== undefined || existing?.status !== 'STARTED') {
+      log.info('duplicate intake event; run exists already', { status: existing?.status });
+      return { action: 'duplicate', runId };
+    }
+    // The run was opened but split was never submitted (an earlier attempt failed): carry on.
+  }
+
+  const rejection = rejectionFor(inputName);
+  if (rejection) {
+    await failRun(deps, run, { reason: rejection, cleanup: false });
+    return { action: 'rejected', runId, reason: rejection };
+  }
+
+  if (!(await deps.table.claimStep(runId, 'split', 'submitting'))) return { action: 'duplicate', runId };
+  try {
+    const { jobId } = await deps.jobs.submit({
+      name: jobName(pipeline.name, 'split', runId),
+      stage: 'split',
+      runId,
+      pipeline: pipeline.name,
+      compute: pipeline.compute,
+    });
+    await deps.table.setStep(runId, 'split', jobId);
+    log.info('run opened; split submitted', { jobId, size: ev.size });
+    return { action: 'started', runId, jobId };
+  } catch (err) {
+    await deps.table.releaseStep(runId, 'split');
+    log.error('could not submit split; the event will be retried', { error: errorMessage(err) });
+    throw err;
+  }
+}

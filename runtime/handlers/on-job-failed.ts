@@ -1,0 +1,79 @@
+/**
+ * on-job-failed: AWS Batch reported a job FAILED (after its retries). Ends the run as FAILED with
+ * a reason a person can act on, emails the recipients once, and starts cleanup once. A failure
+ * of cleanup itself after a successful run leaves the run SUCCEEDED (the results were delivered).
+ */
+import { ExitCode } from '../errors';
+import type { Stage } from '../model';
+import { STAGES } from '../model';
+import { failRun } from './fail-run';
+import type { HandlerDeps } from './deps';
+
+/** The parts of an EventBridge "Batch Job State Change" detail this handler reads. */
+export interface BatchJobFailedDetail {
+  jobName: string;
+  jobId: string;
+  status: string;
+  statusReason?: string;
+  parameters?: Record<string, string>;
+  container?: { exitCode?: number; reason?: string };
+  attempts?: Array<{ container?: { exitCode?: number; reason?: string }; statusReason?: string }>;
+  arrayProperties?: { index?: number; size?: number };
+}
+
+export type JobFailedOutcome = { action: 'failed-run'; runId: string } | { action: 'ignored'; why: string };
+
+const STAGE_LABEL: Record<Stage, string> = {
+  split: 'reading and splitting the file',
+  fanout: 'processing the work items',
+  consolidate: 'writing the result workbook',
+  cleanup: 'cleaning up',
+};
+
+const EXIT_TEXT: Record<number, string> = {
+  [ExitCode.BAD_INPUT]: 'the input file cannot be used',
+  [ExitCode.BAD_CONFIG]: 'the job is misconfigured (environment or pipeline config); tell the platform team',
+  [ExitCode.STORAGE]: 'the storage bucket could not be read or written',
+  [ExitCode.TABLE]: 'the run table could not be read or written',
+  [ExitCode.MAIL]: 'the mail service refused the message',
+  [ExitCode.INTERNAL]: 'an unexpected error in the job (a bug); tell the platform team',
+  137: 'the job ran out of memory or was killed',
+  143: 'the job was stopped (for example its host was reclaimed) too many times',
+};
+
+export function describeJobFailure(d: BatchJobFailedDetail, stage: Stage | undefined): string {
+  const last = d.attempts?.[d.attempts.length - 1];
+  const exitCode = d.container?.exitCode ?? last?.container?.exitCode;
+  const why = [d.statusReason, d.container?.reason ?? last?.container?.reason].filter(Boolean).join('; ');
+  const what = stage ? STAGE_LABEL[stage] : `job ${d.jobName}`;
+  const where = d.arrayProperties?.index !== undefined ? ` (chunk ${d.arrayProperties.index})` : '';
+  const tries = d.attempts && d.attempts.length > 0 ? ` after ${d.attempts.length} attempt(s)` : '';
+  if (why && /array child/i.test(why) && exitCode === undefined) {
+    return `The step "${what}" failed: at least one chunk failed after all its attempts. Upload the file again to retry; if it fails again, forward this email to the platform team.`;
+  }
+  const cause = exitCode !== undefined ? (EXIT_TEXT[exitCode] ?? `exit code ${exitCode}`) : why || 'no reason given';
+  return `The step "${what}"${where} failed${tries}: ${cause}${why && exitCode !== undefined ? ` (${why})` : ''}. Upload the file again to retry; if it fails again, forward this email to the platform team.`;
+}
+
+export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail): Promise<JobFailedOutcome> {
+  if (d.status !== 'FAILED') return { action: 'ignored', why: `status ${d.status}` };
+  const runId = d.parameters?.runId;
+  const stageParam = d.parameters?.stage;
+  const stage = (STAGES as readonly string[]).includes(stageParam ?? '') ? (stageParam as Stage) : undefined;
+  if (!runId) return { action: 'ignored', why: `job ${d.jobName} has no runId parameter` };
+  const run = await deps.table.getRun(runId);
+  if (!run) return { action: 'ignored', why: `no run ${runId}` };
+  const log = deps.log.child({ runId, pipeline: run.pipeline, jobId: d.jobId, stage });
+  if (d.statusReason && /dependent job/i.test(d.statusReason)) {
+    // The job that failed first sends its own event, with the real reason; act on that one.
+    return { action: 'ignored', why: `job ${d.jobName} only failed because a job it depends on failed` };
+  }
+  if (run.status === 'SUCCEEDED') {
+    log.warn('a job failed after the run succeeded; results were delivered', { statusReason: d.statusReason });
+    return { action: 'ignored', why: `run ${runId} had succeeded` };
+  }
+  // The run's own error (e.g. split's input error) beats the job's generic status.
+  const reason = run.error ?? describeJobFailure(d, stage);
+  await failRun(deps, run, { reason, cleanup: stage !== 'cleanup' });
+  return { action: 'failed-run', runId };
+}

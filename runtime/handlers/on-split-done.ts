@@ -1,0 +1,63 @@
+/**
+ * on-split-done: split announced the run's chunks. Submits fan-out (an array job, one child per
+ * chunk; a plain job for one chunk), consolidate depending on it, and cleanup depending on that.
+ * The chain is claimed once per run, so a duplicated message submits nothing twice.
+ */
+import { errorMessage } from '../errors';
+import type { SplitDoneMessage } from '../ports';
+import { jobName, type HandlerDeps } from './deps';
+
+export type SplitDoneOutcome =
+  | { action: 'submitted'; fanout: string; consolidate: string; cleanup: string }
+  | { action: 'duplicate' }
+  | { action: 'ignored'; why: string };
+
+export async function handleSplitDone(deps: HandlerDeps, msg: SplitDoneMessage): Promise<SplitDoneOutcome> {
+  const log = deps.log.child({ runId: msg.runId, pipeline: msg.pipeline });
+  const run = await deps.table.getRun(msg.runId);
+  if (!run) return { action: 'ignored', why: `no run ${msg.runId}` };
+  if (run.status === 'FAILED' || run.status === 'SUCCEEDED') {
+    return { action: 'ignored', why: `run ${msg.runId} has ended (${run.status})` };
+  }
+  if (!run.config) return { action: 'ignored', why: `run ${msg.runId} has no pipeline` };
+  const chunks = run.counts?.chunks ?? msg.chunks;
+  if (!Number.isInteger(chunks) || chunks < 1) return { action: 'ignored', why: `run ${msg.runId} has no chunks` };
+  if (!(await deps.table.claimStep(msg.runId, 'chain', 'submitting'))) {
+    log.info('duplicate split-done message');
+    return { action: 'duplicate' };
+  }
+  const base = { runId: run.runId, pipeline: run.pipeline, compute: run.config.compute };
+  try {
+    const fanout = await deps.jobs.submit({
+      ...base,
+      name: jobName(run.pipeline, 'fanout', run.runId),
+      stage: 'fanout',
+      arraySize: chunks > 1 ? chunks : undefined,
+    });
+    await deps.table.setStep(run.runId, 'fanout', fanout.jobId);
+    const consolidate = await deps.jobs.submit({
+      ...base,
+      name: jobName(run.pipeline, 'consolidate', run.runId),
+      stage: 'consolidate',
+      dependsOn: [fanout.jobId],
+    });
+    await deps.table.setStep(run.runId, 'consolidate', consolidate.jobId);
+    const cleanup = await deps.jobs.submit({
+      ...base,
+      name: jobName(run.pipeline, 'cleanup', run.runId),
+      stage: 'cleanup',
+      dependsOn: [consolidate.jobId],
+    });
+    await deps.table.setStep(run.runId, 'cleanup', cleanup.jobId);
+    await deps.table.setStep(run.runId, 'chain', 'submitted');
+    await deps.table.updateRun(run.runId, { status: 'FANNING_OUT' }, { statusIn: ['STARTED', 'SPLITTING'] });
+    log.info('fan-out, consolidate and cleanup submitted', { chunks, fanout: fanout.jobId });
+    return { action: 'submitted', fanout: fanout.jobId, consolidate: consolidate.jobId, cleanup: cleanup.jobId };
+  } catch (err) {
+    // Jobs already submitted keep running; only an untouched chain may be claimed again.
+    const current = await deps.table.getRun(run.runId);
+    if (current?.steps?.fanout === undefined) await deps.table.releaseStep(run.runId, 'chain');
+    log.error('could not submit the job chain', { error: errorMessage(err) });
+    throw err;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The emails people read: the result of a run, and the failure of one. Plain text first
+ * (every client shows it), with the facts a reader needs and what to do next.
+ */
+import type { MailAttachment, MailMessage } from '../ports';
+import type { RunRecord } from '../model';
+
+const fmt = (n: number | undefined) => (n ?? 0).toLocaleString('en-US');
+
+function when(ms: number | undefined): string {
+  return ms === undefined ? '-' : new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+function duration(from: number, to: number | undefined): string {
+  if (to === undefined) return '-';
+  const s = Math.max(0, Math.round((to - from) / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0 ? `${h} h ${m} min` : m > 0 ? `${m} min ${sec} s` : `${sec} s`;
+}
+
+export function resultSubject(run: RunRecord): string {
+  const c = run.counts ?? {};
+  const failed = c.failed ?? 0;
+  const state = failed > 0 ? `${fmt(c.succeeded)} done, ${fmt(failed)} failed` : `all ${fmt(c.succeeded)} done`;
+  return `[batch-fanout] ${run.pipeline}: ${run.inputName} - ${state}`;
+}
+
+export interface ResultMailOptions {
+  run: RunRecord;
+  to: string[];
+  /** The workbook, when it fits the mail service's size limit. */
+  attachment?: MailAttachment;
+  /** A time-limited link, when it does not (or in addition). */
+  link?: { url: string; expiresInDays: number };
+  /** Result files by object key, for the record. */
+  resultKeys: string[];
+  bucket: string;
+  truncatedSheets?: string[];
+}
+
+export function resultMail(o: ResultMailOptions): MailMessage {
+  const { run } = o;
+  const c = run.counts ?? {};
+  const lines = [
+    `Your file ${run.inputName} has been processed by the ${run.pipeline} pipeline.`,
+    '',
+    `  Rows read:        ${fmt(c.rows)}`,
+    `  Work items:       ${fmt(c.items)}`,
+    `  Succeeded:        ${fmt(c.succeeded)}`,
+    `  Failed:           ${fmt(c.failed)}`,
+    `  Retried calls:    ${fmt(c.retries)}`,
+    `  Started:          ${when(run.createdAt)}`,
+    `  Finished:         ${when(run.finishedAt)}`,
+    `  Took:             ${duration(run.createdAt, run.finishedAt)}`,
+    `  Run id:           ${run.runId}`,
+    '',
+  ];
+  if ((c.failed ?? 0) > 0) {
+    lines.push(
+      `${fmt(c.failed)} item(s) could not be processed; the "Errors" sheet lists each with its row and the reason.`,
+      'Fix those rows and upload them again as a new file if you need them.',
+      '',
+    );
+  }
+  if (o.attachment) lines.push(`The results are attached (${o.attachment.filename}).`);
+  if (o.link) {
+    lines.push(
+      o.attachment ? 'You can also download them here:' : 'The results are too large to attach; download them here:',
+      o.link.url,
+      `(the link works for ${o.link.expiresInDays} days)`,
+    );
+  }
+  if (o.truncatedSheets && o.truncatedSheets.length > 0) {
+    lines.push(
+      '',
+      `Sheet(s) ${o.truncatedSheets.join(', ')} had more rows than Excel can show; the workbook holds the first 1,048,575 and a CSV file with every row is stored beside it.`,
+    );
+  }
+  lines.push('', `Stored as: ${o.resultKeys.map((k) => `s3://${o.bucket}/${k}`).join(', ')}`);
+  return {
+    from: run.sender,
+    to: o.to,
+    subject: resultSubject(run),
+    text: lines.join('\n'),
+    attachments: o.attachment ? [o.attachment] : undefined,
+  };
+}
+
+export interface FailureMailOptions {
+  from: string;
+  to: string[];
+  pipeline: string;
+  inputName: string;
+  runId: string;
+  reason: string;
+  /** What was already done (kept), if anything. */
+  progress?: string;
+}
+
+export function failureSubject(pipeline: string, inputName: string): string {
+  return `[batch-fanout] FAILED ${pipeline}: ${inputName}`;
+}
+
+export function failureMail(o: FailureMailOptions): MailMessage {
+  const lines = [
+    `Your file ${o.inputName} could not be processed by the ${o.pipeline} pipeline.`,
+    '',
+    'What went wrong:',
+    ...o.reason.split('\n').map((l) => `  ${l}`),
+    '',
+  ];
+  if (o.progress) lines.push(o.progress, '');
+  lines.push(
+    'Nothing was reported as done for this file. Once the problem is fixed, upload the file again;',
+    'a new upload starts a new run.',
+    '',
+    `Run id: ${o.runId}`,
+  );
+  return { from: o.from, to: o.to, subject: failureSubject(o.pipeline, o.inputName), text: lines.join('\n') };
+}
