@@ -1,0 +1,256 @@
+/**
+ * The HTTP client of fan-out tasks: one undici Agent per process, `connections` keep-alive sockets
+ * per origin, no pipelining (one request at a time per socket, so a slow answer never holds up
+ * another), a per-request timeout covering connect, queueing, headers and body.
+ *
+ * `request` only turns transport failures into TransientError; `requestJson` also classifies the
+ * status the way the retry policy needs it (see its TSDoc). Error messages name the method and the
+ * URL with userinfo removed and secret-looking query values masked, never request headers.
+ */
+import { STATUS_CODES } from 'node:http';
+import { Agent, errors as undiciErrors } from 'undici';
+import { PermanentError, TransientError, errorMessage } from '../errors';
+import { abortReason } from '../retry';
+
+export interface HttpRequest {
+  method: string;
+  url: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Whole request: waiting for a socket, connecting, sending, headers and body. */
+  timeoutMs: number;
+  /** Caller's cancellation (shutdown); the request rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface HttpResponse {
+  status: number;
+  /** Lower-case names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface HttpClientOptions {
+  /** Sockets per origin (the task's concurrency). */
+  connections: number;
+  /** Idle time after which a kept-alive socket is closed (the server's Keep-Alive hint wins when shorter). @default 30000 */
+  keepAliveTimeoutMs?: number;
+  /** Largest response body read; a larger one fails the request (PermanentError). @default 8 MiB */
+  maxResponseBytes?: number;
+}
+
+const EXCERPT_CHARS = 200;
+
+/** Transport error codes, and how a person would call them. */
+const TRANSPORT_CAUSES: Record<string, string> = {
+  ECONNRESET: 'connection reset',
+  ECONNREFUSED: 'connection refused',
+  ECONNABORTED: 'connection aborted',
+  EPIPE: 'connection closed while sending',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENETDOWN: 'network down',
+  EAI_AGAIN: 'DNS lookup failed (temporary)',
+  ENOTFOUND: 'DNS lookup failed (host not found)',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the response headers',
+  UND_ERR_BODY_TIMEOUT: 'timed out reading the response body',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_DESTROYED: 'connection destroyed',
+  UND_ERR_INFO: 'connection error',
+};
+
+export class HttpClient {
+  private readonly agent: Agent;
+  private readonly maxResponseBytes: number;
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: HttpClientOptions) {
+    if (!Number.isInteger(opts.connections) || opts.connections < 1) {
+      throw new RangeError(`connections must be a whole number >= 1, got ${opts.connections}`);
+    }
+    this.maxResponseBytes = opts.maxResponseBytes ?? 8 * 1024 * 1024;
+    this.agent = new Agent({
+      connections: opts.connections,
+      pipelining: 1,
+      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+      keepAliveMaxTimeout: Math.max(opts.keepAliveTimeoutMs ?? 30_000, 600_000),
+    });
+  }
+
+  /** Transport failures (timeout, reset, refused, DNS) -> TransientError naming the cause. Statuses are not classified. */
+  async request(req: HttpRequest): Promise<HttpResponse> {
+    const where = `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
+    let url: URL;
+    try {
+      url = new URL(req.url);
+    } catch {
+      throw new PermanentError(`invalid URL in ${where}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new PermanentError(`unsupported URL scheme "${url.protocol}" in ${where}`);
+    }
+    if (req.signal?.aborted) throw abortReason(req.signal);
+
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, req.timeoutMs);
+    const onCallerAbort = () => controller.abort();
+    req.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    try {
+      const res = await this.agent.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method: req.method.toUpperCase() as 'GET',
+        headers: req.headers,
+        body: req.body,
+        signal: controller.signal,
+        headersTimeout: req.timeoutMs,
+        bodyTimeout: req.timeoutMs,
+      });
+      const body = await readBody(res.body, this.maxResponseBytes, where);
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(res.headers)) {
+        if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+      }
+      return { status: res.statusCode, headers, body };
+    } catch (err) {
+      if (req.signal?.aborted) throw abortReason(req.signal);
+      if (timedOut) throw new TransientError(`timed out after ${req.timeoutMs} ms: ${where}`);
+      if (err instanceof PermanentError || err instanceof TransientError) throw err;
+      if (err instanceof undiciErrors.InvalidArgumentError) {
+        throw new PermanentError(`invalid request ${where}: ${errorMessage(err)}`);
+      }
+      throw new TransientError(`${transportCause(err)}: ${where}`);
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onCallerAbort);
+    }
+  }
+
+  /**
+   * request + classification: 2xx -> parsed JSON (an empty body is null; unparseable ->
+   * TransientError); 408/425/429/5xx -> TransientError with retryAfterMs from Retry-After (seconds or
+   * HTTP date); 3xx (redirects are not followed), 404 and other 4xx -> PermanentError
+   * "HTTP 404 Not Found from <method> <url-without-query-secrets>: <short body excerpt>".
+   */
+  async requestJson(req: HttpRequest): Promise<unknown> {
+    const res = await this.request(req);
+    const where = `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
+    const statusLine = `HTTP ${res.status}${reasonPhrase(res.status) ? ` ${reasonPhrase(res.status)}` : ''}`;
+    const excerpt = bodyExcerpt(res.body);
+    const message = `${statusLine} from ${where}${excerpt ? `: ${excerpt}` : ''}`;
+    if (res.status >= 200 && res.status < 300) {
+      if (res.body.trim() === '') return null;
+      try {
+        return JSON.parse(res.body) as unknown;
+      } catch {
+        throw new TransientError(`unparseable JSON in ${statusLine} from ${where}${excerpt ? `: ${excerpt}` : ''}`);
+      }
+    }
+    if (isTransientStatus(res.status)) {
+      throw new TransientError(message, parseRetryAfter(res.headers['retry-after']));
+    }
+    throw new PermanentError(message);
+  }
+
+  /** Closes the sockets once the requests in flight have finished. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= this.agent.close();
+    return this.closing;
+  }
+}
+
+export function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 425 || status === 429 || (status >= 500 && status <= 599);
+}
+
+/**
+ * Retry-After as milliseconds from `now`: delta-seconds ("120", "1.5") or an HTTP date
+ * ("Wed, 21 Oct 2015 07:28:00 GMT"; a date in the past is 0). Anything else is undefined.
+ */
+export function parseRetryAfter(value: string | undefined, now: number = Date.now()): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (v === '') return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  if (!/[a-z]/i.test(v)) return undefined; // "-5", "1e3": not a delay and not a date
+  const at = Date.parse(v);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now);
+}
+
+const SECRET_QUERY_NAMES =
+  /^(.*[-_.]?)?(token|key|apikey|secret|password|passwd|pwd|signature|sig|auth|authorization|credential|credentials|session)$/i;
+
+/** The URL as error messages show it: no userinfo, no fragment, secret-looking query values masked. */
+export function describeUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return '(invalid URL)';
+  }
+  url.username = '';
+  url.password = '';
+  url.hash = '';
+  if (url.search) {
+    const parts = url.search
+      .slice(1)
+      .split('&')
+      .map((pair) => {
+        const eq = pair.indexOf('=');
+        if (eq < 0) return pair;
+        let name = pair.slice(0, eq);
+        try {
+          name = decodeURIComponent(name.replace(/\+/g, ' '));
+        } catch {
+          // keep the raw name
+        }
+        return SECRET_QUERY_NAMES.test(name) ? `${pair.slice(0, eq)}=***` : pair;
+      });
+    url.search = parts.join('&');
+  }
+  return url.toString();
+}
+
+function reasonPhrase(status: number): string {
+  return STATUS_CODES[status] ?? '';
+}
+
+function bodyExcerpt(body: string): string {
+  const flat = body.replace(/\s+/g, ' ').trim();
+  return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}...` : flat;
+}
+
+function transportCause(err: unknown): string {
+  // undici wraps socket errors; the code that names the cause may sit on the error or its cause.
+  // The deepest known code is the most precise ("other side closed" caused by ECONNRESET).
+  let found: string | undefined;
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && code in TRANSPORT_CAUSES) found = code;
+  }
+  if (found === undefined) return `request failed (${errorMessage(err)})`;
+  const cause = TRANSPORT_CAUSES[found];
+  return found.startsWith('UND_ERR') ? cause : `${cause} (${found})`;
+}
+
+async function readBody(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }, max: number, where: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) {
+      body.destroy();
+      throw new PermanentError(`response body larger than ${max} bytes from ${where}`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
