@@ -1,0 +1,201 @@
+/**
+ * ObjectStore on Amazon S3 (SDK v3). The same code talks to s3rver in a local run.
+ *
+ * Streams are uploaded in parts (at most `queueSize * partSize` bytes in memory), deletes go in
+ * batches of 1,000 keys with a few requests in flight, and every SDK failure becomes a
+ * StorageError (exit code STORAGE) naming the operation, bucket and key, except a missing object
+ * on read, which is an ObjectNotFoundError.
+ */
+import type { Readable } from 'node:stream';
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  paginateListObjectsV2,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { ExitCode, ObjectNotFoundError, StorageError, errorMessage } from '../errors';
+import type { ObjectInfo, ObjectStore } from '../ports';
+
+/** Keys per DeleteObjects request (the S3 maximum). */
+export const DELETE_BATCH_SIZE = 1000;
+/** DeleteObjects requests in flight at once. */
+const DELETE_CONCURRENCY = 4;
+/** Multipart upload: part size and parts in flight (memory is bounded by their product). */
+const UPLOAD_PART_SIZE = 8 * 1024 * 1024;
+const UPLOAD_QUEUE_SIZE = 4;
+
+export interface S3ObjectStoreOptions {
+  /** Part size of streamed uploads, bytes (S3 minimum 5 MiB). @default 8 MiB */
+  partSize?: number;
+  /** Parts uploaded at once. @default 4 */
+  queueSize?: number;
+}
+
+interface SdkError {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as SdkError | undefined)?.$metadata?.httpStatusCode;
+}
+
+function errorName(err: unknown): string | undefined {
+  return (err as SdkError | undefined)?.name;
+}
+
+/** A missing object (not a missing bucket, which is a storage failure). */
+function isObjectMissing(err: unknown): boolean {
+  const name = errorName(err);
+  if (name === 'NoSuchBucket') return false;
+  return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
+}
+
+export class S3ObjectStore implements ObjectStore {
+  private readonly partSize: number;
+  private readonly queueSize: number;
+
+  constructor(
+    private readonly client: S3Client,
+    readonly bucket: string,
+    opts: S3ObjectStoreOptions = {},
+  ) {
+    this.partSize = opts.partSize ?? UPLOAD_PART_SIZE;
+    this.queueSize = opts.queueSize ?? UPLOAD_QUEUE_SIZE;
+  }
+
+  async put(key: string, body: string | Uint8Array | Readable, opts: { contentType?: string } = {}): Promise<void> {
+    const params = { Bucket: this.bucket, Key: key, Body: body, ContentType: opts.contentType };
+    try {
+      if (typeof body === 'string' || body instanceof Uint8Array) {
+        await this.client.send(new PutObjectCommand({ ...params, Body: body }));
+      } else {
+        const upload = new Upload({
+          client: this.client,
+          params,
+          partSize: this.partSize,
+          queueSize: this.queueSize,
+          leavePartsOnError: false,
+        });
+        await upload.done();
+      }
+    } catch (err) {
+      throw this.failure('PutObject', key, err);
+    }
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!res.Body) throw new Error('response has no body');
+      return res.Body as Readable;
+    } catch (err) {
+      throw this.readFailure('GetObject', key, err);
+    }
+  }
+
+  async getBytes(key: string): Promise<Buffer> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!res.Body) throw new Error('response has no body');
+      return Buffer.from(await res.Body.transformToByteArray());
+    } catch (err) {
+      throw this.readFailure('GetObject', key, err);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const res = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { key, size: res.ContentLength ?? 0 };
+    } catch (err) {
+      if (isObjectMissing(err)) return undefined;
+      throw this.failure('HeadObject', key, err);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    try {
+      const pages = paginateListObjectsV2({ client: this.client }, { Bucket: this.bucket, Prefix: prefix });
+      for await (const page of pages) {
+        for (const obj of page.Contents ?? []) {
+          if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0 };
+        }
+      }
+    } catch (err) {
+      throw this.failure('ListObjectsV2', `${prefix}*`, err);
+    }
+  }
+
+  async deleteMany(keys: string[]): Promise<void> {
+    const batches: string[][] = [];
+    for (let i = 0; i < keys.length; i += DELETE_BATCH_SIZE) batches.push(keys.slice(i, i + DELETE_BATCH_SIZE));
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < batches.length) {
+        const batch = batches[next++]!;
+        await this.deleteBatch(batch);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, batches.length) }, worker));
+  }
+
+  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+    try {
+      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        expiresIn: expiresInSeconds,
+      });
+    } catch (err) {
+      throw this.failure('presign GetObject', key, err);
+    }
+  }
+
+  private async deleteBatch(batch: string[]): Promise<void> {
+    let res;
+    try {
+      res = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+    } catch (err) {
+      throw this.failure('DeleteObjects', `${batch[0]} (and ${batch.length - 1} more)`, err);
+    }
+    const errors = res.Errors ?? [];
+    if (errors.length > 0) {
+      const shown = errors
+        .slice(0, 10)
+        .map((e) => `${e.Key}: ${e.Code ?? 'error'}${e.Message ? ` (${e.Message})` : ''}`)
+        .join('; ');
+      const more = errors.length > 10 ? `; and ${errors.length - 10} more` : '';
+      throw new StorageError(
+        `S3 DeleteObjects in bucket ${this.bucket} failed for ${errors.length} of ${batch.length} keys: ${shown}${more}`,
+        ExitCode.STORAGE,
+      );
+    }
+  }
+
+  private readFailure(operation: string, key: string, err: unknown): Error {
+    if (isObjectMissing(err)) return new ObjectNotFoundError(key);
+    return this.failure(operation, key, err);
+  }
+
+  private failure(operation: string, key: string, err: unknown): Error {
+    if (err instanceof StorageError || err instanceof ObjectNotFoundError) return err;
+    const status = httpStatus(err);
+    const name = errorName(err);
+    const detail = [name && name !== 'Error' ? name : undefined, status ? `HTTP ${status}` : undefined]
+      .filter(Boolean)
+      .join(', ');
+    return new StorageError(
+      `S3 ${operation} of s3://${this.bucket}/${key} failed${detail ? ` (${detail})` : ''}: ${errorMessage(err)}`,
+      ExitCode.STORAGE,
+      { cause: err },
+    );
+  }
+}
