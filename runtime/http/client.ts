@@ -16,7 +16,7 @@ export interface HttpRequest {
   method: string;
   url: string;
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Uint8Array;
   /** Whole request: waiting for a socket, connecting, sending, headers and body. */
   timeoutMs: number;
   /** Caller's cancellation (shutdown); the request rejects with the signal's reason. */
