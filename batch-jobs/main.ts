@@ -1,0 +1,149 @@
+/**
+ * The job container's entry point: `node --import tsx batch-jobs/main.ts <stage>`, with stage one
+ * of split | fanout | consolidate | cleanup. Reads its environment once (runtime/env.ts), builds
+ * the ports, runs the stage and exits with a code that tells Batch whether a retry can help
+ * (runtime/errors.ts ExitCode).
+ */
+import { tmpdir } from 'node:os';
+import { createAwsClients } from '../runtime/adapters/clients';
+import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
+import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
+import { SesMailer } from '../runtime/adapters/ses-mailer';
+import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
+import { ConfigError } from '../runtime/config/schema';
+import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
+import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError } from '../runtime/errors';
+import { createLogger, type Logger } from '../runtime/log';
+import { STAGES, type Stage } from '../runtime/model';
+import type { SplitDoneNotifier } from '../runtime/ports';
+import { runCleanup } from './stages/cleanup';
+import { runConsolidate } from './stages/consolidate';
+import type { ProgressReport, StageContext } from './stages/context';
+import { runFanout } from './stages/fanout';
+import { runSplit } from './stages/split';
+import { createTask, describeTaskOutput } from './tasks';
+
+
+/** Messages a local run's job runner receives from a stage over IPC. */
+export type StageIpcMessage =
+  | { type: 'split-done'; message: import('../runtime/ports').SplitDoneMessage }
+  | { type: 'progress'; report: ProgressReport };
+
+function ipcNotifier(): SplitDoneNotifier {
+  return {
+    publishSplitDone: async (message) => {
+      const send = process.send?.bind(process);
+      if (!send) throw new EnvironmentError('FANOUT_EVENTS=ipc but this process has no IPC channel to a parent');
+      await new Promise<void>((resolve, reject) =>
+        send({ type: 'split-done', message } satisfies StageIpcMessage, undefined, {}, (err) => (err ? reject(err) : resolve())),
+      );
+    },
+  };
+}
+
+function ipcProgress(): ((r: ProgressReport) => void) | undefined {
+  if (!process.send) return undefined;
+  let last = 0;
+  return (report) => {
+    const now = Date.now();
+    if (now - last < 200 && report.done < report.total) return;
+    last = now;
+    process.send?.({ type: 'progress', report } satisfies StageIpcMessage);
+  };
+}
+
+export function exitCodeFor(err: unknown): number {
+  if (err instanceof InputError) return ExitCode.BAD_INPUT;
+  if (err instanceof EnvironmentError || err instanceof ConfigError) return ExitCode.BAD_CONFIG;
+  if (err instanceof StorageError) return err.exitCode;
+  return ExitCode.INTERNAL;
+}
+
+export async function main(argv: string[], env: Env): Promise<number> {
+  const stage = argv[0] as Stage;
+  const log: Logger = createLogger({ fields: { stage } });
+  if (!(STAGES as readonly string[]).includes(stage)) {
+    log.error(`unknown stage "${argv[0] ?? ''}"; expected one of ${STAGES.join(', ')}`);
+    return ExitCode.BAD_CONFIG;
+  }
+  let ctx: StageContext;
+  const abort = new AbortController();
+  try {
+    const clients = createAwsClients(env);
+    const runId = requireEnv(env, 'FANOUT_RUN_ID', 'the run id, set by the handler that submitted the job');
+    const notifier: SplitDoneNotifier =
+      env.FANOUT_EVENTS === 'ipc'
+        ? ipcNotifier()
+        : stage === 'split'
+          ? new SnsSplitDoneNotifier(clients.sns, requireEnv(env, 'FANOUT_SPLIT_DONE_TOPIC_ARN', 'the split-done SNS topic ARN'))
+          : { publishSplitDone: async () => { throw new Error('only split announces'); } };
+    const maxMessageBytes = optionalIntEnv(env, 'FANOUT_MAIL_MAX_BYTES', 40 * 1024 * 1024, 1024);
+    ctx = {
+      runId,
+      store: new S3ObjectStore(clients.s3, requireEnv(env, 'FANOUT_BUCKET', 'the pipeline bucket name')),
+      table: new DynamoRunTable(clients.dynamo, requireEnv(env, 'FANOUT_TABLE', 'the run table name')),
+      mailer: new SesMailer(clients.ses, { maxMessageBytes }),
+      notifier,
+      log: log.child({ runId }),
+      env,
+      arrayIndex: optionalIntEnv(env, 'AWS_BATCH_JOB_ARRAY_INDEX', 0),
+      attempt: optionalIntEnv(env, 'AWS_BATCH_JOB_ATTEMPT', 1, 1),
+      tmpDir: env.FANOUT_TMP_DIR ?? tmpdir(),
+      signal: abort.signal,
+      progress: ipcProgress(),
+      resultLinkDays: optionalIntEnv(env, 'FANOUT_RESULT_LINK_DAYS', 7, 1),
+    };
+  } catch (err) {
+    log.error('cannot start: bad environment', { error: errorMessage(err) });
+    return exitCodeFor(err);
+  }
+  const onTerm = () => {
+    ctx.log.warn('termination signal: saving progress and stopping');
+    abort.abort(new Error('terminated'));
+  };
+  process.once('SIGTERM', onTerm);
+  process.once('SIGINT', onTerm);
+  try {
+    switch (stage) {
+      case 'split':
+        await runSplit(ctx);
+        break;
+      case 'fanout':
+        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env, concurrency: p.concurrency }) });
+        break;
+      case 'consolidate':
+        await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(run.config!.task) });
+        break;
+      case 'cleanup':
+        await runCleanup(ctx);
+        break;
+    }
+    return ExitCode.OK;
+  } catch (err) {
+    const code = exitCodeFor(err);
+    ctx.log.error(`${stage} failed`, { error: errorMessage(err), exitCode: code });
+    if (err instanceof InputError) {
+      // Bad input is final: record the reason a person can act on; on-job-failed emails it.
+      await ctx.table
+        .updateRun(ctx.runId, { status: 'FAILED', error: err.message, finishedAt: Date.now() }, {
+          statusIn: ['STARTED', 'SPLITTING', 'FANNING_OUT', 'CONSOLIDATING'],
+        })
+        .catch((e: unknown) => ctx.log.error('could not record the input error', { error: errorMessage(e) }));
+    }
+    return code;
+  }
+}
+
+const isEntry = process.argv[1] !== undefined && /batch-jobs[/\\]main\.(ts|js|mjs)$/.test(process.argv[1]);
+if (isEntry) {
+  main(process.argv.slice(2), process.env).then(
+    (code) => {
+      process.exitCode = code;
+      if (process.send) process.disconnect?.();
+    },
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = ExitCode.INTERNAL;
+    },
+  );
+}

@@ -1,0 +1,196 @@
+/**
+ * consolidate: streams every item, chunk by chunk in input order, joined with its outcome, into
+ * the result workbook (Results, Errors, an item sheet when the task has one, Summary); uploads it
+ * to `results/<pipeline>/`; emails it (attached when it fits the mail service's limit, otherwise
+ * as a presigned link); marks the run SUCCEEDED. Memory holds one chunk's outcomes at a time.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { ColumnType } from '../../runtime/config/schema';
+import { errorMessage } from '../../runtime/errors';
+import { resultMail } from '../../runtime/mail/messages';
+import { keys, type Cell, type ResultLine, type RunRecord, type WorkItem } from '../../runtime/model';
+import { readJsonl } from '../../runtime/records/jsonl';
+import { createResultWorkbook, type WorkbookColumn } from '../../runtime/workbook/result-workbook';
+import type { TaskOutputShape } from '../tasks/task';
+import { nowOf, type StageContext } from './context';
+import { readResultParts } from './fanout';
+
+export interface ConsolidateOptions {
+  describeOutput: (run: RunRecord) => TaskOutputShape;
+}
+
+export interface ConsolidateResult {
+  resultKey: string;
+  extraResultKeys: string[];
+  succeeded: number;
+  failed: number;
+  retries: number;
+  emailed: 'attachment' | 'link' | 'already-sent';
+}
+
+const XLSX_TYPE = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
+
+export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions): Promise<ConsolidateResult> {
+  const run = await ctx.table.getRun(ctx.runId);
+  if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
+  const log = ctx.log.child({ runId: ctx.runId, pipeline: run.pipeline });
+  if (run.status === 'FAILED') throw new Error(`run ${ctx.runId} has failed; nothing to consolidate`);
+  const pipeline = run.config;
+  const chunkCount = run.counts?.chunks ?? 0;
+  const shape = opts.describeOutput(run);
+  const declared = new Map(pipeline.input.columns.map((c) => [c.name, c.type] as const));
+  const inputColumns = run.inputColumns ?? pipeline.input.columns.map((c) => c.name);
+  const inputCols: WorkbookColumn[] = inputColumns.map((name) => ({ name, type: declared.get(name) ?? 'text' }));
+  const taken = new Set(inputColumns);
+  const rowCols: WorkbookColumn[] = shape.rowColumns.map((c) => ({
+    name: taken.has(c.name) ? `${c.name} (result)` : c.name,
+    type: c.type,
+  }));
+  const statusCols: WorkbookColumn[] = [
+    { name: 'Status', type: 'text' },
+    { name: 'Error', type: 'text' },
+    { name: 'Attempts', type: 'integer' },
+  ];
+  const errorCols: WorkbookColumn[] = [
+    { name: 'Rows', type: 'text' },
+    ...(pipeline.input.groupBy ? [{ name: pipeline.input.groupBy, type: 'text' as ColumnType }] : inputCols),
+    { name: 'Error', type: 'text' },
+    { name: 'Attempts', type: 'integer' },
+  ];
+  await ctx.table.updateRun(ctx.runId, { status: 'CONSOLIDATING' }, { statusIn: ['FANNING_OUT', 'CONSOLIDATING'] });
+
+  const tmp = await mkdtemp(join(ctx.tmpDir, 'consolidate-'));
+  try {
+    const resultKey = keys.result(run.pipeline, run.inputName, run.runId);
+    const baseName = basename(resultKey, '.xlsx');
+    const workbook = await createResultWorkbook({
+      dir: tmp,
+      baseName,
+      results: [...inputCols, ...rowCols, ...statusCols],
+      errors: errorCols,
+      itemSheet: shape.itemSheet
+        ? { name: shape.itemSheet.name, columns: [{ name: 'Rows', type: 'text' }, ...shape.itemSheet.columns, ...statusCols] }
+        : undefined,
+      expectedRows: { results: run.counts?.rows, items: run.counts?.items },
+    });
+    let succeeded = 0;
+    let failed = 0;
+    let missing = 0;
+    try {
+      for (let n = 0; n < chunkCount; n++) {
+        const { outcomes } = await readResultParts(ctx, ctx.runId, n);
+        const chunkKey = keys.chunk(ctx.runId, n);
+        for await (const item of readJsonl<WorkItem>(await ctx.store.getStream(chunkKey), chunkKey)) {
+          let outcome: ResultLine | undefined = outcomes.get(item.i);
+          if (!outcome) {
+            // Never drop a record silently: an item without an outcome is reported as failed.
+            missing++;
+            outcome = { i: item.i, s: 'failed', e: 'no outcome was recorded for this item (its fan-out child did not finish it)', a: 0 };
+          }
+          outcome.s === 'done' ? succeeded++ : failed++;
+          const status: Cell[] = [outcome.s, outcome.e ?? null, outcome.a];
+          for (let j = 0; j < item.d.length; j++) {
+            const row = item.d[j]!;
+            const per = outcome.p?.[j];
+            const values: Cell[] = inputColumns.map((c) => row[c] ?? null);
+            for (const c of shape.rowColumns) values.push(per?.[c.name] ?? (shape.itemSheet ? null : (outcome.f?.[c.name] ?? null)));
+            await workbook.addResult([...values, ...status]);
+          }
+          const rows = item.r.join(', ');
+          if (outcome.s === 'failed') {
+            const first = item.d[0] ?? {};
+            const ident: Cell[] = pipeline.input.groupBy
+              ? [item.k ?? (first[pipeline.input.groupBy] as Cell) ?? null]
+              : inputColumns.map((c) => first[c] ?? null);
+            await workbook.addError([rows, ...ident, outcome.e ?? null, outcome.a]);
+          }
+          if (shape.itemSheet) {
+            await workbook.addItem([rows, ...shape.itemSheet.columns.map((c) => outcome.f?.[c.name] ?? null), ...status]);
+          }
+        }
+        ctx.progress?.({ stage: 'consolidate', done: n + 1, total: chunkCount });
+      }
+    } catch (err) {
+      await workbook.abort();
+      throw err;
+    }
+    if (missing > 0) log.warn('items without an outcome were reported as failed', { missing });
+    const chunkRecords = await ctx.table.getChunks(ctx.runId, chunkCount);
+    const retries = chunkRecords.reduce((sum, c) => sum + (c.retries ?? 0), 0);
+    const finishedAt = nowOf(ctx);
+    const counts = { ...run.counts, succeeded, failed, retries };
+    const summary: Array<[string, Cell]> = [
+      ['Run ID', run.runId],
+      ['Pipeline', run.pipeline],
+      ['Input file', run.inputName],
+      ['Input object', `s3://${ctx.store.bucket}/${run.inputKey}`],
+      ['Started', new Date(run.createdAt).toISOString()],
+      ['Split done', run.splitDoneAt ? new Date(run.splitDoneAt).toISOString() : null],
+      ['Finished', new Date(finishedAt).toISOString()],
+      ['Duration (s)', Math.round((finishedAt - run.createdAt) / 100) / 10],
+      ['Rows', counts.rows ?? null],
+      ['Work items', counts.items ?? null],
+      ['Chunks', chunkCount],
+      ['Succeeded', succeeded],
+      ['Failed', failed],
+      ['Retried calls', retries],
+    ];
+    const files = await workbook.finish(summary);
+
+    await ctx.store.put(resultKey, createReadStream(files.workbookPath), { contentType: XLSX_TYPE });
+    const extraResultKeys: string[] = [];
+    for (const csv of files.csvPaths) {
+      const key = `results/${run.pipeline}/${basename(csv)}`;
+      await ctx.store.put(key, createReadStream(csv), { contentType: 'text/csv; charset=utf-8' });
+      extraResultKeys.push(key);
+    }
+    const done: RunRecord = { ...run, counts, finishedAt, resultKey, extraResultKeys };
+    await ctx.table.updateRun(ctx.runId, { counts, resultKey, extraResultKeys });
+
+    let emailed: ConsolidateResult['emailed'] = 'already-sent';
+    if (await ctx.table.claimStep(ctx.runId, 'result-email', String(finishedAt))) {
+      try {
+        emailed = await sendResult(ctx, done, files.workbookPath, resultKey, [resultKey, ...extraResultKeys], files.truncatedSheets);
+      } catch (err) {
+        await ctx.table.releaseStep(ctx.runId, 'result-email');
+        throw err;
+      }
+    }
+    await ctx.table.updateRun(ctx.runId, { status: 'SUCCEEDED', finishedAt }, { statusIn: ['CONSOLIDATING', 'FANNING_OUT'] });
+    log.info('run succeeded', { succeeded, failed, retries, resultKey, emailed });
+    return { resultKey, extraResultKeys, succeeded, failed, retries, emailed };
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function sendResult(
+  ctx: StageContext,
+  run: RunRecord,
+  workbookPath: string,
+  resultKey: string,
+  resultKeys: string[],
+  truncatedSheets: string[],
+): Promise<'attachment' | 'link'> {
+  const to = run.config!.recipients;
+  const size = (await stat(workbookPath)).size;
+  const base = { run, to, resultKeys, bucket: ctx.store.bucket, truncatedSheets };
+  // Base64 grows the attachment by a third; leave room for the text and headers.
+  if (size * 1.37 + 64 * 1024 < ctx.mailer.maxMessageBytes && truncatedSheets.length === 0) {
+    const content = await readFile(workbookPath);
+    try {
+      await ctx.mailer.send(
+        resultMail({ ...base, attachment: { filename: basename(resultKey), content, contentType: XLSX_TYPE } }),
+      );
+      return 'attachment';
+    } catch (err) {
+      if (!(err instanceof Error && err.name === 'MessageTooLargeError')) throw err;
+      ctx.log.warn('result too large to attach; sending a link', { error: errorMessage(err) });
+    }
+  }
+  const url = await ctx.store.presignGet(resultKey, ctx.resultLinkDays * 86_400);
+  await ctx.mailer.send(resultMail({ ...base, link: { url, expiresInDays: ctx.resultLinkDays } }));
+  return 'link';
+}

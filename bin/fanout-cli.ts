@@ -1,0 +1,225 @@
+/**
+ * The `fanout` command line.
+ *
+ *   fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
+ *   fanout demo [tax-due|map-match] [--out DIR] [--json]
+ *   fanout check-config [--config FILE.json]
+ *
+ * Exit codes: 0 the run completed (even with item failures), 1 the run failed, 2 usage error.
+ */
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadPipelinesConfig } from '../config/pipelines';
+import { ConfigError, findPipeline, loadConfigFile, type AppConfig } from '../runtime/config/schema';
+import { errorMessage } from '../runtime/errors';
+import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../runtime/local/local-run';
+import { createProgressView } from './progress-view';
+
+export const USAGE = `Usage:
+  fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
+  fanout demo [tax-due|map-match] [--out DIR] [--json]
+  fanout check-config [--config FILE.json]
+
+  run           Runs a pipeline on a file, locally: embedded S3, DynamoDB and SES emulators,
+                the same handlers and job stages as on AWS. No AWS account needed.
+  demo          Starts the bundled demo data source and runs the example pipeline on its example file.
+  check-config  Validates a pipelines config and lists its pipelines.
+
+Options:
+  --pipeline, -p  Pipeline name (the intake folder).
+  --config, -c    Pipelines config as JSON (the schema of config/pipelines.ts). Default: config/pipelines.ts.
+  --out, -o       Output folder. Default: ./fanout-out/<runId>/
+  --json          Print one JSON line: runId, pipeline, status, items, succeeded, failed, chunks,
+                  resultFile, emailFile, durationMs.
+  --help, -h      This text.
+
+Exit codes: 0 run completed (item failures included), 1 run failed, 2 usage error.`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+interface Io {
+  out: NodeJS.WriteStream;
+  err: NodeJS.WriteStream;
+}
+
+function loadConfig(path: string | undefined): AppConfig {
+  return path ? loadConfigFile(path) : loadPipelinesConfig();
+}
+
+function summaryLines(r: LocalRunResult): string {
+  const rel = (p?: string) => (p ? relative(process.cwd(), p) || p : '-');
+  const lines = [
+    '',
+    `Run ${r.runId} (${r.pipeline}): ${r.status}`,
+    `  items ${r.items}, succeeded ${r.succeeded}, failed ${r.failed}, chunks ${r.chunks}, ${(r.durationMs / 1000).toFixed(1)} s`,
+  ];
+  if (r.error) lines.push(`  reason: ${r.error.split('\n').join('\n          ')}`);
+  lines.push(`  workbook: ${rel(r.resultFile)}`, `  email:    ${rel(r.emailFile)}`, `  logs:     ${rel(join(r.outDir, 'jobs.log'))}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function jsonLine(r: LocalRunResult): string {
+  return `${JSON.stringify({
+    runId: r.runId,
+    pipeline: r.pipeline,
+    status: r.status,
+    items: r.items,
+    succeeded: r.succeeded,
+    failed: r.failed,
+    chunks: r.chunks,
+    resultFile: r.resultFile ?? null,
+    emailFile: r.emailFile ?? null,
+    durationMs: r.durationMs,
+  })}\n`;
+}
+
+async function execute(io: Io, opts: LocalRunOptions, json: boolean): Promise<number> {
+  const mode = json ? 'none' : io.out.isTTY ? 'bars' : 'lines';
+  const view = createProgressView(io.err.isTTY || mode !== 'bars' ? io.err : io.out, mode);
+  let result: LocalRunResult;
+  try {
+    result = await runLocal({ ...opts, onJob: (j) => view.onJob(j), onProgress: (j, r) => view.onProgress(j, r) });
+  } finally {
+    view.stop();
+  }
+  io.out.write(json ? jsonLine(result) : summaryLines(result));
+  return result.status === 'SUCCEEDED' ? 0 : 1;
+}
+
+async function runCommand(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      pipeline: { type: 'string', short: 'p' },
+      config: { type: 'string', short: 'c' },
+      out: { type: 'string', short: 'o' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('fanout run takes exactly one file');
+  const file = positionals[0]!;
+  if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
+  if (!values.pipeline) throw new UsageError('--pipeline is required');
+  const config = loadConfig(values.config);
+  if (!findPipeline(config, values.pipeline)) {
+    throw new UsageError(
+      `no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}; known: ${config.pipelines.map((p) => p.name).join(', ')}`,
+    );
+  }
+  return execute(io, { file, pipeline: values.pipeline, config, outDir: values.out }, values.json ?? false);
+}
+
+async function demoCommand(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { out: { type: 'string', short: 'o' }, json: { type: 'boolean', default: false } },
+  });
+  const which = positionals[0] ?? 'tax-due';
+  const json = values.json ?? false;
+  const say = (line: string) => {
+    if (!json) io.err.write(`${line}\n`);
+  };
+  if (which === 'tax-due') {
+    const { startDemoDataSource } = await import('../examples/tax-due/demo-data-source');
+    const token = 'demo-token';
+    const source = await startDemoDataSource({ port: 0, token });
+    try {
+      const base = loadPipelinesConfig();
+      const config: AppConfig = {
+        ...base,
+        pipelines: base.pipelines.map((p) =>
+          p.name === 'tax-due' && p.task.type === 'http-lookup'
+            ? { ...p, task: { ...p.task, url: p.task.url.replace(/^https?:\/\/[^/]+/, source.url.replace(/\/$/, '')) } }
+            : p,
+        ),
+      };
+      say(`demo data source on ${source.url} (slow and flaky on purpose)`);
+      return await execute(
+        io,
+        {
+          file: join(PROJECT_ROOT, 'examples', 'tax-due', 'customers.xlsx'),
+          pipeline: 'tax-due',
+          config,
+          outDir: values.out,
+          env: { TAX_API_TOKEN: token },
+        },
+        json,
+      );
+    } finally {
+      await source.close();
+    }
+  }
+  if (which === 'map-match') {
+    const { startOsrmTestServer } = await import('../examples/map-match/osrm-test-server');
+    const server = await startOsrmTestServer({ port: 0 });
+    try {
+      const config = loadConfigFile(join(PROJECT_ROOT, 'examples', 'map-match', 'pipelines.json'));
+      say(`OSRM test server on ${server.url}`);
+      return await execute(
+        io,
+        {
+          file: join(PROJECT_ROOT, 'examples', 'map-match', 'gps-points.csv'),
+          pipeline: 'map-match',
+          config,
+          outDir: values.out,
+          env: { FANOUT_OSRM_BASE_URL: server.url },
+        },
+        json,
+      );
+    } finally {
+      await server.close();
+    }
+  }
+  throw new UsageError(`unknown demo "${which}"; choose tax-due or map-match`);
+}
+
+function checkConfigCommand(io: Io, args: string[]): number {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  const config = loadConfig(values.config);
+  for (const p of config.pipelines) {
+    io.out.write(
+      `${p.name}: ${p.task.type}, ${p.input.columns.length} input columns${p.input.groupBy ? `, grouped by ${p.input.groupBy}` : ''}, chunks of ${p.chunkSize}, ${p.concurrency} in flight, compute ${p.compute}\n`,
+    );
+  }
+  return 0;
+}
+
+export async function main(argv: string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      io.out.write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    }
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.out.write(`${USAGE}\n`);
+      return 0;
+    }
+    switch (command) {
+      case 'run':
+        return await runCommand(io, rest);
+      case 'demo':
+        return await demoCommand(io, rest);
+      case 'check-config':
+        return checkConfigCommand(io, rest);
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
+      io.err.write(`fanout: ${err.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    if (err instanceof ConfigError) {
+      io.err.write(`fanout: ${err.message}\n`);
+      return 2;
+    }
+    io.err.write(`fanout: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}

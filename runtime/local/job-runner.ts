@@ -1,0 +1,311 @@
+/**
+ * A local stand-in for AWS Batch: runs each job as child processes with the environment Batch
+ * gives a container (AWS_BATCH_JOB_ID, AWS_BATCH_JOB_ARRAY_INDEX for array children,
+ * AWS_BATCH_JOB_ATTEMPT), and reproduces the rules the pipeline relies on: `dependsOn` (a job
+ * starts when its dependencies succeeded, and fails with "Dependent Job failed" when one failed),
+ * array jobs (one child per index; the parent fails when a child failed for good), retry attempts
+ * on non-zero exit (except the exit codes that mean retrying cannot help), and a per-attempt
+ * timeout (SIGTERM, then SIGKILL). A job that fails for good is reported like EventBridge's
+ * "Batch Job State Change" detail.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { NON_RETRYABLE_EXIT_CODES } from '../errors';
+import type { BatchJobFailedDetail } from '../handlers/on-job-failed';
+import type { Stage } from '../model';
+import type { JobRequest, JobSubmitter, SplitDoneMessage } from '../ports';
+
+export type JobState = 'SUBMITTED' | 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
+
+export interface StageCommand {
+  command: string;
+  args: string[];
+  cwd?: string;
+}
+
+export interface ProgressMessage {
+  stage: string;
+  index?: number;
+  done: number;
+  total: number;
+}
+
+export interface LocalJobRunnerOptions {
+  /** Environment given to every job (emulator endpoints, bucket, table...). */
+  env: Record<string, string>;
+  /** How to start a stage. */
+  commandFor: (stage: Stage) => StageCommand;
+  /** Child processes running at once. @default 2 */
+  maxParallel?: number;
+  /** Attempts per job (per array child), like a Batch retry strategy. @default 3 */
+  attempts?: number | ((stage: Stage) => number);
+  /** Per-attempt timeout, like Batch's attemptDurationSeconds. @default 15 minutes */
+  timeoutMs?: number | ((stage: Stage) => number);
+  /** Grace between SIGTERM and SIGKILL on timeout. @default 5000 */
+  killGraceMs?: number;
+  /** Split's "split done" announcement (delivered over IPC, in place of SNS). */
+  onSplitDone?: (message: SplitDoneMessage) => Promise<unknown>;
+  /** A job failed for good (in place of the EventBridge rule). */
+  onJobFailed?: (detail: BatchJobFailedDetail) => Promise<unknown>;
+  onProgress?: (job: LocalJob, report: ProgressMessage) => void;
+  onStateChange?: (job: LocalJob) => void;
+  /** Appends every child's stdout and stderr here. */
+  logFile?: string;
+}
+
+export interface AttemptRecord {
+  index?: number;
+  attempt: number;
+  exitCode: number | null;
+  signal: string | null;
+  reason?: string;
+  startedAt: number;
+  stoppedAt: number;
+}
+
+export interface LocalJob {
+  jobId: string;
+  request: JobRequest;
+  state: JobState;
+  statusReason?: string;
+  attempts: AttemptRecord[];
+  /** Array children states, by index. */
+  children?: JobState[];
+}
+
+export class LocalJobRunner implements JobSubmitter {
+  private readonly jobs = new Map<string, LocalJob>();
+  private readonly waiting: Array<() => void> = [];
+  private running = 0;
+  private busy = 0;
+  private idleWaiters: Array<() => void> = [];
+  private readonly errors: unknown[] = [];
+  private readonly log?: WriteStream;
+  private readonly procs = new Set<ChildProcess>();
+
+  constructor(private readonly opts: LocalJobRunnerOptions) {
+    if (opts.logFile) this.log = createWriteStream(opts.logFile, { flags: 'a' });
+  }
+
+  async submit(request: JobRequest): Promise<{ jobId: string }> {
+    if (request.arraySize !== undefined && (request.arraySize < 2 || request.arraySize > 10_000)) {
+      throw new Error(`array size must be 2..10,000, got ${request.arraySize}`);
+    }
+    for (const dep of request.dependsOn ?? []) {
+      if (!this.jobs.has(dep)) throw new Error(`job ${request.name} depends on unknown job ${dep}`);
+    }
+    const job: LocalJob = { jobId: randomUUID(), request, state: 'SUBMITTED', attempts: [] };
+    this.jobs.set(job.jobId, job);
+    this.track(this.drive(job));
+    return { jobId: job.jobId };
+  }
+
+  /** Every job the runner was given, in submission order. */
+  list(): LocalJob[] {
+    return [...this.jobs.values()];
+  }
+
+  /** Resolves when no job is pending or running and every event handler has returned. */
+  async idle(): Promise<void> {
+    while (this.busy > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
+    if (this.errors.length > 0) {
+      const err = this.errors.shift();
+      throw err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  /** Kills running children (used when a local run is interrupted). */
+  async stop(): Promise<void> {
+    for (const p of this.procs) p.kill('SIGKILL');
+    await new Promise<void>((r) => (this.log ? this.log.end(r) : r()));
+  }
+
+  /** Counts an event handler as work in progress, so `idle()` waits for it. */
+  track(p: Promise<unknown>): void {
+    this.busy++;
+    p.catch((err: unknown) => this.errors.push(err)).finally(() => {
+      this.busy--;
+      if (this.busy === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  private setState(job: LocalJob, state: JobState, reason?: string): void {
+    job.state = state;
+    if (reason) job.statusReason = reason;
+    this.opts.onStateChange?.(job);
+  }
+
+  private async drive(job: LocalJob): Promise<void> {
+    const deps = (job.request.dependsOn ?? []).map((id) => this.jobs.get(id)!);
+    this.setState(job, 'PENDING');
+    while (deps.some((d) => d.state !== 'SUCCEEDED' && d.state !== 'FAILED')) {
+      await new Promise<void>((r) => this.waiting.push(r));
+    }
+    if (deps.some((d) => d.state === 'FAILED')) {
+      this.finish(job, 'FAILED', 'Dependent Job failed');
+      await this.reportFailure(job);
+      return;
+    }
+    this.setState(job, 'RUNNING');
+    const size = job.request.arraySize;
+    if (size === undefined) {
+      const ok = await this.runWithAttempts(job, undefined);
+      this.finish(job, ok ? 'SUCCEEDED' : 'FAILED', ok ? undefined : this.lastReason(job));
+      if (!ok) await this.reportFailure(job);
+      return;
+    }
+    job.children = new Array<JobState>(size).fill('PENDING');
+    let failed = 0;
+    await Promise.all(
+      Array.from({ length: size }, async (_, index) => {
+        const ok = await this.runWithAttempts(job, index);
+        job.children![index] = ok ? 'SUCCEEDED' : 'FAILED';
+        if (!ok) {
+          failed++;
+          await this.reportFailure(job, index);
+        }
+      }),
+    );
+    this.finish(job, failed === 0 ? 'SUCCEEDED' : 'FAILED', failed === 0 ? undefined : 'Array Child Job failed');
+    if (failed > 0) await this.reportFailure(job);
+  }
+
+  private finish(job: LocalJob, state: JobState, reason?: string): void {
+    this.setState(job, state, reason);
+    for (const w of this.waiting.splice(0)) w();
+  }
+
+  private lastReason(job: LocalJob, index?: number): string | undefined {
+    const last = job.attempts.filter((a) => a.index === index).at(-1);
+    return last?.reason;
+  }
+
+  private async reportFailure(job: LocalJob, index?: number): Promise<void> {
+    if (!this.opts.onJobFailed) return;
+    const attempts = job.attempts.filter((a) => a.index === index);
+    const last = attempts.at(-1);
+    const detail: BatchJobFailedDetail = {
+      jobName: job.request.name,
+      jobId: index === undefined ? job.jobId : `${job.jobId}:${index}`,
+      status: 'FAILED',
+      statusReason: index === undefined ? job.statusReason : (last?.reason ?? 'Essential container in task exited'),
+      parameters: { runId: job.request.runId, stage: job.request.stage, pipeline: job.request.pipeline },
+      container: last ? { exitCode: last.exitCode ?? undefined, reason: last.reason } : undefined,
+      attempts: attempts.map((a) => ({ container: { exitCode: a.exitCode ?? undefined, reason: a.reason } })),
+      arrayProperties: index === undefined ? (job.request.arraySize ? { size: job.request.arraySize } : undefined) : { index },
+    };
+    await this.opts.onJobFailed(detail);
+  }
+
+  private setting(v: number | ((s: Stage) => number) | undefined, stage: Stage, fallback: number): number {
+    return typeof v === 'function' ? v(stage) : (v ?? fallback);
+  }
+
+  private async runWithAttempts(job: LocalJob, index: number | undefined): Promise<boolean> {
+    const stage = job.request.stage;
+    const maxAttempts = this.setting(this.opts.attempts, stage, 3);
+    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      const rec = await this.runAttempt(job, index, attempt);
+      job.attempts.push(rec);
+      if (rec.exitCode === 0) return true;
+      if (rec.exitCode !== null && NON_RETRYABLE_EXIT_CODES.includes(rec.exitCode)) return false;
+    }
+    return false;
+  }
+
+  private async slot(): Promise<() => void> {
+    const max = this.opts.maxParallel ?? 2;
+    while (this.running >= max) await new Promise<void>((r) => this.waiting.push(r));
+    this.running++;
+    return () => {
+      this.running--;
+      for (const w of this.waiting.splice(0)) w();
+    };
+  }
+
+  private async runAttempt(job: LocalJob, index: number | undefined, attempt: number): Promise<AttemptRecord> {
+    const release = await this.slot();
+    const stage = job.request.stage;
+    const { command, args, cwd } = this.opts.commandFor(stage);
+    const startedAt = Date.now();
+    const env: Record<string, string> = {
+      ...this.opts.env,
+      ...job.request.environment,
+      FANOUT_RUN_ID: job.request.runId,
+      AWS_BATCH_JOB_ID: index === undefined ? job.jobId : `${job.jobId}:${index}`,
+      AWS_BATCH_JOB_ATTEMPT: String(attempt),
+      AWS_BATCH_JQ_NAME: `local-${job.request.compute}`,
+    };
+    if (index !== undefined) env.AWS_BATCH_JOB_ARRAY_INDEX = String(index);
+    const label = `${stage}${index === undefined ? '' : `[${index}]`}#${attempt}`;
+    try {
+      return await new Promise<AttemptRecord>((resolve) => {
+        const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+        this.procs.add(child);
+        let reason: string | undefined;
+        let lastErr = '';
+        const pending: Promise<unknown>[] = [];
+        const out = (chunk: Buffer) => this.log?.write(prefixLines(label, chunk));
+        child.stdout?.on('data', out);
+        child.stderr?.on('data', (chunk: Buffer) => {
+          out(chunk);
+          lastErr = (lastErr + chunk.toString('utf8')).slice(-2_000);
+        });
+        child.on('message', (msg: unknown) => {
+          const m = msg as { type?: string; message?: SplitDoneMessage; report?: ProgressMessage };
+          if (m.type === 'split-done' && m.message && this.opts.onSplitDone) {
+            // Like SNS: delivery is asynchronous to the publisher.
+            this.track(this.opts.onSplitDone(m.message));
+          } else if (m.type === 'progress' && m.report) {
+            this.opts.onProgress?.(job, m.report);
+          }
+        });
+        const timeoutMs = this.setting(this.opts.timeoutMs, stage, 15 * 60_000);
+        let killTimer: NodeJS.Timeout | undefined;
+        const timer = setTimeout(() => {
+          reason = `Job attempt duration exceeded timeout (${Math.round(timeoutMs / 1000)} s)`;
+          child.kill('SIGTERM');
+          killTimer = setTimeout(() => child.kill('SIGKILL'), this.opts.killGraceMs ?? 5_000);
+        }, timeoutMs);
+        child.on('error', (err) => {
+          reason = `could not start ${command}: ${err.message}`;
+        });
+        child.on('close', (code, signal) => {
+          clearTimeout(timer);
+          if (killTimer) clearTimeout(killTimer);
+          this.procs.delete(child);
+          if (!reason && code !== 0) reason = lastErrorLine(lastErr) ?? `exit code ${code ?? signal}`;
+          void Promise.all(pending).then(() =>
+            resolve({ index, attempt, exitCode: code, signal, reason, startedAt, stoppedAt: Date.now() }),
+          );
+        });
+      });
+    } finally {
+      release();
+    }
+  }
+}
+
+function prefixLines(label: string, chunk: Buffer): string {
+  return chunk
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => `[${label}] ${l}\n`)
+    .join('');
+}
+
+/** The last structured error message a stage logged, for the job's status reason. */
+function lastErrorLine(stderr: string): string | undefined {
+  const lines = stderr.trim().split('\n').reverse();
+  for (const line of lines) {
+    try {
+      const entry = JSON.parse(line) as { level?: string; message?: string; error?: string };
+      if (entry.level === 'error') return [entry.message, entry.error].filter(Boolean).join(': ');
+    } catch {
+      // not a JSON log line
+    }
+  }
+  return lines[0]?.slice(0, 500) || undefined;
+}

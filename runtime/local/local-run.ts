@@ -1,0 +1,204 @@
+/**
+ * A whole pipeline run on one machine: starts the emulators on loopback, uploads the file to the
+ * intake folder, and lets the S3 event, the handlers and the job stages run through the local job
+ * runner, exactly as on AWS but for the runner and the event wiring. Writes the result workbook
+ * and the email (.eml, as the SES emulator received it) to the output folder.
+ */
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAwsClients } from '../adapters/clients';
+import { DynamoRunTable } from '../adapters/dynamo-run-table';
+import { S3ObjectStore } from '../adapters/s3-object-store';
+import { SesMailer } from '../adapters/ses-mailer';
+import { findPipeline, type AppConfig } from '../config/schema';
+import { errorMessage } from '../errors';
+import type { HandlerDeps } from '../handlers/deps';
+import { handleJobFailed } from '../handlers/on-job-failed';
+import { handleObjectCreated, type IntakeOutcome } from '../handlers/on-intake';
+import { handleSplitDone } from '../handlers/on-split-done';
+import { silentLogger, type Logger } from '../log';
+import type { RunRecord, RunStatus, Stage } from '../model';
+import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
+import { LocalJobRunner, type LocalJob, type ProgressMessage } from './job-runner';
+
+/** The project root (this file is runtime/local/local-run.ts). */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export interface LocalRunOptions {
+  /** The file to process. */
+  file: string;
+  pipeline: string;
+  config: AppConfig;
+  /** Where the workbook and email go. @default ./fanout-out/<runId> */
+  outDir?: string;
+  /** Upload under this key instead of intake/<pipeline>/<file name> (to try other folders). */
+  intakeKey?: string;
+  /** Extra environment for the jobs (credentials, FANOUT_OSRM_BASE_URL...). */
+  env?: Record<string, string>;
+  /** Child processes at once. @default 2 */
+  maxParallel?: number;
+  /** Attempts per job, as a Batch retry strategy. @default 3 */
+  attempts?: number;
+  /** Per-attempt timeout. @default 15 minutes */
+  timeoutMs?: number | ((stage: Stage) => number);
+  /** Upload the same file twice (duplicated S3 event) — for trying idempotency. */
+  duplicateEvent?: boolean;
+  /** Handler logs; silent by default (the stages' logs go to <outDir>/jobs.log). */
+  log?: Logger;
+  onJob?: (job: LocalJob) => void;
+  onProgress?: (job: LocalJob, report: ProgressMessage) => void;
+}
+
+export interface LocalRunResult {
+  runId: string;
+  pipeline: string;
+  status: RunStatus | 'UNKNOWN';
+  items: number;
+  succeeded: number;
+  failed: number;
+  chunks: number;
+  resultFile?: string;
+  emailFile?: string;
+  emailFiles: string[];
+  durationMs: number;
+  error?: string;
+  outDir: string;
+  run?: RunRecord;
+  jobs: LocalJob[];
+  mails: ReceivedMail[];
+  intake: IntakeOutcome[];
+}
+
+/** Environment variables a job may take from the caller's shell: its credential and proxies for tsx. */
+function passthroughEnv(config: AppConfig, pipeline: string): Record<string, string> {
+  const names = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'FANOUT_OSRM_BASE_URL'];
+  const p = findPipeline(config, pipeline);
+  if (p?.task.type === 'http-lookup' && p.task.credential) names.push(p.task.credential.env);
+  const env: Record<string, string> = {};
+  for (const n of names) if (process.env[n] !== undefined) env[n] = process.env[n]!;
+  return env;
+}
+
+export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
+  const started = Date.now();
+  const dataDir = await mkdtemp(join(tmpdir(), 'fanout-local-'));
+  const emulators = await startEmulators({ dataDir });
+  const workDir = join(dataDir, 'jobs');
+  await mkdir(workDir, { recursive: true });
+  const logFile = join(dataDir, 'jobs.log');
+  const log = opts.log ?? silentLogger;
+  let runner: LocalJobRunner | undefined;
+  try {
+    const clients = createAwsClients(emulators.env);
+    const store = new S3ObjectStore(clients.s3, emulators.bucket);
+    const table = new DynamoRunTable(clients.dynamo, emulators.table);
+    const mailer = new SesMailer(clients.ses, { maxMessageBytes: emulators.sesMaxMessageBytes });
+    const jobEnv: Record<string, string> = {
+      ...passthroughEnv(opts.config, opts.pipeline),
+      ...emulators.env,
+      FANOUT_EVENTS: 'ipc',
+      FANOUT_MAIL_MAX_BYTES: String(emulators.sesMaxMessageBytes),
+      FANOUT_TMP_DIR: workDir,
+      ...opts.env,
+    };
+    let deps: HandlerDeps;
+    runner = new LocalJobRunner({
+      env: jobEnv,
+      commandFor: (stage) => ({
+        command: process.execPath,
+        args: ['--import', 'tsx', join(PROJECT_ROOT, 'batch-jobs', 'main.ts'), stage],
+        cwd: PROJECT_ROOT,
+      }),
+      maxParallel: opts.maxParallel ?? 2,
+      attempts: opts.attempts ?? 3,
+      timeoutMs: opts.timeoutMs,
+      onSplitDone: (m) => handleSplitDone(deps, m),
+      onJobFailed: (d) => handleJobFailed(deps, d),
+      onProgress: opts.onProgress,
+      onStateChange: opts.onJob,
+      logFile,
+    });
+    deps = { config: opts.config, store, table, jobs: runner, mailer, log };
+
+    const intake: IntakeOutcome[] = [];
+    const r = runner;
+    const received: S3EventRecordLike[] = [];
+    const dispatch = (record: S3EventRecordLike) => {
+      const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, ' '));
+      if (!key.startsWith('intake/')) return;
+      received.push(record);
+      r.track(
+        handleObjectCreated(deps, {
+          bucket: record.s3.bucket.name,
+          key,
+          size: record.s3.object.size,
+          eTag: record.s3.object.eTag,
+          sequencer: record.s3.object.sequencer,
+          eventTime: record.eventTime,
+        }).then((o) => intake.push(o)),
+      );
+    };
+    emulators.onObjectCreated(dispatch);
+    const key = opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`;
+    await store.put(key, createReadStream(opts.file));
+    await runner.idle();
+    if (opts.duplicateEvent && received[0]) {
+      // Deliver the same notification again, as S3 may: it must start nothing twice.
+      dispatch(received[0]);
+      await runner.idle();
+    }
+
+    const first = intake.find((o) => 'runId' in o);
+    if (!first || !('runId' in first)) {
+      const why = intake[0] && 'why' in intake[0] ? intake[0].why : 'no S3 event arrived';
+      throw new Error(`the upload started no run: ${why}`);
+    }
+    const runId = first.runId;
+    const run = await table.getRun(runId);
+    const outDir = resolve(opts.outDir ?? join('fanout-out', runId));
+    await mkdir(outDir, { recursive: true });
+    let resultFile: string | undefined;
+    if (run?.resultKey) {
+      resultFile = join(outDir, basename(run.resultKey));
+      await writeFile(resultFile, await store.getBytes(run.resultKey));
+      for (const extra of run.extraResultKeys ?? []) {
+        await writeFile(join(outDir, basename(extra)), await store.getBytes(extra));
+      }
+    }
+    const mails = await emulators.listMail();
+    const emailFiles: string[] = [];
+    for (const [n, mail] of mails.entries()) {
+      const file = join(outDir, mails.length === 1 ? 'email.eml' : `email-${n + 1}.eml`);
+      await writeFile(file, await emulators.getEml(mail.messageId));
+      emailFiles.push(file);
+    }
+    await copyFile(logFile, join(outDir, 'jobs.log')).catch(() => undefined);
+    return {
+      runId,
+      pipeline: opts.pipeline,
+      status: run?.status ?? 'UNKNOWN',
+      items: run?.counts?.items ?? 0,
+      succeeded: run?.counts?.succeeded ?? 0,
+      failed: run?.counts?.failed ?? 0,
+      chunks: run?.counts?.chunks ?? 0,
+      resultFile,
+      emailFile: emailFiles[0],
+      emailFiles,
+      durationMs: Date.now() - started,
+      error: run?.error,
+      outDir,
+      run,
+      jobs: runner.list(),
+      mails,
+      intake,
+    };
+  } finally {
+    await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
+    await emulators.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
