@@ -12,7 +12,7 @@ import { SesMailer } from '../runtime/adapters/ses-mailer';
 import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
 import { ConfigError } from '../runtime/config/schema';
 import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
-import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError } from '../runtime/errors';
+import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
 import { createLogger, type Logger } from '../runtime/log';
 import { STAGES, type Stage } from '../runtime/model';
 import type { SplitDoneNotifier } from '../runtime/ports';
@@ -56,6 +56,7 @@ export function exitCodeFor(err: unknown): number {
   if (err instanceof InputError) return ExitCode.BAD_INPUT;
   if (err instanceof EnvironmentError || err instanceof ConfigError) return ExitCode.BAD_CONFIG;
   if (err instanceof StorageError) return err.exitCode;
+  if (err instanceof TerminatedError) return ExitCode.TERMINATED;
   return ExitCode.INTERNAL;
 }
 

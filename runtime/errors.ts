@@ -19,6 +19,8 @@ export const ExitCode = {
   MAIL: 22,
   /** A bug or an unexpected error. Retried. */
   INTERNAL: 70,
+  /** Stopped by SIGTERM (Spot reclaim, timeout) after saving progress. Retried; the retry resumes. */
+  TERMINATED: 143,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -59,6 +61,11 @@ export class StorageError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The stage was asked to stop (SIGTERM) and saved what it had done. */
+export class TerminatedError extends Error {
+  override readonly name = 'TerminatedError';
 }
 
 export class ObjectNotFoundError extends Error {

@@ -6,7 +6,7 @@
  * Exit 0 when every item has an outcome; infrastructure failures throw (non-zero exit).
  */
 import type { PipelineConfig } from '../../runtime/config/schema';
-import { errorMessage } from '../../runtime/errors';
+import { errorMessage, TerminatedError } from '../../runtime/errors';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { forEachConcurrent } from '../../runtime/pool';
 import { RateLimiter } from '../../runtime/rate-limit';
@@ -148,7 +148,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     await flush();
   }
   if (ctx.signal.aborted) {
-    throw new Error(`stopped by a termination signal after ${done + failed} of ${items.length} item(s); the next attempt resumes`);
+    throw new TerminatedError(`stopped by a termination signal after ${done + failed} of ${items.length} item(s); the next attempt resumes`);
   }
   await ctx.table.updateChunk(ctx.runId, chunk, { status: 'DONE', done, failed, retries, lastPart: part, updatedAt: nowOf(ctx) });
   const result = { chunk, items: items.length, resumed, done, failed, retries, parts: part + 1 };

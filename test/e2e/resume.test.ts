@@ -1,0 +1,129 @@
+/**
+ * A fan-out child that is started again resumes from its result parts: items that already have
+ * an outcome are not called again, and the parts are numbered on. Shown two ways: a child whose
+ * parts were left by an earlier attempt (stage run in-process against the emulators), and a whole
+ * local run whose fan-out attempts are stopped by their timeout (SIGTERM, as a Spot reclaim).
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readResultParts, runFanout } from '../../batch-jobs/stages/fanout';
+import type { StageContext } from '../../batch-jobs/stages/context';
+import type { Task } from '../../batch-jobs/tasks/task';
+import { startDemoDataSource, type DemoDataSource } from '../../examples/tax-due/demo-data-source';
+import { createAwsClients } from '../../runtime/adapters/clients';
+import { DynamoRunTable } from '../../runtime/adapters/dynamo-run-table';
+import { S3ObjectStore } from '../../runtime/adapters/s3-object-store';
+import { SesMailer } from '../../runtime/adapters/ses-mailer';
+import { startEmulators, type LocalEmulators } from '../../runtime/local/emulators';
+import { runLocal } from '../../runtime/local/local-run';
+import { silentLogger } from '../../runtime/log';
+import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
+import { toJsonl } from '../../runtime/records/jsonl';
+import { customers, taxConfig, TOKEN, writeCustomersCsv } from './fixtures';
+
+let dir: string;
+let emulators: LocalEmulators;
+let source: DemoDataSource;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'e2e-resume-'));
+  emulators = await startEmulators({ dataDir: join(dir, 'emu') });
+  source = await startDemoDataSource({ port: 0, token: TOKEN, latencyMs: [150, 200], transientFailureRate: 0 });
+});
+after(async () => {
+  await source.close();
+  await emulators.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('resuming a fan-out child', () => {
+  it('calls only the items without an outcome, and numbers its parts on', async () => {
+    const clients = createAwsClients(emulators.env);
+    const store = new S3ObjectStore(clients.s3, emulators.bucket);
+    const table = new DynamoRunTable(clients.dynamo, emulators.table);
+    const config = taxConfig('http://127.0.0.1:9', { chunkSize: 30, concurrency: 4 });
+    const runId = 'resume-run';
+    await table.createRun({
+      runId,
+      pipeline: 'tax-due',
+      inputKey: 'intake/tax-due/x.csv',
+      inputName: 'x.csv',
+      status: 'FANNING_OUT',
+      config: config.pipelines[0]!,
+      sender: config.sender,
+      createdAt: Date.now(),
+      counts: { rows: 60, items: 60, chunks: 2 },
+    });
+    // Chunk 1 holds items 30..59; an earlier attempt recorded 30..44 in two parts.
+    const items: WorkItem[] = Array.from({ length: 30 }, (_, k) => ({ i: 30 + k, r: [32 + k], d: [{ 'Customer ID': String(k) }] }));
+    await store.put(keys.chunk(runId, 1), toJsonl(items));
+    const earlier: ResultLine[] = items.slice(0, 15).map((it) => ({ i: it.i, s: 'done', f: { 'Tax Due': it.i }, a: 1 }));
+    await store.put(keys.resultPart(runId, 1, 0), toJsonl(earlier.slice(0, 8)));
+    await store.put(keys.resultPart(runId, 1, 1), toJsonl(earlier.slice(8)));
+    await table.putChunks([{ runId, chunk: 1, items: 30, status: 'RUNNING', done: 15, failed: 0, retries: 2, attempt: 1, lastPart: 1, updatedAt: 0 }]);
+
+    const called: number[] = [];
+    const task: Task = {
+      output: { rowColumns: [{ name: 'Tax Due', type: 'number' }] },
+      run: async (item) => {
+        called.push(item.i);
+        return { fields: { 'Tax Due': item.i * 10 } };
+      },
+    };
+    const ctx: StageContext = {
+      runId,
+      store,
+      table,
+      mailer: new SesMailer(clients.ses),
+      notifier: { publishSplitDone: async () => undefined },
+      log: silentLogger,
+      env: {},
+      arrayIndex: 1,
+      attempt: 2,
+      tmpDir: dir,
+      signal: new AbortController().signal,
+      resultLinkDays: 7,
+    };
+    const result = await runFanout(ctx, { createTask: () => task, partItems: 6 });
+
+    assert.deepEqual(called.sort((a, b) => a - b), items.slice(15).map((it) => it.i), 'only items without an outcome');
+    assert.equal(result.resumed, 15);
+    assert.equal(result.done, 30);
+    const { outcomes, lastPart } = await readResultParts(ctx, runId, 1);
+    assert.equal(outcomes.size, 30, 'every item has exactly one outcome');
+    assert.equal(outcomes.get(31)!.f!['Tax Due'], 31, 'earlier outcomes kept');
+    assert.equal(outcomes.get(50)!.f!['Tax Due'], 500, 'new outcomes recorded');
+    assert.ok(lastPart >= 4, `parts numbered on after 1 (last part ${lastPart})`);
+    const chunk = await table.getChunk(runId, 1);
+    assert.equal(chunk!.status, 'DONE');
+    assert.equal(chunk!.done, 30);
+    assert.equal(chunk!.attempt, 2);
+    assert.equal(chunk!.retries, 2, 'retries of the earlier attempt kept');
+  });
+
+  it('a local run whose fan-out attempts are stopped by their timeout resumes and finishes', async () => {
+    const input = customers(60).map((c, n) => ({ ...c, id: String(100000 + n * 13) }));
+    const file = join(dir, 'slow.csv');
+    await writeCustomersCsv(file, input);
+    const before = source.stats().requests;
+    const result = await runLocal({
+      file,
+      pipeline: 'tax-due',
+      config: taxConfig(source.url, { concurrency: 2, chunkSize: 1000 }),
+      outDir: join(dir, 'out-slow'),
+      env: { TAX_API_TOKEN: TOKEN },
+      attempts: 20,
+      timeoutMs: (stage) => (stage === 'fanout' ? 3_000 : 60_000),
+    });
+    assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.succeeded, 60);
+    const fanout = result.jobs.find((j) => j.request.stage === 'fanout')!;
+    assert.ok(fanout.attempts.length >= 2, `fan-out was stopped and started again (${fanout.attempts.length} attempts)`);
+    const requests = source.stats().requests - before;
+    // Each stop may lose the calls in flight (2) but never redoes finished items.
+    assert.ok(requests <= 60 + 2 * fanout.attempts.length, `${requests} requests for 60 items over ${fanout.attempts.length} attempts`);
+  });
+});
