@@ -6,6 +6,7 @@
  * One limiter limits one process. The pipeline's fleet-wide rate (`rateLimitPerSecond`) is shared
  * by dividing it among the fan-out children that run at once.
  */
+import { setMaxListeners } from 'node:events';
 import { abortReason } from './retry';
 
 interface Waiter {
@@ -78,6 +79,7 @@ export class RateLimiter {
           if (this.queue.length === 0) this.stopTimer();
           reject(abortReason(signal));
         };
+        setMaxListeners(0, signal); // shared by every waiter
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.queue.push(waiter);

@@ -8,6 +8,7 @@
  * the item at once with "unexpected error: ..." (retrying an unknown error blindly could hammer the
  * data source with calls that cannot succeed).
  */
+import { setMaxListeners } from 'node:events';
 import { PermanentError, TransientError, errorMessage } from './errors';
 
 export interface RetryPolicy {
@@ -127,6 +128,9 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal) {
+      setMaxListeners(0, signal); // shared by every item waiting at once
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
   });
 }

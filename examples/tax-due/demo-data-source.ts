@@ -9,6 +9,7 @@
  *   401 missing or wrong bearer token
  *   and, at `transientFailureRate`, drawn from a seeded generator: 503, 429 with Retry-After: 1,
  *   or a connection reset.
+ *   GET /__stats   the counters of `stats()` (no token needed)
  *
  * Listens on 127.0.0.1 only. Standalone:
  *   npx tsx examples/tax-due/demo-data-source.ts [--port 8787] [--latency 50-150]
@@ -179,6 +180,11 @@ export async function startDemoDataSource(opts: DemoDataSourceOptions = {}): Pro
   };
 
   const server = createServer((req, res) => {
+    if (req.url === '/__stats') {
+      // Counters for benchmarks and curious people; not counted, no auth, no latency.
+      send(res, 200, stats);
+      return;
+    }
     stats.requests++;
     stats.inFlight++;
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);

@@ -7,6 +7,7 @@
  * status the way the retry policy needs it (see its TSDoc). Error messages name the method and the
  * URL with userinfo removed and secret-looking query values masked, never request headers.
  */
+import { setMaxListeners } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Agent, errors as undiciErrors } from 'undici';
 import { PermanentError, TransientError, errorMessage } from '../errors';
@@ -101,7 +102,11 @@ export class HttpClient {
       controller.abort();
     }, req.timeoutMs);
     const onCallerAbort = () => controller.abort();
-    req.signal?.addEventListener('abort', onCallerAbort, { once: true });
+    if (req.signal) {
+      // One shutdown signal is shared by every request in flight: no listener limit on it.
+      setMaxListeners(0, req.signal);
+      req.signal.addEventListener('abort', onCallerAbort, { once: true });
+    }
     try {
       const res = await this.agent.request({
         origin: url.origin,
