@@ -1,0 +1,50 @@
+/**
+ * JSON Lines: one JSON value per line. Chunk files, result parts and spill files use it.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import type { Readable } from 'node:stream';
+
+/**
+ * Reads a JSONL stream value by value (blank lines skipped). A line that is not valid JSON throws
+ * an Error naming `source` and the line number.
+ */
+export async function* readJsonl<T>(input: Readable | AsyncIterable<Buffer | string>, source: string): AsyncGenerator<T> {
+  const decoder = new StringDecoder('utf8');
+  let pending = '';
+  let line = 0;
+  const parse = (text: string): T | undefined => {
+    line++;
+    const trimmed = text.endsWith('\r') ? text.slice(0, -1) : text;
+    if (trimmed.trim() === '') return undefined;
+    try {
+      return JSON.parse(trimmed) as T;
+    } catch (err) {
+      const shown = trimmed.length > 80 ? `${trimmed.slice(0, 77)}...` : trimmed;
+      throw new Error(`${source}, line ${line}: not valid JSON (${err instanceof Error ? err.message : String(err)}): ${shown}`);
+    }
+  };
+  for await (const chunk of input) {
+    const text = pending + (typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer));
+    let start = 0;
+    let nl: number;
+    while ((nl = text.indexOf('\n', start)) >= 0) {
+      const value = parse(text.slice(start, nl));
+      if (value !== undefined) yield value;
+      start = nl + 1;
+    }
+    pending = text.slice(start);
+  }
+  pending += decoder.end();
+  if (pending.length > 0) {
+    const value = parse(pending);
+    if (value !== undefined) yield value;
+  }
+}
+
+/** Serialises values as JSONL: one line each, every line ending in "\n". */
+export function toJsonl(values: readonly unknown[]): Buffer {
+  if (values.length === 0) return Buffer.alloc(0);
+  let text = '';
+  for (const v of values) text += `${JSON.stringify(v)}\n`;
+  return Buffer.from(text, 'utf8');
+}
