@@ -204,7 +204,7 @@ function droppedReason(windows: readonly Window[], results: readonly WindowResul
     const w = windows[own];
     return windows.length === 1
       ? r.reason
-      : `window ${own + 1} of ${windows.length} (points ${w.start + 1}-${w.end}) failed: ${r.reason}`;
+      : `window ${own + 1} of ${windows.length} (fixes ${w.start + 1}-${w.end} in time order) failed: ${r.reason}`;
   }
   return 'OSRM left this fix out of every matching (null tracepoint: an outlier, or too far from a road)';
 }
