@@ -10,6 +10,10 @@
  * - s3rver accepts only the access key id `S3RVER` (it does not check v4 signatures, but looks
  *   the key id up); the secret is not checked. It emits object events in-process only
  *   (`'event'`), for every key, with the key not URL-encoded; this module encodes it as S3 does.
+ * - s3rver builds ListObjectsV2 continuation tokens with single DES, which OpenSSL 3 (Node >= 17)
+ *   no longer offers: every truncated V2 listing (more than 1,000 keys, or more than MaxKeys)
+ *   fails with HTTP 500 InternalError. This module answers ListObjectsV2 itself, from s3rver's
+ *   own store, with a plain continuation token (see listObjectsV2Middleware).
  * - aws-ses-v2-local keeps its mail store in a module-level variable: two servers loaded from one
  *   module instance share their mail. Each call here loads a fresh instance of the module.
  * - aws-ses-v2-local refuses request bodies over 25 MB (its JSON body limit), i.e. raw messages
@@ -111,7 +115,37 @@ interface S3rverRecord {
   };
 }
 
+interface S3rverStoredObject {
+  key: string;
+  size: number;
+  lastModifiedDate: Date;
+  metadata: Record<string, string>;
+}
+
+interface S3rverStore {
+  getBucket(name: string): Promise<unknown>;
+  listObjects(
+    bucket: string,
+    options: { prefix?: string; startAfter?: string; delimiter?: string; maxKeys?: number },
+  ): Promise<{ objects: S3rverStoredObject[]; commonPrefixes: string[]; isTruncated: boolean }>;
+}
+
+/** The part of a Koa context the ListObjectsV2 middleware uses. */
+interface KoaContext {
+  method: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
+  status: number;
+  type: string;
+  body: unknown;
+  store: S3rverStore;
+}
+
+type KoaMiddleware = (ctx: KoaContext, next: () => Promise<void>) => Promise<void>;
+
 interface S3rverInstance {
+  /** Koa's middleware list (s3rver is a Koa application). */
+  middleware: KoaMiddleware[];
   run(): Promise<AddressInfo>;
   close(): Promise<void>;
   on(event: 'event', listener: (event: { Records: S3rverRecord[] }) => void): void;
@@ -147,6 +181,72 @@ function loadSesServer(): SesServerFactory {
     if (key.startsWith(distDir)) delete require.cache[key];
   }
   return (require(entry) as { default: SesServerFactory }).default;
+}
+
+function xmlEscape(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function queryValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/**
+ * Answers ListObjectsV2 (`GET /<bucket>?list-type=2`) from s3rver's store, in place of s3rver's
+ * handler, whose continuation tokens need single DES (gone from OpenSSL 3). The token is the
+ * last key returned, base64url-encoded; pages hold at most 1,000 keys, as on S3.
+ */
+export function listObjectsV2Middleware(): KoaMiddleware {
+  return async (ctx, next) => {
+    const bucketPath = /^\/([^/]+)\/?$/.exec(ctx.path);
+    const q = ctx.query;
+    if (ctx.method !== 'GET' || !bucketPath || queryValue(q['list-type']) !== '2' || q['encoding-type'] !== undefined) {
+      return next();
+    }
+    const bucket = bucketPath[1]!;
+    if (!(await ctx.store.getBucket(bucket))) {
+      ctx.status = 404;
+      ctx.type = 'application/xml';
+      ctx.body =
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchBucket</Code>' +
+        `<Message>The specified bucket does not exist</Message><BucketName>${xmlEscape(bucket)}</BucketName></Error>`;
+      return;
+    }
+    const prefix = queryValue(q['prefix']) ?? '';
+    const delimiter = queryValue(q['delimiter']) || undefined;
+    const token = queryValue(q['continuation-token']);
+    const startAfter = token ? Buffer.from(token, 'base64url').toString('utf8') : (queryValue(q['start-after']) ?? '');
+    const maxKeysText = queryValue(q['max-keys']);
+    const maxKeys = Math.min(1000, maxKeysText !== undefined && /^\d+$/.test(maxKeysText) ? Number(maxKeysText) : 1000);
+    const result =
+      maxKeys === 0
+        ? { objects: [], commonPrefixes: [], isTruncated: false }
+        : await ctx.store.listObjects(bucket, { prefix, startAfter, delimiter, maxKeys });
+    const last = result.objects[result.objects.length - 1];
+    const nextToken = result.isTruncated && last ? Buffer.from(last.key, 'utf8').toString('base64url') : undefined;
+    const parts = [
+      '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">',
+      `<Name>${xmlEscape(bucket)}</Name>`,
+      `<Prefix>${xmlEscape(prefix)}</Prefix>`,
+      token ? `<ContinuationToken>${xmlEscape(token)}</ContinuationToken>` : '',
+      !token && startAfter ? `<StartAfter>${xmlEscape(startAfter)}</StartAfter>` : '',
+      nextToken ? `<NextContinuationToken>${nextToken}</NextContinuationToken>` : '',
+      `<KeyCount>${result.objects.length + result.commonPrefixes.length}</KeyCount>`,
+      `<MaxKeys>${maxKeys}</MaxKeys>`,
+      delimiter ? `<Delimiter>${xmlEscape(delimiter)}</Delimiter>` : '',
+      `<IsTruncated>${result.isTruncated}</IsTruncated>`,
+      ...result.objects.map(
+        (o) =>
+          `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModifiedDate.toISOString()}</LastModified>` +
+          `<ETag>${xmlEscape(o.metadata['etag'] ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+      ),
+      ...result.commonPrefixes.map((p) => `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`),
+      '</ListBucketResult>',
+    ];
+    ctx.status = 200;
+    ctx.type = 'application/xml';
+    ctx.body = parts.join('');
+  };
 }
 
 /** Encodes a key as S3 does in event notifications (form encoding, `/` kept). */
@@ -270,6 +370,8 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
       directory: s3Dir,
       configureBuckets: [{ name: bucket }],
     });
+    // Before s3rver's own handlers (Koa composes the list when the server starts).
+    s3.middleware.unshift(listObjectsV2Middleware());
     const s3Address = await s3.run();
     stops.push(() => closeServer(s3.httpServer!, () => s3.close()));
 
