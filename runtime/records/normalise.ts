@@ -72,11 +72,31 @@ function serialToIso(serial: number, date1904: boolean): string | null {
   return msToIso(epoch + totalMs);
 }
 
+const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/** Epoch milliseconds to ISO 8601 (date only at midnight). Hand-written: Date#toISOString was the hot spot. */
 function msToIso(ms: number): string | null {
-  const d = new Date(ms);
-  if (Number.isNaN(d.getTime())) return null;
-  const iso = d.toISOString();
-  return ms % MS_PER_DAY === 0 ? iso.slice(0, 10) : iso;
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) return null;
+  const days = Math.floor(ms / MS_PER_DAY);
+  const tod = ms - days * MS_PER_DAY;
+  // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  if (y < 0 || y > 9999) return new Date(ms).toISOString();
+  const date = `${String(y).padStart(4, '0')}-${pad2(m)}-${pad2(d)}`;
+  if (tod === 0) return date;
+  const h = Math.floor(tod / 3_600_000);
+  const mi = Math.floor((tod % 3_600_000) / 60_000);
+  const sec = Math.floor((tod % 60_000) / 1000);
+  const milli = tod % 1000;
+  return `${date}T${pad2(h)}:${pad2(mi)}:${pad2(sec)}.${String(milli).padStart(3, '0')}Z`;
 }
 
 /** A number in a date column: an Excel serial, or UNIX seconds/milliseconds (unambiguous ranges). */
