@@ -1,0 +1,61 @@
+/**
+ * The CDK app: reads the pipelines config and the deployment settings once, validates both
+ * (bad config fails synth naming the field), and builds the data and compute stacks.
+ *
+ *   npx cdk synth | deploy | destroy   (see docs/infrastructure.md)
+ *
+ * Context: `-c fanout='{"operatorEmail":"ops@example.com"}'` overrides deployment settings;
+ * `-c fanout:checks=false` skips the cdk-nag and cfn-guard checks (on by default).
+ */
+import { App } from 'aws-cdk-lib';
+import * as cxapi from 'aws-cdk-lib/cx-api';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadDeploymentConfig } from '../config/deployment';
+import { loadPipelinesConfig } from '../config/pipelines';
+import { addComplianceChecks } from '../lib/compliance';
+import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../lib/fanout-app';
+import { loadOsrmFactory } from '../lib/osrm-loader';
+
+const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * CDK v1 feature flags that CDK v2 refuses to read (any value fails synth); cdk.json may still
+ * carry one. They change nothing in v2, so they are dropped from the context with a warning.
+ */
+function withoutExpiredFlags(contextJson: string | undefined): string | undefined {
+  if (contextJson === undefined) return undefined;
+  const context = JSON.parse(contextJson) as Record<string, unknown>;
+  for (const flag of cxapi.CURRENT_VERSION_EXPIRED_FLAGS) {
+    if (flag in context) {
+      process.stderr.write(`warning: ignoring CDK v1 feature flag "${flag}" in the context (remove it from cdk.json)\n`);
+      delete context[flag];
+    }
+  }
+  return JSON.stringify(context);
+}
+const contextJson = withoutExpiredFlags(process.env[cxapi.CONTEXT_ENV]);
+if (contextJson !== undefined) process.env[cxapi.CONTEXT_ENV] = contextJson;
+const app = new App({ context: FANOUT_APP_CONTEXT });
+
+function contextObject(key: string): unknown {
+  const raw: unknown = app.node.tryGetContext(key);
+  if (typeof raw !== 'string') return raw;
+  try {
+    return JSON.parse(raw);
+  } catch (err) {
+    throw new Error(`context "${key}" must be a JSON object: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+const pipelines = loadPipelinesConfig();
+const deployment = loadDeploymentConfig(contextObject('fanout'), {
+  account: process.env.CDK_DEFAULT_ACCOUNT,
+  region: process.env.CDK_DEFAULT_REGION,
+});
+buildFanoutApp(app, {
+  pipelines,
+  deployment,
+  projectRoot,
+  osrmFactory: deployment.osrm.enabled ? await loadOsrmFactory() : undefined,
+});
+if (String(app.node.tryGetContext('fanout:checks') ?? 'true') !== 'false') addComplianceChecks(app);

@@ -1,0 +1,491 @@
+/**
+ * The stateless stack: network, AWS Batch (compute environments, queues, job definitions from
+ * one container image), the three event handlers and their triggers (S3 intake notifications,
+ * the "split done" topic, the failed-job rule), email, secrets and observability. It holds no
+ * data: destroying and redeploying it loses nothing but in-flight runs.
+ */
+import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as batch from 'aws-cdk-lib/aws-batch';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
+import * as ses from 'aws-cdk-lib/aws-ses';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import type { Construct } from 'constructs';
+import type { DeploymentConfig, JobSettings } from '../config/deployment';
+import type { AppConfig } from '../runtime/config/schema';
+import { STAGES, type Stage } from '../runtime/model';
+import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
+import { BatchCompute } from './batch-compute';
+import { PREFIX } from './data-stack';
+import { HandlerFunction } from './handler-function';
+import { FanoutNetwork } from './network';
+import { FanoutObservability } from './observability';
+import { PipelineJobs } from './pipeline-jobs';
+import type { ComputeKind } from './retry-strategies';
+
+/** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
+export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
+
+/** Folders of the repository copied into the job image build context are set by .dockerignore; these never are. */
+export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', 'cdk.out', 'fanout-out', 'bench/out', '.git', '.tmp', '*.log'];
+
+/** Lambda's limit on the total size of a function's environment. */
+const LAMBDA_ENV_LIMIT_BYTES = 4096;
+/** Generous length of a job queue or job definition ARN once deployed. */
+const ARN_ESTIMATE_CHARS = 140;
+
+/** What a managed OSRM server exposes (lib/osrm-service.ts, issue 4). */
+export interface OsrmServiceLike {
+  readonly url: string;
+}
+
+/** Props of lib/osrm-service.ts `OsrmService`. */
+export interface OsrmServicePropsLike {
+  readonly vpc: ec2.IVpc;
+  readonly dataBucket: s3.IBucket;
+  readonly extractKey: string;
+  readonly profile?: string;
+  readonly cpu?: number;
+  readonly memoryLimitMiB?: number;
+  readonly idleTimeout?: Duration;
+}
+
+/** Creates the OSRM server in the compute stack: `(scope, id, props) => new OsrmService(scope, id, props)`. */
+export type OsrmServiceFactory = (scope: Construct, id: string, props: OsrmServicePropsLike) => OsrmServiceLike;
+
+export interface FanoutComputeStackProps extends StackProps {
+  /** The validated pipelines config (config/pipelines.ts). */
+  readonly pipelines: AppConfig;
+  /** The pipeline bucket of the data stack. */
+  readonly bucket: s3.IBucket;
+  /** The run table of the data stack. */
+  readonly table: dynamodb.ITable;
+  /** Repository root: `lambda/`, `batch-jobs/Dockerfile`, package-lock.json. */
+  readonly projectRoot: string;
+  readonly network: DeploymentConfig['network'];
+  readonly compute: DeploymentConfig['compute'];
+  /** Container size, timeout and attempts per stage. */
+  readonly jobs: Readonly<Record<Stage, JobSettings>>;
+  /** SES identity mail is sent from (an address or a domain). */
+  readonly emailIdentity: string;
+  /** The identity exists already: only grant sending from it. @default false */
+  readonly existingEmailIdentity?: boolean;
+  /** Create identities for the pipelines' recipients (SES sandbox) and allow sending to them. @default false */
+  readonly verifyRecipients?: boolean;
+  /** Operator address for alarm mail. @default - none */
+  readonly operatorEmail?: string;
+  /** Retention of every log group of this stack. */
+  readonly logRetention: logs.RetentionDays;
+  /** Days a run record is kept (FANOUT_RUN_TTL_DAYS). */
+  readonly runRecordDays: number;
+  /** Days a presigned result link is valid (FANOUT_RESULT_LINK_DAYS). */
+  readonly resultLinkDays: number;
+  /** Active X-Ray tracing of the handlers. @default false */
+  readonly tracing?: boolean;
+  /** Removal policy of the log groups. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+  /** Managed OSRM server for osrm-match pipelines. @default - none */
+  readonly osrm?: {
+    readonly factory: OsrmServiceFactory;
+    readonly extractKey: string;
+    readonly profile?: string;
+    readonly cpu?: number;
+    readonly memoryLimitMiB?: number;
+    readonly idleTimeout?: Duration;
+  };
+}
+
+/** The handlers, by the file name of their entry under `lambda/`. */
+export type HandlerName = 'on-intake' | 'on-split-done' | 'on-job-failed';
+
+export class FanoutComputeStack extends Stack {
+  readonly network: FanoutNetwork;
+  readonly batchCompute: BatchCompute;
+  readonly key: kms.Key;
+  readonly splitDoneTopic: sns.Topic;
+  readonly failedJobsRule: events.Rule;
+  readonly handlers: Readonly<Record<HandlerName, HandlerFunction>>;
+  readonly pipelineJobs: readonly PipelineJobs[];
+  readonly jobRoles: Readonly<Record<Stage, iam.Role>>;
+  readonly jobLogGroups: Readonly<Record<Stage, logs.LogGroup>>;
+  readonly senderIdentity: ses.IEmailIdentity;
+  readonly observability: FanoutObservability;
+  readonly osrmService?: OsrmServiceLike;
+
+  constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
+    super(scope, id, props);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const { bucket, table } = props;
+
+    // One customer-managed key for the topics and log groups of this stack.
+    this.key = new kms.Key(this, 'AppKey', {
+      description: 'batch-fanout: SNS topics and CloudWatch log groups',
+      enableKeyRotation: true,
+      removalPolicy,
+    });
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchLogsUseTheKey',
+        principals: [new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`)],
+        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
+        resources: ['*'],
+        conditions: {
+          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*` },
+        },
+      }),
+    );
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublishToEncryptedTopics',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+        resources: ['*'],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'GrantsOnlyForAwsResources',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:CreateGrant'],
+        resources: ['*'],
+        conditions: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
+      }),
+    );
+    const logRetention = props.logRetention;
+
+    this.network = new FanoutNetwork(this, 'Network', {
+      vpcId: props.network.vpcId,
+      maxAzs: props.network.maxAzs,
+      natGateways: props.network.natGateways,
+      gatewayEndpoints: props.network.gatewayEndpoints,
+      logRetention,
+      logKey: this.key,
+      removalPolicy,
+    });
+    this.batchCompute = new BatchCompute(this, 'Batch', {
+      vpc: this.network.vpc,
+      vpcSubnets: this.network.jobSubnets,
+      securityGroup: this.network.jobSecurityGroup,
+      fargateSpotMaxVcpus: props.compute.fargateSpotMaxVcpus,
+      ec2SpotMaxVcpus: props.compute.ec2SpotMaxVcpus,
+      ec2InstanceTypes: props.compute.ec2InstanceTypes,
+    });
+
+    this.splitDoneTopic = new sns.Topic(this, 'SplitDoneTopic', {
+      displayName: 'batch-fanout split done',
+      masterKey: this.key,
+      enforceSSL: true,
+    });
+
+    // Email: the sender identity, and the recipients' identities while in the SES sandbox.
+    this.senderIdentity = props.existingEmailIdentity
+      ? ses.EmailIdentity.fromEmailIdentityName(this, 'SenderIdentity', props.emailIdentity)
+      : new ses.EmailIdentity(this, 'SenderIdentity', {
+          identity: props.emailIdentity.includes('@') ? ses.Identity.email(props.emailIdentity) : ses.Identity.domain(props.emailIdentity),
+        });
+    const recipientIdentities: ses.IEmailIdentity[] = [];
+    if (props.verifyRecipients) {
+      const recipients = [...new Set(props.pipelines.pipelines.flatMap((p) => p.recipients.map((r) => r.toLowerCase())))].sort();
+      recipients
+        .filter((r) => r !== props.emailIdentity.toLowerCase())
+        .forEach((r, i) => recipientIdentities.push(new ses.EmailIdentity(this, `RecipientIdentity${i}`, { identity: ses.Identity.email(r) })));
+    }
+    const grantSendEmail = (grantee: iam.IGrantable) => {
+      this.senderIdentity.grantSendEmail(grantee);
+      for (const r of recipientIdentities) r.grantSendEmail(grantee);
+    };
+
+    // Job image, logs and roles shared by the pipelines (each stage's grants are its own).
+    const imageAsset = new ecrAssets.DockerImageAsset(this, 'JobImage', {
+      directory: props.projectRoot,
+      file: 'batch-jobs/Dockerfile',
+      platform: ecrAssets.Platform.LINUX_AMD64,
+      exclude: IMAGE_CONTEXT_EXCLUDES,
+    });
+    const image = ecs.ContainerImage.fromDockerImageAsset(imageAsset);
+    const logGroups = {} as Record<Stage, logs.LogGroup>;
+    const jobRoles = {} as Record<Stage, iam.Role>;
+    for (const stage of STAGES) {
+      logGroups[stage] = new logs.LogGroup(this, `${pascal(stage)}JobLogs`, { retention: logRetention, encryptionKey: this.key, removalPolicy });
+      jobRoles[stage] = new iam.Role(this, `${pascal(stage)}JobRole`, {
+        assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+        description: `batch-fanout ${stage} jobs`,
+      });
+    }
+    this.jobLogGroups = logGroups;
+    this.jobRoles = jobRoles;
+    const intake = `${PREFIX.intake}*`;
+    const work = `${PREFIX.work}*`;
+    const results = `${PREFIX.results}*`;
+    // split: reads the upload, writes chunk files, records chunks, announces "split done".
+    bucket.grantRead(jobRoles.split, intake);
+    bucket.grantPut(jobRoles.split, work);
+    table.grantReadWriteData(jobRoles.split);
+    this.splitDoneTopic.grantPublish(jobRoles.split);
+    // fanout: reads its chunk and earlier result parts, writes result parts, updates its chunk.
+    bucket.grantRead(jobRoles.fanout, work);
+    bucket.grantPut(jobRoles.fanout, work);
+    table.grantReadWriteData(jobRoles.fanout);
+    // consolidate: reads result parts, writes (and links) the result, emails it.
+    bucket.grantRead(jobRoles.consolidate, work);
+    bucket.grantPut(jobRoles.consolidate, results);
+    bucket.grantRead(jobRoles.consolidate, results);
+    table.grantReadWriteData(jobRoles.consolidate);
+    grantSendEmail(jobRoles.consolidate);
+    // cleanup: lists and deletes the run's work files, deletes chunk records.
+    bucket.grantRead(jobRoles.cleanup, work);
+    bucket.grantDelete(jobRoles.cleanup, work);
+    table.grantReadWriteData(jobRoles.cleanup);
+
+    if (props.osrm !== undefined) {
+      this.osrmService = props.osrm.factory(this, 'Osrm', {
+        vpc: this.network.vpc,
+        dataBucket: bucket,
+        extractKey: props.osrm.extractKey,
+        profile: props.osrm.profile,
+        cpu: props.osrm.cpu,
+        memoryLimitMiB: props.osrm.memoryLimitMiB,
+        idleTimeout: props.osrm.idleTimeout,
+      });
+    }
+
+    const base = { FANOUT_BUCKET: bucket.bucketName, FANOUT_TABLE: table.tableName, AWS_REGION: this.region };
+    const stageEnvironment: Record<Stage, Record<string, string>> = {
+      split: { ...base, FANOUT_SPLIT_DONE_TOPIC_ARN: this.splitDoneTopic.topicArn },
+      fanout: { ...base },
+      consolidate: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
+      cleanup: { ...base },
+    };
+    this.pipelineJobs = props.pipelines.pipelines.map(
+      (pipeline) =>
+        new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
+          pipeline,
+          queue: this.batchCompute.queues[pipeline.compute as ComputeKind],
+          image,
+          jobs: props.jobs,
+          jobRoles,
+          logGroups,
+          environment: stageEnvironment,
+          osrmBaseUrl: this.osrmService?.url,
+          assignPublicIp: this.network.jobsNeedPublicIp,
+        }),
+    );
+
+    // Handlers.
+    const queuesByPipeline: Record<string, string> = {};
+    const definitionsByPipeline: Record<string, Record<Stage, string>> = {};
+    for (const jobs of this.pipelineJobs) {
+      queuesByPipeline[jobs.pipelineName] = jobs.queue.jobQueueArn;
+      definitionsByPipeline[jobs.pipelineName] = jobs.definitionArns();
+    }
+    const handlerEnvironment = {
+      FANOUT_BUCKET: bucket.bucketName,
+      FANOUT_TABLE: table.tableName,
+      FANOUT_JOB_QUEUES: this.toJsonString(queuesByPipeline),
+      FANOUT_JOB_DEFINITIONS: this.toJsonString(definitionsByPipeline),
+      FANOUT_RUN_TTL_DAYS: String(props.runRecordDays),
+    };
+    const configJson = JSON.stringify(props.pipelines);
+    const handler = (name: HandlerName, description: string) =>
+      new HandlerFunction(this, pascal(name), {
+        projectRoot: props.projectRoot,
+        entryName: name,
+        description,
+        environment: handlerEnvironment,
+        configJson,
+        logRetention,
+        logKey: this.key,
+        tracing: props.tracing,
+        removalPolicy,
+      });
+    this.handlers = {
+      'on-intake': handler('on-intake', 'batch-fanout: an upload under intake/<pipeline>/ opens a run and submits split'),
+      'on-split-done': handler('on-split-done', 'batch-fanout: split done submits fan-out, consolidate and cleanup'),
+      'on-job-failed': handler('on-job-failed', 'batch-fanout: a failed job fails its run, emails the recipients, starts cleanup'),
+    };
+    const onIntake = this.handlers['on-intake'];
+    const onSplitDone = this.handlers['on-split-done'];
+    const onJobFailed = this.handlers['on-job-failed'];
+    for (const h of Object.values(this.handlers)) table.grantReadWriteData(h.function);
+    bucket.grantRead(onIntake.function, intake);
+    grantSendEmail(onIntake.function);
+    grantSendEmail(onJobFailed.function);
+    for (const jobs of this.pipelineJobs) {
+      jobs.grantSubmit(onIntake.function, 'split');
+      jobs.grantSubmit(onSplitDone.function, 'fanout', 'consolidate', 'cleanup');
+      jobs.grantSubmit(onJobFailed.function, 'cleanup');
+    }
+    // Jobs are submitted with tags (run, pipeline): tagging at creation needs batch:TagResource.
+    const tagJobs = new iam.PolicyStatement({
+      actions: ['batch:TagResource'],
+      resources: [`arn:${this.partition}:batch:${this.region}:${this.account}:job/*`],
+      conditions: { StringEquals: { 'batch:CreateAction': 'SubmitJob' } },
+    });
+    for (const h of Object.values(this.handlers)) h.function.addToRolePolicy(tagJobs);
+
+    // Triggers. The bucket lives in the data stack; its notification configuration is written by
+    // a custom resource created here (on a reference to the bucket), so the data stack never
+    // depends on this one.
+    const intakeBucket = s3.Bucket.fromBucketAttributes(this, 'IntakeNotifications', {
+      bucketArn: bucket.bucketArn,
+      bucketName: bucket.bucketName,
+    });
+    for (const pipeline of props.pipelines.pipelines) {
+      for (const suffix of INTAKE_SUFFIXES) {
+        intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
+          prefix: `${PREFIX.intake}${pipeline.name}/`,
+          suffix,
+        });
+      }
+    }
+    this.splitDoneTopic.addSubscription(
+      new subscriptions.LambdaSubscription(onSplitDone.function, { deadLetterQueue: onSplitDone.deadLetterQueue }),
+    );
+    this.failedJobsRule = new events.Rule(this, 'FailedJobsRule', {
+      description: 'batch-fanout: a job of this app failed for good',
+      eventPattern: {
+        source: ['aws.batch'],
+        detailType: ['Batch Job State Change'],
+        detail: { status: ['FAILED'], jobQueue: this.batchCompute.allQueues.map((q: batch.IJobQueue) => q.jobQueueArn) },
+      },
+    });
+    this.failedJobsRule.addTarget(
+      new targets.LambdaFunction(onJobFailed.function, {
+        deadLetterQueue: onJobFailed.deadLetterQueue,
+        retryAttempts: 8,
+        maxEventAge: Duration.hours(6),
+      }),
+    );
+
+    this.observability = new FanoutObservability(this, 'Observability', {
+      topicKey: this.key,
+      operatorEmail: props.operatorEmail,
+    });
+    this.observability.observe({
+      handlers: (Object.entries(this.handlers) as [HandlerName, HandlerFunction][]).map(([name, h]) => ({
+        name,
+        function: h.function,
+        logGroup: h.logGroup,
+        deadLetterQueue: h.deadLetterQueue,
+      })),
+      stageLogs: { fanout: logGroups.fanout, consolidate: logGroups.consolidate },
+      failedJobsRule: this.failedJobsRule,
+    });
+
+    this.node.addValidation({
+      validate: () => {
+        const pipelines = props.pipelines.pipelines.length;
+        const estimate = pipelines * (ARN_ESTIMATE_CHARS * 5 + 80) + 600;
+        return estimate > LAMBDA_ENV_LIMIT_BYTES
+          ? [
+              `${pipelines} pipelines need about ${estimate} bytes of Lambda environment (FANOUT_JOB_QUEUES, FANOUT_JOB_DEFINITIONS); ` +
+                `the limit is ${LAMBDA_ENV_LIMIT_BYTES}: split the pipelines over several deployments (appName)`,
+            ]
+          : [];
+      },
+    });
+
+    this.acknowledgeFindings();
+  }
+
+  private acknowledgeFindings(): void {
+    const roles: iam.IRole[] = [
+      ...Object.values(this.jobRoles),
+      ...Object.values(this.handlers).map((h) => h.role),
+      ...this.pipelineJobs.flatMap((p) => Object.values(p.definitions).map((d) => d.container.executionRole)),
+    ];
+    for (const role of roles) acknowledgeGrantWildcards(role, explainWildcard);
+
+    const permission = this.node.findChild('IntakeNotifications').node.children.find((c) => c.node.id.startsWith('AllowBucketNotificationsTo'));
+    if (permission) {
+      acknowledgeGuard(
+        permission,
+        'lambda_function_public_access_prohibited_check',
+        'The permission names SourceAccount and SourceArn (the pipeline bucket, imported from the data stack); the rule cannot read Fn::ImportValue.',
+      );
+    }
+    const notificationsHandler = this.node.children.find((c) => c.node.id.startsWith('BucketNotificationsHandler'));
+    if (notificationsHandler) {
+      const role = notificationsHandler.node.tryFindChild('Role');
+      if (role) {
+        acknowledgeNag(
+          cfnOf(role),
+          'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+          "CDK's own S3 notifications custom resource: it runs once per deployment and only writes its logs with this policy.",
+        );
+      }
+      acknowledgeGuard(
+        cfnOf(notificationsHandler),
+        'lambda_inside_vpc_check',
+        "CDK's own S3 notifications custom resource: it only calls the S3 API at deployment time.",
+      );
+    }
+    for (const [name, h] of Object.entries(this.handlers)) {
+      const fn = cfnOf(h.function);
+      acknowledgeNag(
+        fn,
+        'AwsSolutions-L1',
+        `${name} runs on Node.js 22.x on purpose: the runtime code targets Node 20/22 APIs and is tested on them; move to 24.x after testing.`,
+      );
+      acknowledgeGuard(
+        fn,
+        'lambda_inside_vpc_check',
+        `${name} only calls AWS APIs (DynamoDB, S3, Batch, SES) and reaches no private resource; inside the VPC it would need NAT or interface endpoints for the same calls.`,
+      );
+      const dlq = cfnOf(h.deadLetterQueue);
+      acknowledgeNag(dlq, 'AwsSolutions-SQS3', `This queue is the dead-letter destination of ${name}; it has no dead-letter queue of its own.`);
+      acknowledgeGuard(dlq, 'sqs_dlq_check', `This queue is the dead-letter destination of ${name}; it has no dead-letter queue of its own.`);
+    }
+  }
+}
+
+/** CDK bucket grants expand to these action groups. */
+const S3_ACTION_GROUPS: Readonly<Record<string, string>> = {
+  's3:GetObject*': 'reading objects and their versions (bucket.grantRead)',
+  's3:GetBucket*': 'reading the bucket location and settings the SDK asks for (bucket.grantRead)',
+  's3:List*': 'listing keys, e.g. a run\'s result parts (bucket.grantRead)',
+  's3:Abort*': 'aborting its own multipart uploads (bucket.grantPut)',
+  's3:DeleteObject*': 'deleting objects and their versions (bucket.grantDelete)',
+};
+
+/** Why a wildcard in one of this stack's policies is acceptable (undefined: leave it reported). */
+export function explainWildcard(w: WildcardFinding): string | undefined {
+  const action = /^Action::(.+)$/.exec(w.finding)?.[1];
+  if (action !== undefined) {
+    const group = S3_ACTION_GROUPS[action];
+    if (group !== undefined) return `${action} is a CDK grant action group for ${group}; the statement is limited to this app's pipeline bucket and one key prefix.`;
+    if (action === 'kms:GenerateDataKey*' && w.actions.includes('kms:Decrypt')) {
+      return "Publishing to the encrypted split-done topic needs data keys of this app's key (topic.grantPublish); the statement names that key only.";
+    }
+    return undefined;
+  }
+  const resource = /^Resource::(.+)$/.exec(w.finding)?.[1] ?? '';
+  const prefix = /PipelineBucket[^/]*\/(intake|work|results)\/\*$/.exec(resource)?.[1];
+  if (prefix !== undefined) return `Objects under ${prefix}/ of this app's pipeline bucket: keys are per upload or per run and unknown at deploy time.`;
+  if (/:batch:.*:job\/\*$/.test(resource) && w.actions.every((a) => a === 'batch:TagResource')) {
+    return 'Tagging jobs while submitting them (condition batch:CreateAction = SubmitJob): a job id does not exist before submission.';
+  }
+  if (resource === '*' && w.actions.every((a) => a === 'ecr:GetAuthorizationToken')) {
+    return 'ecr:GetAuthorizationToken has no resource-level permission; image pulls themselves are limited to the asset repository.';
+  }
+  if (resource === '*' && w.actions.every((a) => a.startsWith('xray:'))) {
+    return 'X-Ray trace segment upload has no resource-level permission.';
+  }
+  return undefined;
+}
+
+function pascal(name: string): string {
+  return name.replace(/(^|-)([a-z])/g, (_m, _d, c: string) => c.toUpperCase());
+}

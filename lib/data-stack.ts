@@ -1,0 +1,146 @@
+/**
+ * The stateful stack: the pipeline bucket, its access-log bucket and the run table. Kept apart
+ * from compute so that the compute stack can be replaced or destroyed without touching data.
+ * Construct ids of these resources must never change (a new id is a new, empty resource).
+ */
+import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
+
+/** Key prefixes of the pipeline bucket (see runtime/model.ts `keys`). */
+export const PREFIX = { intake: 'intake/', work: 'work/', results: 'results/' } as const;
+
+export interface FanoutDataStackProps extends StackProps {
+  /** Days uploads under `intake/` are kept. */
+  readonly intakeDays: number;
+  /** Days result workbooks under `results/` are kept. */
+  readonly resultsDays: number;
+  /** Days after which leftovers under `work/` expire (cleanup deletes them sooner). */
+  readonly workDays: number;
+  /** Days S3 server access logs are kept. */
+  readonly accessLogDays: number;
+  /** Days replaced or deleted object versions are kept. */
+  readonly noncurrentVersionDays: number;
+  /**
+   * What happens to the buckets and the table when the stack is deleted.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * Defaults, all set here: buckets block public access, refuse plain HTTP, encrypt with S3-managed
+ * keys, are versioned and own their objects; the pipeline bucket logs access to the log bucket.
+ * The run table is on-demand, encrypted with the AWS-managed KMS key, has point-in-time
+ * recovery, TTL on `expiresAt` and deletion protection while retained.
+ */
+export class FanoutDataStack extends Stack {
+  /** Holds `intake/`, `work/` and `results/`. */
+  readonly bucket: s3.Bucket;
+  /** Receives the pipeline bucket's server access logs. */
+  readonly accessLogBucket: s3.Bucket;
+  /** Runs and chunk progress: partition key `pk`, sort key `sk`, TTL `expiresAt`. */
+  readonly table: dynamodb.Table;
+
+  constructor(scope: Construct, id: string, props: FanoutDataStackProps) {
+    super(scope, id, props);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const destroy = removalPolicy === RemovalPolicy.DESTROY;
+
+    this.accessLogBucket = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      lifecycleRules: [
+        {
+          id: 'expire-access-logs',
+          expiration: Duration.days(props.accessLogDays),
+          noncurrentVersionExpiration: Duration.days(1),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+      removalPolicy,
+      autoDeleteObjects: destroy,
+    });
+
+    this.bucket = new s3.Bucket(this, 'PipelineBucket', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      enforceSSL: true,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      serverAccessLogsBucket: this.accessLogBucket,
+      serverAccessLogsPrefix: 'pipeline-bucket/',
+      lifecycleRules: [
+        {
+          id: 'expire-work',
+          prefix: PREFIX.work,
+          expiration: Duration.days(props.workDays),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
+        {
+          id: 'expire-intake',
+          prefix: PREFIX.intake,
+          expiration: Duration.days(props.intakeDays),
+          noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays),
+        },
+        {
+          id: 'expire-results',
+          prefix: PREFIX.results,
+          expiration: Duration.days(props.resultsDays),
+          noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays),
+        },
+        { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
+        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+      removalPolicy,
+      autoDeleteObjects: destroy,
+    });
+
+    this.table = new dynamodb.Table(this, 'RunTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'expiresAt',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      deletionProtection: !destroy,
+      removalPolicy,
+    });
+
+    this.acknowledgeFindings();
+  }
+
+  private acknowledgeFindings(): void {
+    const logs = cfnOf(this.accessLogBucket);
+    acknowledgeNag(logs, 'AwsSolutions-S1', 'This is the access-log destination; logging its own access would log the logging.');
+    acknowledgeGuard(logs, 's3_bucket_logging_enabled_check', 'This is the access-log destination; logging its own access would log the logging.');
+    for (const bucket of [this.accessLogBucket, this.bucket]) {
+      const res = cfnOf(bucket);
+      acknowledgeGuard(
+        res,
+        's3_bucket_object_lock_enabled_check',
+        'Object Lock would stop cleanup from deleting work files and lifecycle rules from expiring data; versioning and RETAIN protect against loss.',
+      );
+      acknowledgeGuard(
+        res,
+        's3_bucket_default_encryption_kms_check',
+        'Encrypted with S3-managed keys (SSE-S3): a customer-managed KMS key would add a request charge to every chunk and part read by 10,000 children, and S3 access logs cannot be delivered to an SSE-KMS bucket.',
+      );
+    }
+    acknowledgeGuard(
+      cfnOf(this.accessLogBucket),
+      's3_event_notifications_enabled_check',
+      'Nothing reacts to access-log objects, so the log bucket has no event notifications.',
+    );
+    acknowledgeGuard(
+      cfnOf(this.bucket),
+      's3_event_notifications_enabled_check',
+      'The intake notifications are set by the compute stack (Custom::S3BucketNotifications), which this rule cannot see in the bucket properties.',
+    );
+  }
+}

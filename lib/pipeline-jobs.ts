@@ -1,0 +1,97 @@
+/**
+ * The four job definitions of one pipeline (split, fanout, consolidate, cleanup), matching the
+ * pipeline's queue, with only this pipeline's data-source credential handed to its fan-out.
+ */
+import { Duration, Size } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import type * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import type { JobSettings } from '../config/deployment';
+import type { PipelineConfig } from '../runtime/config/schema';
+import { STAGES, type Stage } from '../runtime/model';
+import { StageJobDefinition } from './stage-job-definition';
+
+export interface PipelineJobsProps {
+  readonly pipeline: PipelineConfig;
+  /** The queue of the pipeline's compute kind. */
+  readonly queue: batch.IJobQueue;
+  readonly image: ecs.ContainerImage;
+  /** Size, timeout and attempts per stage. */
+  readonly jobs: Readonly<Record<Stage, JobSettings>>;
+  /** Job role per stage (shared by all pipelines; each stage's grants are its own). */
+  readonly jobRoles: Readonly<Record<Stage, iam.IRole>>;
+  /** Log group per stage; streams are prefixed with the pipeline name. */
+  readonly logGroups: Readonly<Record<Stage, logs.ILogGroup>>;
+  /** Environment per stage. */
+  readonly environment: Readonly<Record<Stage, Record<string, string>>>;
+  /** Base URL of the managed OSRM server, set as FANOUT_OSRM_BASE_URL on an osrm-match fan-out. @default - none */
+  readonly osrmBaseUrl?: string;
+  /** Fargate tasks get a public IP (no NAT). @default false */
+  readonly assignPublicIp?: boolean;
+}
+
+export class PipelineJobs extends Construct {
+  readonly pipelineName: string;
+  readonly queue: batch.IJobQueue;
+  readonly definitions: Readonly<Record<Stage, batch.EcsJobDefinition>>;
+  /** The data-source credential, when the pipeline's task names a secret. */
+  readonly credential?: secretsmanager.ISecret;
+
+  constructor(scope: Construct, id: string, props: PipelineJobsProps) {
+    super(scope, id);
+    const { pipeline } = props;
+    this.pipelineName = pipeline.name;
+    this.queue = props.queue;
+
+    const credential = pipeline.task.type === 'http-lookup' ? pipeline.task.credential : undefined;
+    const fanoutSecrets: Record<string, batch.Secret> = {};
+    if (credential?.secretName !== undefined) {
+      this.credential = secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName);
+      fanoutSecrets[credential.env] = batch.Secret.fromSecretsManager(this.credential);
+    }
+    const fanoutEnvironment: Record<string, string> = { ...props.environment.fanout };
+    if (pipeline.task.type === 'osrm-match' && props.osrmBaseUrl !== undefined) {
+      fanoutEnvironment.FANOUT_OSRM_BASE_URL = props.osrmBaseUrl;
+    }
+
+    const definitions = {} as Record<Stage, batch.EcsJobDefinition>;
+    for (const stage of STAGES) {
+      const settings = props.jobs[stage];
+      definitions[stage] = new StageJobDefinition(this, stageId(stage), {
+        stage,
+        compute: pipeline.compute,
+        image: props.image,
+        vcpus: settings.vcpus,
+        memory: Size.mebibytes(settings.memoryMiB),
+        timeout: Duration.minutes(settings.timeoutMinutes),
+        attempts: settings.attempts,
+        jobRole: props.jobRoles[stage],
+        logGroup: props.logGroups[stage],
+        streamPrefix: pipeline.name,
+        environment: stage === 'fanout' ? fanoutEnvironment : props.environment[stage],
+        secrets: stage === 'fanout' && Object.keys(fanoutSecrets).length > 0 ? fanoutSecrets : undefined,
+        assignPublicIp: props.assignPublicIp,
+      }).definition;
+    }
+    this.definitions = definitions;
+  }
+
+  /** Allows `grantee` to submit jobs of these stages to this pipeline's queue, and nothing else. */
+  grantSubmit(grantee: iam.IGrantable, ...stages: Stage[]): void {
+    for (const stage of stages) this.definitions[stage].grantSubmitJob(grantee, this.queue);
+  }
+
+  /** `{split: ARN, fanout: ARN, consolidate: ARN, cleanup: ARN}` for FANOUT_JOB_DEFINITIONS. */
+  definitionArns(): Record<Stage, string> {
+    const out = {} as Record<Stage, string>;
+    for (const stage of STAGES) out[stage] = this.definitions[stage].jobDefinitionArn;
+    return out;
+  }
+}
+
+function stageId(stage: Stage): string {
+  return `${stage[0]!.toUpperCase()}${stage.slice(1)}`;
+}

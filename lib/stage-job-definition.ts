@@ -1,0 +1,84 @@
+/**
+ * One job definition of one stage, on Fargate or on EC2: the shared container image with the
+ * stage as its command, its size, timeout, log group and retry strategy.
+ */
+import { Duration, Size } from 'aws-cdk-lib';
+import * as batch from 'aws-cdk-lib/aws-batch';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import type * as iam from 'aws-cdk-lib/aws-iam';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { Stage } from '../runtime/model';
+import { stageRetryStrategies, type ComputeKind } from './retry-strategies';
+
+export interface StageJobDefinitionProps {
+  readonly stage: Stage;
+  /** Which queue the definition is for: Fargate and EC2 definitions differ. */
+  readonly compute: ComputeKind;
+  /** The jobs' image (`batch-jobs/Dockerfile`). */
+  readonly image: ecs.ContainerImage;
+  /** vCPUs; EC2 rounds up to whole vCPUs. */
+  readonly vcpus: number;
+  readonly memory: Size;
+  /** Per-attempt timeout. */
+  readonly timeout: Duration;
+  /** Attempts for infrastructure failures (first one included). */
+  readonly attempts: number;
+  /** Role the job's code runs with. */
+  readonly jobRole: iam.IRole;
+  readonly logGroup: logs.ILogGroup;
+  /** Log stream prefix, e.g. the pipeline name. */
+  readonly streamPrefix: string;
+  /** Plain environment. @default - none */
+  readonly environment?: Record<string, string>;
+  /** Secrets, by environment variable name (read by the execution role at start). @default - none */
+  readonly secrets?: Record<string, batch.Secret>;
+  /** Give a Fargate task a public IP (jobs in public subnets, no NAT). @default false */
+  readonly assignPublicIp?: boolean;
+}
+
+/**
+ * Defaults: tags propagate to the ECS task, Node's heap is sized to 75% of the container's
+ * memory (NODE_OPTIONS), Fargate tasks run on the latest platform version on x86_64.
+ */
+export class StageJobDefinition extends Construct {
+  readonly definition: batch.EcsJobDefinition;
+  readonly container: batch.IEcsContainerDefinition;
+
+  constructor(scope: Construct, id: string, props: StageJobDefinitionProps) {
+    super(scope, id);
+    const environment = {
+      NODE_OPTIONS: `--max-old-space-size=${Math.floor(props.memory.toMebibytes() * 0.75)}`,
+      ...props.environment,
+    };
+    const common = {
+      image: props.image,
+      memory: props.memory,
+      command: [props.stage],
+      environment,
+      secrets: props.secrets,
+      jobRole: props.jobRole,
+      logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: props.streamPrefix }),
+    };
+    this.container =
+      props.compute === 'fargate-spot'
+        ? new batch.EcsFargateContainerDefinition(this, 'Container', {
+            ...common,
+            cpu: props.vcpus,
+            assignPublicIp: props.assignPublicIp ?? false,
+            fargatePlatformVersion: ecs.FargatePlatformVersion.LATEST,
+            fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+          })
+        : new batch.EcsEc2ContainerDefinition(this, 'Container', {
+            ...common,
+            cpu: Math.max(1, Math.ceil(props.vcpus)),
+          });
+    this.definition = new batch.EcsJobDefinition(this, 'Definition', {
+      container: this.container,
+      retryAttempts: props.attempts,
+      retryStrategies: stageRetryStrategies(props.compute),
+      timeout: props.timeout,
+      propagateTags: true,
+    });
+  }
+}
