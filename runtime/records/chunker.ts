@@ -316,7 +316,9 @@ async function groupPartition(path: string, rows: number, depth: number, limit: 
     return [];
   }
   if (rows > limit && depth <= MAX_SPLIT_DEPTH) {
-    const sub = await PartitionSet.create(dir, `${path.slice(dir.length + 1, -'.jsonl'.length)}-${depth}`, depth, PARTITIONS);
+    // Enough sub-partitions for each to fit with room to spare, no more (files are cheap, not free).
+    const count = Math.min(PARTITIONS, Math.max(2, Math.ceil((rows / limit) * 2)));
+    const sub = await PartitionSet.create(dir, `${path.slice(dir.length + 1, -'.jsonl'.length)}-${depth}`, depth, count);
     for await (const g of readJsonl<Group>(createReadStream(path), path)) await sub.add(g);
     await sub.close();
     await rm(path, { force: true });
