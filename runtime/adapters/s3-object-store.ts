@@ -6,7 +6,7 @@
  * StorageError (exit code STORAGE) naming the operation, bucket and key, except a missing object
  * on read, which is an ObjectNotFoundError.
  */
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import {
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -89,13 +89,21 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getStream(key: string): Promise<Readable> {
+    let body: Readable;
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       if (!res.Body) throw new Error('response has no body');
-      return res.Body as Readable;
+      body = res.Body as Readable;
     } catch (err) {
       throw this.readFailure('GetObject', key, err);
     }
+    // A failure while the body streams (a reset connection) is a StorageError too.
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    body.once('error', (err) => out.destroy(this.failure('GetObject (reading the body)', key, err)));
+    out.once('close', () => {
+      if (!body.readableEnded) body.destroy();
+    });
+    return body.pipe(out);
   }
 
   async getBytes(key: string): Promise<Buffer> {

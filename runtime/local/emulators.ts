@@ -68,7 +68,8 @@ export interface LocalEmulators {
   /**
    * S3 ObjectCreated notifications from s3rver (emitted for every key; filter by prefix yourself),
    * shaped like an S3 event record (bucket name, object key URL-encoded as S3 does, size, eTag,
-   * sequencer, eventTime).
+   * sequencer, eventTime). Listeners are called asynchronously, apart from the upload request,
+   * so the upload may resolve before its notification arrives (as on S3).
    */
   onObjectCreated(listener: (record: S3EventRecordLike) => void): void;
   /** Mail the SES emulator received (parsed from its GET /store), oldest first. */
@@ -395,7 +396,9 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
             },
           },
         };
-        for (const listener of listeners) listener(record);
+        // Outside s3rver's request handling, as S3 notifications are: a listener that throws
+        // must not turn the upload into an HTTP 500.
+        for (const listener of listeners) setImmediate(() => listener(record));
       }
     });
 

@@ -34,11 +34,23 @@ describe('local emulators', () => {
   let fx: EmulatorFixture;
   let store: S3ObjectStore;
   const records: S3EventRecordLike[] = [];
+  let waiter: { count: number; resolve: () => void } | undefined;
+
+  /** Resolves once `count` records have arrived (notifications come after the upload returns). */
+  function recordsArrived(count: number): Promise<void> {
+    if (records.length >= count) return Promise.resolve();
+    return new Promise((resolve) => {
+      waiter = { count, resolve };
+    });
+  }
 
   before(async () => {
     fx = await startEmulatorFixture();
     store = new S3ObjectStore(fx.clients.s3, fx.emu.bucket, { partSize: 5 * MiB });
-    fx.emu.onObjectCreated((r) => records.push(r));
+    fx.emu.onObjectCreated((r) => {
+      records.push(r);
+      if (waiter && records.length >= waiter.count) waiter.resolve();
+    });
   });
   after(async () => fx.close());
 
@@ -60,6 +72,7 @@ describe('local emulators', () => {
 
     // when
     await store.put(key, 'a,b\n1,2\n');
+    await recordsArrived(1);
 
     // then
     assert.equal(records.length, 1);
@@ -82,9 +95,11 @@ describe('local emulators', () => {
 
     // when
     await store.put('intake/tax-due/big.csv', Readable.from([data.subarray(0, 3 * MiB), data.subarray(3 * MiB)]));
+    await store.put('marker/after-big', 'x');
+    await recordsArrived(2);
 
-    // then
-    assert.equal(records.length, 1);
+    // then (one notification for the upload, one for the marker put after it)
+    assert.equal(records.length, 2);
     assert.equal(records[0]!.s3.object.key, 'intake/tax-due/big.csv');
     assert.equal(records[0]!.s3.object.size, data.length);
     assert.match(records[0]!.eventName, /^ObjectCreated:/);
@@ -96,6 +111,7 @@ describe('local emulators', () => {
 
     // when
     await Promise.all(['seq/a', 'seq/b', 'seq/c'].map((k) => store.put(k, k)));
+    await recordsArrived(3);
 
     // then
     const sequencers = records.map((r) => r.s3.object.sequencer);
@@ -105,14 +121,21 @@ describe('local emulators', () => {
 
   it('does not announce deletions', async () => {
     // given
+    records.length = 0;
     await store.put('gone/x', 'x');
+    await recordsArrived(1);
     records.length = 0;
 
     // when
     await store.deleteMany(['gone/x']);
+    await store.put('marker/after-delete', 'x');
+    await recordsArrived(1);
 
-    // then
-    assert.equal(records.length, 0);
+    // then the only notification is the marker's
+    assert.deepEqual(
+      records.map((r) => r.s3.object.key),
+      ['marker/after-delete'],
+    );
   });
 
   it('pages ListObjectsV2 with continuation tokens (which stock s3rver cannot make on OpenSSL 3)', async () => {

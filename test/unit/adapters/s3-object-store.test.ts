@@ -124,8 +124,16 @@ describe('S3ObjectStore against s3rver', () => {
     assert.deepEqual(await listKeys(store, 'delete-keep/'), ['delete-keep/x']);
   });
 
-  it('deletes nothing and sends nothing for an empty key list', async () => {
-    await store.deleteMany([]);
+  it('sends nothing for an empty key list', async () => {
+    // given a store whose client captures requests
+    const capture = capturingHandler({ body: '' });
+    const client = new S3Client({ ...offlineClientConfig, requestHandler: capture.handler as S3ClientConfig['requestHandler'] });
+
+    // when
+    await new S3ObjectStore(client, 'bucket-z').deleteMany([]);
+
+    // then (DeleteObjects with no keys is a MalformedXML error on S3)
+    assert.equal(capture.requests.length, 0);
   });
 
   it('throws ObjectNotFoundError for a missing object, and head answers undefined', async () => {
@@ -164,6 +172,34 @@ describe('S3ObjectStore against s3rver', () => {
     await assert.rejects(nowhere.put('a/b.txt', 'x'), (err: unknown) => {
       assert.ok(err instanceof StorageError);
       assert.match(err.message, /PutObject of s3:\/\/no-such-bucket\/a\/b\.txt/);
+      return true;
+    });
+  });
+
+  it('turns a connection lost while an object streams into a StorageError naming bucket and key', async () => {
+    // given an S3 answer whose body breaks off after the first bytes
+    const handler = {
+      async handle() {
+        const body = new Readable({ read() {} });
+        body.push(Buffer.from('first bytes\n'));
+        setImmediate(() => body.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })));
+        return { response: { statusCode: 200, headers: { 'content-length': '1000000' }, body } };
+      },
+      updateHttpClientConfig() {},
+      httpHandlerConfigs() {
+        return {};
+      },
+    };
+    const client = new S3Client({ ...offlineClientConfig, requestHandler: handler as S3ClientConfig['requestHandler'] });
+    const broken = new S3ObjectStore(client, 'bucket-y');
+
+    // when the stream is read / then
+    const stream = await broken.getStream('work/r1/chunks/0.jsonl');
+    await assert.rejects(readAll(stream), (err: unknown) => {
+      assert.ok(err instanceof StorageError, String(err));
+      assert.equal(err.exitCode, ExitCode.STORAGE);
+      assert.match(err.message, /s3:\/\/bucket-y\/work\/r1\/chunks\/0\.jsonl/);
+      assert.match(err.message, /socket hang up/);
       return true;
     });
   });
