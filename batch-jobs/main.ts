@@ -4,7 +4,9 @@
  * the ports, runs the stage and exits with a code that tells Batch whether a retry can help
  * (runtime/errors.ts ExitCode).
  */
+import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { createAwsClients } from '../runtime/adapters/clients';
 import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
@@ -135,7 +137,8 @@ export async function main(argv: string[], env: Env): Promise<number> {
   }
 }
 
-const isEntry = process.argv[1] !== undefined && /batch-jobs[/\\]main\.(ts|js|mjs)$/.test(process.argv[1]);
+// Run when started as a program (directly, through tsx, or as the local runner's bundle), not when imported.
+const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (isEntry) {
   main(process.argv.slice(2), process.env).then(
     (code) => {

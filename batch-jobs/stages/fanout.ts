@@ -12,7 +12,7 @@ import { forEachConcurrent } from '../../runtime/pool';
 import { RateLimiter } from '../../runtime/rate-limit';
 import { readJsonl, toJsonl } from '../../runtime/records/jsonl';
 import { runWithRetry } from '../../runtime/retry';
-import type { Task } from '../tasks/task';
+import type { Task, TaskResult } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
 
 export interface FanoutOptions {
@@ -119,20 +119,27 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
         record({ i: item.i, s: 'failed', e: `invalid input: ${item.x.join('; ')}`, a: 0 });
         return;
       }
-      const outcome = await runWithRetry(
-        async (attempt) => {
-          if (limiter) await limiter.acquire(ctx.signal);
-          return task.run(item, { attempt, signal: ctx.signal });
-        },
-        pipeline.retry,
-        {
-          signal: ctx.signal,
-          onRetry: () => {
-            retries++;
+      let outcome: Awaited<ReturnType<typeof runWithRetry<TaskResult>>>;
+      try {
+        outcome = await runWithRetry(
+          async (attempt) => {
+            if (limiter) await limiter.acquire(ctx.signal);
+            return task.run(item, { attempt, signal: ctx.signal });
           },
-        },
-      );
-      if (ctx.signal.aborted && !outcome.ok) return; // not an outcome: the next attempt calls it again
+          pipeline.retry,
+          {
+            signal: ctx.signal,
+            onRetry: () => {
+              retries++;
+            },
+          },
+        );
+      } catch (err) {
+        // Cut off by shutdown: not an outcome, the next attempt calls the item again.
+        if (ctx.signal.aborted) return;
+        throw err;
+      }
+      if (ctx.signal.aborted && !outcome.ok) return;
       if (outcome.ok) {
         const line: ResultLine = { i: item.i, s: 'done', a: outcome.attempts };
         if (outcome.value.fields) line.f = outcome.value.fields;

@@ -17,6 +17,8 @@ const identifier = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'must be 1-40 characters of a-z, 0-9 and "-", starting with a letter or digit');
 
+const PLACEHOLDER = /\{([^{}"\\\n:,]+)\}/g;
+
 export const columnTypeSchema = z.enum(['text', 'number', 'integer', 'date', 'boolean']);
 export type ColumnType = z.infer<typeof columnTypeSchema>;
 
@@ -168,8 +170,9 @@ export const appConfigSchema = z
       needColumn(p.input.groupBy, ['input', 'groupBy']);
       if (p.task.type === 'http-lookup') {
         const url = p.task.url;
-        for (const m of url.matchAll(/\{([^}]+)\}/g)) needColumn(m[1], ['task', 'url']);
-        for (const m of (p.task.body ?? '').matchAll(/\{([^}]+)\}/g)) needColumn(m[1], ['task', 'body']);
+        // A placeholder is {name} where the name holds none of { } " \ : , or a newline (JSON braces are not placeholders).
+        for (const m of url.matchAll(PLACEHOLDER)) needColumn(m[1], ['task', 'url']);
+        for (const m of (p.task.body ?? '').matchAll(PLACEHOLDER)) needColumn(m[1], ['task', 'body']);
         const origin = /^(https?):\/\/([^/{}?#]+)(\/|$)/.exec(url);
         if (!origin) {
           ctx.addIssue({

@@ -6,7 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createAwsClients } from '../adapters/clients';
@@ -23,6 +23,7 @@ import { silentLogger, type Logger } from '../log';
 import type { RunRecord, RunStatus, Stage } from '../model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
 import { LocalJobRunner, type LocalJob, type ProgressMessage } from './job-runner';
+import { bundleStages, type StageBundle } from './stage-bundle';
 
 /** The project root (this file is runtime/local/local-run.ts). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -38,7 +39,7 @@ export interface LocalRunOptions {
   intakeKey?: string;
   /** Extra environment for the jobs (credentials, FANOUT_OSRM_BASE_URL...). */
   env?: Record<string, string>;
-  /** Child processes at once. @default 2 */
+  /** Child processes at once. @default - twice the CPU count, at least 2 */
   maxParallel?: number;
   /** Attempts per job, as a Batch retry strategy. @default 3 */
   attempts?: number;
@@ -91,7 +92,10 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const logFile = join(dataDir, 'jobs.log');
   const log = opts.log ?? silentLogger;
   let runner: LocalJobRunner | undefined;
+  let bundle: StageBundle | undefined;
   try {
+    bundle = await bundleStages(PROJECT_ROOT);
+    const stageEntry = bundle.file;
     const clients = createAwsClients(emulators.env);
     const store = new S3ObjectStore(clients.s3, emulators.bucket);
     const table = new DynamoRunTable(clients.dynamo, emulators.table);
@@ -109,10 +113,10 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       env: jobEnv,
       commandFor: (stage) => ({
         command: process.execPath,
-        args: ['--import', 'tsx', join(PROJECT_ROOT, 'batch-jobs', 'main.ts'), stage],
+        args: ['--enable-source-maps', stageEntry, stage],
         cwd: PROJECT_ROOT,
       }),
-      maxParallel: opts.maxParallel ?? 2,
+      maxParallel: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
       attempts: opts.attempts ?? 3,
       timeoutMs: opts.timeoutMs,
       onSplitDone: (m) => handleSplitDone(deps, m),
@@ -198,6 +202,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   } finally {
     await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
     await emulators.stop();
+    await bundle?.remove();
     await rm(dataDir, { recursive: true, force: true });
   }
 }

@@ -111,3 +111,17 @@ describe('pipelines config', () => {
     assert.notEqual(normaliseHeader('Customer ID'), normaliseHeader('CustomerID'));
   });
 });
+
+describe('pipelines config: JSON body templates', () => {
+  it('takes {column} placeholders inside a JSON body, not the JSON braces', () => {
+    const c = minimal();
+    (c.pipelines[0]!.task as Record<string, unknown>).body = '{"id": "{Id}", "opts": {"deep": true}}';
+    assert.equal(parseAppConfig(c).pipelines[0]!.task.type, 'http-lookup');
+  });
+
+  it('names an unknown placeholder in the body', () => {
+    const c = minimal();
+    (c.pipelines[0]!.task as Record<string, unknown>).body = '{"id": "{Nope}"}';
+    assert.ok(problems(c).some((l) => l.startsWith('pipelines[0].task.body') && l.includes('"Nope"')));
+  });
+});
