@@ -1,7 +1,7 @@
 /**
  * Benchmark of the consolidate stage's hot spot: writing the result workbook.
  *
- *   npx tsx bench/consolidate-workbook.ts [--rows 1000000] [--candidate NAME] [--dir DIR]
+ *   npx tsx bench/consolidate-workbook.ts [--rows 1000000] [--candidate NAME] [--dir DIR] [--level N]
  *
  * Writes N result rows x 10 columns (text, numbers, an integer, a date, a date-time; some
  * formula-looking text) plus an Errors sheet of 2% of the rows, with each candidate in its own
@@ -9,8 +9,10 @@
  *
  * Candidates:
  *   exceljs          exceljs WorkbookWriter (useSharedStrings false, row.commit()).
- *   stream           runtime/workbook/result-workbook.ts with row hints (no CSV), deflate level 6.
- *   stream-level1    the same at deflate level 1.
+ *   stream           runtime/workbook/result-workbook.ts with row hints (no CSV), its default
+ *                    deflate level (or --level N).
+ *   stream-level1    the same at deflate level 1 (fastest).
+ *   stream-level6    the same at deflate level 6 (zlib's default).
  *   stream-nohint    the same without row hints: it also writes a precautionary CSV copy of each
  *                    sheet (deleted at the end), the cost of not passing expectedRows.
  */
@@ -23,7 +25,7 @@ import ExcelJS from 'exceljs';
 import type { Cell } from '../runtime/model';
 import { createResultWorkbook, type WorkbookColumn } from '../runtime/workbook/result-workbook';
 
-const CANDIDATES = ['exceljs', 'stream', 'stream-level1', 'stream-nohint'] as const;
+const CANDIDATES = ['exceljs', 'stream', 'stream-level1', 'stream-level6', 'stream-nohint'] as const;
 type Candidate = (typeof CANDIDATES)[number];
 
 const RESULT_COLUMNS: WorkbookColumn[] = [
@@ -123,7 +125,7 @@ async function runStream(dir: string, rows: number, candidate: Candidate): Promi
     results: RESULT_COLUMNS,
     errors: ERROR_COLUMNS,
     expectedRows: candidate === 'stream-nohint' ? undefined : { results: rows, errors: Math.ceil(rows / 50) },
-    compressionLevel: candidate === 'stream-level1' ? 1 : 6,
+    compressionLevel: candidate === 'stream-level1' ? 1 : candidate === 'stream-level6' ? 6 : level,
   });
   for (let i = 0; i < rows; i++) {
     const p = wb.addResult(resultRow(i));
@@ -175,6 +177,8 @@ function arg(name: string): string | undefined {
 }
 
 const rows = Number(arg('rows') ?? 1_000_000);
+/** Deflate level of the `stream` and `stream-nohint` candidates; default: the writer's own. */
+const level = arg('level') === undefined ? undefined : Number(arg('level'));
 const dir = arg('dir');
 const only = arg('candidate') as Candidate | undefined;
 if (only) {
@@ -189,7 +193,14 @@ if (only) {
   for (const c of CANDIDATES) {
     const child = spawnSync(
       process.execPath,
-      ['--import', 'tsx', fileURLToPath(import.meta.url), '--candidate', c, '--rows', String(rows), ...(dir ? ['--dir', dir] : [])],
+      [
+        '--import',
+        'tsx',
+        fileURLToPath(import.meta.url),
+        ...['--candidate', c, '--rows', String(rows)],
+        ...(dir ? ['--dir', dir] : []),
+        ...(level === undefined ? [] : ['--level', String(level)]),
+      ],
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
     );
     const line = child.stdout.trim().split('\n').pop() ?? '';
