@@ -76,11 +76,12 @@ class ChunkWriter {
     private readonly write: (n: number, body: Buffer) => Promise<void>,
   ) {}
 
-  async add(item: WorkItem): Promise<void> {
+  /** Adds an item; returns a promise only when a chunk is full and must be handed to a writer. */
+  add(item: WorkItem): Promise<void> | undefined {
     this.items.push(item);
     this.itemCount++;
     if (item.x && item.x.length > 0) this.invalid++;
-    if (this.items.length >= this.chunkSize) await this.flush();
+    return this.items.length >= this.chunkSize ? this.flush() : undefined;
   }
 
   private async flush(): Promise<void> {
@@ -167,7 +168,8 @@ async function oneRowPerItem(rows: AsyncIterable<SourceRow>, writer: ChunkWriter
     if (i >= maxItems) throw tooManyItems(`more than ${maxItems.toLocaleString('en-US')}`, opts);
     const item: WorkItem = { i, r: [src.rowNumber], d: [src.row] };
     if (src.problems.length > 0) item.x = src.problems;
-    await writer.add(item);
+    const full = writer.add(item);
+    if (full) await full;
     i++;
   }
   return i;
@@ -288,7 +290,10 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
 
     if (!spill) {
       let i = 0;
-      for (const g of groups.values()) await writer.add(toItem(i++, g));
+      for (const g of groups.values()) {
+        const full = writer.add(toItem(i++, g));
+        if (full) await full;
+      }
       return seq;
     }
 
@@ -408,7 +413,8 @@ async function mergeSorted(paths: string[], writer: ChunkWriter): Promise<void> 
     let i = 0;
     while (heap.length > 0) {
       const head = pop();
-      await writer.add(toItem(i++, head.group));
+      const full = writer.add(toItem(i++, head.group));
+      if (full) await full;
       const next = await head.source.next();
       if (!next.done) push({ group: next.value, source: head.source });
     }

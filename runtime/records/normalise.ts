@@ -140,25 +140,39 @@ export function parseNumberText(text: string): { ok: true; value: number } | { o
   return { ok: false, problem: `${quoteValue(text)} is not a number` };
 }
 
-const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
 const ISO_DATE_TIME =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
 
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function validDate(y: number, m: number, d: number): boolean {
   if (m < 1 || m > 12 || d < 1) return false;
-  const days = new Date(Date.UTC(y, m, 0)).getUTCDate();
-  return d <= days;
+  const leap = m === 2 && y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
+  return d <= DAYS_IN_MONTH[m - 1]! + (leap ? 1 : 0);
+}
+
+/** Digits of s[from..to) as a number, or -1 when one is not a digit. */
+function digits(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
 }
 
 /** Parses date text: ISO 8601 forms, or a number (Excel serial, UNIX seconds or milliseconds). */
 export function parseDateText(text: string, date1904 = false): string | null {
   const s = text.trim();
-  let m = ISO_DATE.exec(s);
-  if (m) {
-    const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
-    return validDate(y, mo, d) ? s : null;
+  if (s.length === 10 && s.charCodeAt(4) === 45 && s.charCodeAt(7) === 45) {
+    // YYYY-MM-DD, the common case, without a regular expression.
+    const y = digits(s, 0, 4);
+    const mo = digits(s, 5, 7);
+    const d = digits(s, 8, 10);
+    if (y >= 0 && mo >= 0 && d >= 0) return validDate(y, mo, d) ? s : null;
   }
-  m = ISO_DATE_TIME.exec(s);
+  const m = ISO_DATE_TIME.exec(s);
   if (m) {
     const [y, mo, d, h, mi] = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])];
     const sec = m[6] === undefined ? 0 : Number(m[6]);

@@ -269,30 +269,75 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
     return { rowNumber: r.rowNumber, row, problems };
   };
 
-  const firstRow = first;
-  async function* rows(): AsyncGenerator<SourceRow> {
-    try {
-      yield normaliseRow(firstRow);
-      let batch = puller.rest();
-      for (;;) {
-        for (let i = 0; i < batch.length; i++) {
-          const r = batch[i]!;
-          if (!isEmptyRow(r)) yield normaliseRow(r);
-        }
-        const next = await raw.batches.next();
-        if (next.done) break;
-        batch = next.value;
-      }
-    } finally {
-      await raw.batches.return(undefined);
-      await raw.close();
-    }
-  }
-
   return {
     kind,
     ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}),
     columns: output.map((c) => c.name),
-    rows: rows(),
+    rows: new SourceRows(raw, [first, ...puller.rest()], normaliseRow),
   };
+}
+
+/**
+ * The rows as an async iterator. Hand-written rather than an async generator: rows are handed
+ * out of a batch with one resolved promise each, and the next batch is awaited only when the
+ * current one is used up (an async generator costs several promise hops per row).
+ */
+class SourceRows implements AsyncIterableIterator<SourceRow> {
+  private done = false;
+  private at = 0;
+
+  constructor(
+    private readonly raw: RawSource,
+    private batch: RawRow[],
+    private readonly normalise: (r: RawRow) => SourceRow,
+  ) {}
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<SourceRow> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<SourceRow>> {
+    while (this.at < this.batch.length) {
+      const r = this.batch[this.at++]!;
+      if (!isEmptyRow(r)) return Promise.resolve({ done: false, value: this.normalise(r) });
+    }
+    return this.nextBatch();
+  }
+
+  private async nextBatch(): Promise<IteratorResult<SourceRow>> {
+    for (;;) {
+      if (this.done) return { done: true, value: undefined };
+      while (this.at < this.batch.length) {
+        const r = this.batch[this.at++]!;
+        if (!isEmptyRow(r)) return { done: false, value: this.normalise(r) };
+      }
+      let next: IteratorResult<RawRow[]>;
+      try {
+        next = await this.raw.batches.next();
+      } catch (err) {
+        await this.finish();
+        throw err;
+      }
+      if (next.done) {
+        await this.finish();
+        return { done: true, value: undefined };
+      }
+      this.batch = next.value;
+      this.at = 0;
+    }
+  }
+
+  async return(): Promise<IteratorResult<SourceRow>> {
+    await this.finish();
+    return { done: true, value: undefined };
+  }
+
+  private async finish(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    this.batch = [];
+    this.at = 0;
+    await this.raw.batches.return(undefined);
+    await this.raw.close();
+  }
 }

@@ -71,11 +71,11 @@ describe('CSV reader', () => {
   test('reads the same rows whatever the chunk boundaries (mid CRLF, mid quote, mid multi-byte character)', async () => {
     // given tricky records repeated past the 64 KB that are sniffed at once, so later ones arrive in small chunks
     const tricky = '"Ä1";2023;"Zoë\r\nMüller"\r\nÅ2;2024;日本語\r\n';
-    const csv = `Customer ID;Tax Year;Name\r\n${tricky.repeat(2500)}`;
-    assert.ok(Buffer.byteLength(csv) > 80 * 1024);
+    const csv = `Customer ID;Tax Year;Name\r\n${tricky.repeat(1600)}`;
+    assert.ok(Buffer.byteLength(csv) > 66 * 1024);
     const whole = await readAll(csv, { fileName: 'c.csv', columns: customers });
-    assert.equal(whole.rows.length, 5000);
-    assert.deepEqual(whole.rows.at(-1), { rowNumber: 5001, row: { 'Customer ID': 'Å2', 'Tax Year': 2024, Name: '日本語' }, problems: [] });
+    assert.equal(whole.rows.length, 3200);
+    assert.deepEqual(whole.rows.at(-1), { rowNumber: 3201, row: { 'Customer ID': 'Å2', 'Tax Year': 2024, Name: '日本語' }, problems: [] });
     assert.equal(whole.rows.at(-2)?.row.Name, 'Zoë\r\nMüller');
     for (const size of [1, 3, 7, 4099]) {
       // when the same bytes arrive in chunks of `size`
