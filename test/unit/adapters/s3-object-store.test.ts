@@ -116,10 +116,28 @@ describe('S3ObjectStore against s3rver', () => {
     await putMany(store, [...keys, 'delete-keep/x']);
     assert.equal((await listKeys(store, 'delete/')).length, 1010);
 
-    // when
-    await store.deleteMany(keys);
+    // and a store whose client notes the size of each DeleteObjects request
+    // (s3rver itself accepts more than S3's 1,000 keys per request)
+    const client = createS3Client(fx.emu.env);
+    const batchSizes: number[] = [];
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const input = args.input as { Delete?: { Objects?: unknown[] } };
+        if (context.commandName === 'DeleteObjectsCommand') batchSizes.push(input.Delete?.Objects?.length ?? 0);
+        return next(args);
+      },
+      { step: 'initialize', name: 'noteDeleteBatches' },
+    );
 
-    // then
+    // when
+    await new S3ObjectStore(client, fx.emu.bucket).deleteMany(keys);
+    client.destroy();
+
+    // then it took two requests of at most 1,000 keys, and the objects are gone
+    assert.deepEqual(
+      [...batchSizes].sort((a, b) => b - a),
+      [1000, 10],
+    );
     assert.deepEqual(await listKeys(store, 'delete/'), []);
     assert.deepEqual(await listKeys(store, 'delete-keep/'), ['delete-keep/x']);
   });
