@@ -45,11 +45,14 @@ export function createProgressView(out: NodeJS.WriteStream, mode: 'bars' | 'line
       onProgress(job, r) {
         record(job, r);
         if (job.request.stage !== 'fanout') return;
-        const { done, total } = totals(job);
-        const decile = total > 0 ? Math.floor((done / total) * 10) : 0;
-        if (decile > (lastDecile.get(job.jobId) ?? 0)) {
-          lastDecile.set(job.jobId, decile);
-          out.write(`fan-out: ${done} items done\n`);
+        const { done } = totals(job);
+        const children = job.request.arraySize ?? 1;
+        const finished = [...(perChild.get(job.jobId)?.values() ?? [])].filter((v) => v.total > 0 && v.done >= v.total).length;
+        // A line per finished chunk, at most ten in all.
+        const step = Math.max(1, Math.ceil(children / 10));
+        if (finished > (lastDecile.get(job.jobId) ?? 0) && (finished % step === 0 || finished === children)) {
+          lastDecile.set(job.jobId, finished);
+          out.write(`fan-out: ${finished}/${children} chunks finished, ${done} items done\n`);
         }
       },
       stop: () => undefined,

@@ -104,6 +104,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       ...passthroughEnv(opts.config, opts.pipeline),
       ...emulators.env,
       FANOUT_EVENTS: 'ipc',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       FANOUT_MAIL_MAX_BYTES: String(emulators.sesMaxMessageBytes),
       FANOUT_TMP_DIR: workDir,
       ...opts.env,
