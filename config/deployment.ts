@@ -19,25 +19,40 @@ const logDays = z.int().refine((d) => LOG_RETENTION_DAYS.includes(d), {
   message: `must be a CloudWatch Logs retention: one of ${LOG_RETENTION_DAYS.join(', ')}`,
 });
 
-/** One job stage's container size, timeout and attempts. */
-export const jobSettingsSchema = z.object({
-  /** vCPUs per container. Fargate accepts 0.25, 0.5, 1, 2, 4, 8, 16; EC2 rounds up to whole vCPUs. */
-  vcpus: z.union([z.literal(0.25), z.literal(0.5), z.literal(1), z.literal(2), z.literal(4), z.literal(8), z.literal(16)]),
-  /** Memory per container, MiB (must be a size Fargate allows for the vCPUs). */
-  memoryMiB: z.int().min(512).max(122_880),
-  /** Per-attempt timeout: Batch stops an attempt that runs longer. */
-  timeoutMinutes: minutes(14 * 24 * 60),
-  /** Attempts per job (first one included) for infrastructure failures: Spot reclaim, host loss, storage errors. */
-  attempts: z.int().min(1).max(10),
-});
-export type JobSettings = z.infer<typeof jobSettingsSchema>;
+/** vCPUs per container. Fargate accepts 0.25, 0.5, 1, 2, 4, 8, 16; EC2 rounds up to whole vCPUs. */
+const vcpusSchema = z.union([z.literal(0.25), z.literal(0.5), z.literal(1), z.literal(2), z.literal(4), z.literal(8), z.literal(16)]);
 
-const DEFAULT_JOBS: Record<Stage, JobSettings> = {
+/** One job stage's container size, timeout and attempts. */
+export interface JobSettings {
+  /** vCPUs per container (Fargate sizes: 0.25, 0.5, 1, 2, 4, 8, 16; EC2 rounds up to whole vCPUs). */
+  readonly vcpus: 0.25 | 0.5 | 1 | 2 | 4 | 8 | 16;
+  /** Memory per container, MiB (a size Fargate allows for the vCPUs). */
+  readonly memoryMiB: number;
+  /** Per-attempt timeout: Batch stops an attempt that runs longer. */
+  readonly timeoutMinutes: number;
+  /** Attempts per job (first one included) for infrastructure failures: Spot reclaim, host loss, storage errors. */
+  readonly attempts: number;
+}
+
+export const DEFAULT_JOBS: Readonly<Record<Stage, JobSettings>> = {
   split: { vcpus: 2, memoryMiB: 4096, timeoutMinutes: 120, attempts: 3 },
   fanout: { vcpus: 1, memoryMiB: 2048, timeoutMinutes: 360, attempts: 5 },
   consolidate: { vcpus: 2, memoryMiB: 8192, timeoutMinutes: 180, attempts: 3 },
   cleanup: { vcpus: 0.25, memoryMiB: 512, timeoutMinutes: 30, attempts: 3 },
 };
+
+/** A stage's settings; each field not given takes the stage's default. */
+function jobSettingsSchema(stage: Stage) {
+  const d = DEFAULT_JOBS[stage];
+  return z
+    .object({
+      vcpus: vcpusSchema.default(d.vcpus),
+      memoryMiB: z.int().min(512).max(122_880).default(d.memoryMiB),
+      timeoutMinutes: minutes(14 * 24 * 60).default(d.timeoutMinutes),
+      attempts: z.int().min(1).max(10).default(d.attempts),
+    })
+    .default({ ...d });
+}
 
 /** c5.18xlarge-class Spot instances: 72-96 vCPU compute-optimised x86_64, several pools for Spot capacity. */
 export const DEFAULT_EC2_INSTANCE_TYPES = ['c5.18xlarge', 'c5n.18xlarge', 'c5a.24xlarge', 'c6i.24xlarge', 'c6a.24xlarge'];
@@ -105,12 +120,12 @@ export const deploymentSchema = z
     /** Container size, timeout and attempts per job stage. Defaults in DEFAULT_JOBS. */
     jobs: z
       .object({
-        split: jobSettingsSchema.default(DEFAULT_JOBS.split),
-        fanout: jobSettingsSchema.default(DEFAULT_JOBS.fanout),
-        consolidate: jobSettingsSchema.default(DEFAULT_JOBS.consolidate),
-        cleanup: jobSettingsSchema.default(DEFAULT_JOBS.cleanup),
+        split: jobSettingsSchema('split'),
+        fanout: jobSettingsSchema('fanout'),
+        consolidate: jobSettingsSchema('consolidate'),
+        cleanup: jobSettingsSchema('cleanup'),
       })
-      .default(DEFAULT_JOBS),
+      .default({ split: { ...DEFAULT_JOBS.split }, fanout: { ...DEFAULT_JOBS.fanout }, consolidate: { ...DEFAULT_JOBS.consolidate }, cleanup: { ...DEFAULT_JOBS.cleanup } }),
     retention: z
       .object({
         /** Uploaded inputs under `intake/` expire after this many days. @default 365 */

@@ -89,7 +89,7 @@ export class BatchCompute extends Construct {
       }),
     };
 
-    const instanceRole = this.ec2Spot.node.tryFindChild('InstanceProfileRole');
+    const instanceRole = this.ec2Spot.node.tryFindChild('InstanceProfileRole')?.node.defaultChild;
     if (instanceRole) {
       acknowledgeNag(
         instanceRole,

@@ -10,11 +10,13 @@ import { FanoutComputeStack, type OsrmServiceFactory } from './compute-stack';
 import { FanoutDataStack } from './data-stack';
 
 /**
- * App context this app is built with: cross-stack references stay "strong" (the data stack
- * cannot drop an export the compute stack still imports).
+ * App context the stacks rely on, whatever cdk.json says: cross-stack references stay "strong"
+ * (the data stack cannot drop an export the compute stack still imports), and S3 access logs are
+ * delivered under a bucket policy (the log bucket keeps ACLs disabled).
  */
-export const FANOUT_APP_CONTEXT: Readonly<Record<string, string>> = {
+export const FANOUT_APP_CONTEXT: Readonly<Record<string, unknown>> = {
   '@aws-cdk/core:defaultCrossStackReferences': 'strong',
+  '@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy': true,
 };
 
 export interface FanoutAppOptions {
@@ -84,6 +86,5 @@ export function buildFanoutApp(app: App, options: FanoutAppOptions): FanoutStack
           }
         : undefined,
   });
-  compute.addDependency(data);
   return { data, compute };
 }

@@ -1,0 +1,99 @@
+/** Deployment settings: defaults, context overrides, and bad values failing with the field named. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { App } from 'aws-cdk-lib';
+import {
+  checkAgainstPipelines,
+  loadDeploymentConfig,
+  parseDeploymentConfig,
+  type DeploymentInput,
+} from '../../config/deployment';
+import { loadPipelinesConfig } from '../../config/pipelines';
+import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../../lib/fanout-app';
+import { projectRoot } from './fixture';
+
+describe('deployment config', () => {
+  it('fills every default when nothing is set', () => {
+    const cfg = parseDeploymentConfig({});
+    assert.equal(cfg.appName, 'batch-fanout');
+    assert.equal(cfg.removalPolicy, 'retain');
+    assert.deepEqual(cfg.network, { maxAzs: 2, natGateways: 1, gatewayEndpoints: true });
+    assert.equal(cfg.compute.fargateSpotMaxVcpus, 256);
+    assert.equal(cfg.compute.ec2InstanceTypes[0], 'c5.18xlarge');
+    assert.deepEqual(cfg.jobs.fanout, { vcpus: 1, memoryMiB: 2048, timeoutMinutes: 360, attempts: 5 });
+    assert.equal(cfg.retention.logDays, 365);
+    assert.equal(cfg.osrm.enabled, false);
+  });
+
+  it('merges context overrides over the settings file, keeping the other defaults', () => {
+    const cfg = loadDeploymentConfig({ operatorEmail: 'ops@example.com', jobs: { fanout: { vcpus: 2, memoryMiB: 4096 } } });
+    assert.equal(cfg.operatorEmail, 'ops@example.com');
+    assert.equal(cfg.jobs.fanout.vcpus, 2);
+    assert.equal(cfg.jobs.fanout.timeoutMinutes, 360);
+  });
+
+  it('names the field and the value of a vCPU count Fargate does not offer', () => {
+    assert.throws(() => parseDeploymentConfig({ jobs: { split: { vcpus: 3, memoryMiB: 4096, timeoutMinutes: 60, attempts: 2 } } }), /jobs\.split\.vcpus.*got 3/s);
+  });
+
+  it('names the field of a memory size Fargate does not allow for the vCPUs', () => {
+    assert.throws(
+      () => parseDeploymentConfig({ jobs: { fanout: { vcpus: 1, memoryMiB: 1024, timeoutMinutes: 60, attempts: 2 } } }),
+      /jobs\.fanout\.memoryMiB: 1024 MiB is not a Fargate size for 1 vCPU/,
+    );
+  });
+
+  it('names the field of a log retention CloudWatch does not accept', () => {
+    assert.throws(() => parseDeploymentConfig({ retention: { logDays: 100 } }), /retention\.logDays.*got 100/s);
+  });
+
+  it('names the field of a malformed account id', () => {
+    assert.throws(() => parseDeploymentConfig({ account: '1234' }), /account: must be a 12-digit AWS account id \(got "1234"\)/);
+  });
+
+  it('refuses an existing VPC without account and region', () => {
+    assert.throws(() => parseDeploymentConfig({ network: { vpcId: 'vpc-0abc12345def67890' } }), /network\.vpcId: an existing VPC is looked up at synth/);
+  });
+
+  it('refuses more job attempts than AWS Batch allows', () => {
+    assert.throws(
+      () => parseDeploymentConfig({ jobs: { cleanup: { vcpus: 0.25, memoryMiB: 512, timeoutMinutes: 30, attempts: 11 } } }),
+      /jobs\.cleanup\.attempts/,
+    );
+  });
+
+  it('refuses an SES identity the pipelines sender does not belong to', () => {
+    const d = parseDeploymentConfig({ email: { identity: 'other.example.org' } });
+    assert.throws(() => checkAgainstPipelines(d, loadPipelinesConfig()), /email\.identity: the pipelines config's sender "batch-fanout@example\.com"/);
+  });
+
+  it('accepts a domain identity the sender belongs to', () => {
+    const d = parseDeploymentConfig({ email: { identity: 'example.com' } });
+    assert.equal(checkAgainstPipelines(d, loadPipelinesConfig()), 'example.com');
+  });
+
+  it('fails synth with the field named when the config is bad', () => {
+    const bad: DeploymentInput = { email: { identity: 'elsewhere.org' } };
+    assert.throws(
+      () =>
+        buildFanoutApp(new App({ context: { ...FANOUT_APP_CONTEXT } }), {
+          pipelines: loadPipelinesConfig(),
+          deployment: parseDeploymentConfig(bad),
+          projectRoot,
+        }),
+      /email\.identity/,
+    );
+  });
+
+  it('refuses osrm.enabled when the OSRM construct is not supplied', () => {
+    assert.throws(
+      () =>
+        buildFanoutApp(new App({ context: { ...FANOUT_APP_CONTEXT } }), {
+          pipelines: loadPipelinesConfig(),
+          deployment: parseDeploymentConfig({ osrm: { enabled: true } }),
+          projectRoot,
+        }),
+      /osrm\.enabled/,
+    );
+  });
+});
