@@ -396,12 +396,14 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
   const zip = new ZipFile();
   const out = createWriteStream(workbookPath, { highWaterMark: STREAM_BUFFER_BYTES });
   let zipFailure: Error | undefined;
-  zip.on('error', (err: Error) => {
+  let resultsEntry: PassThrough | undefined;
+  const onZipFailure = (err: Error) => {
     zipFailure ??= err;
-  });
-  out.on('error', (err: Error) => {
-    zipFailure ??= err;
-  });
+    // Nothing will read the Results entry any more: release a writer waiting for it to drain.
+    resultsEntry?.destroy();
+  };
+  zip.on('error', onZipFailure);
+  out.on('error', onZipFailure);
   zip.outputStream.pipe(out);
 
   const defs: { key: SheetKey; name: string; columns: readonly WorkbookColumn[] }[] = [
@@ -427,8 +429,9 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
     let stream: Writable;
     if (i === 0) {
       // Results: straight into its zip entry.
-      stream = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
-      zip.addReadStream(stream as PassThrough, part, entry);
+      resultsEntry = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
+      stream = resultsEntry;
+      zip.addReadStream(resultsEntry, part, entry);
     } else {
       const path = join(tmpDir, `sheet${i + 1}.xml`);
       stream = createWriteStream(path, { highWaterMark: STREAM_BUFFER_BYTES });
@@ -522,7 +525,7 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
     } catch (err) {
       state = 'closed';
       await removeAll();
-      throw err;
+      throw zipFailure ?? err;
     }
   }
 
