@@ -1,0 +1,161 @@
+/**
+ * The event handlers against the real run table and mail emulators: each is idempotent (a
+ * duplicated SNS message or Batch failure event starts nothing twice), and a failure ends the
+ * run with one email and one cleanup.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createAwsClients } from '../../runtime/adapters/clients';
+import { DynamoRunTable } from '../../runtime/adapters/dynamo-run-table';
+import { S3ObjectStore } from '../../runtime/adapters/s3-object-store';
+import { SesMailer } from '../../runtime/adapters/ses-mailer';
+import type { HandlerDeps } from '../../runtime/handlers/deps';
+import { handleJobFailed } from '../../runtime/handlers/on-job-failed';
+import { handleObjectCreated, runIdFor } from '../../runtime/handlers/on-intake';
+import { handleSplitDone } from '../../runtime/handlers/on-split-done';
+import { startEmulators, type LocalEmulators } from '../../runtime/local/emulators';
+import { silentLogger } from '../../runtime/log';
+import type { JobRequest, JobSubmitter } from '../../runtime/ports';
+import { taxConfig } from './fixtures';
+
+/** A job queue that records submissions (the port, not the SDK: the Batch adapter has its own tests). */
+class RecordingJobs implements JobSubmitter {
+  readonly submitted: Array<JobRequest & { jobId: string }> = [];
+  failNext = false;
+  async submit(job: JobRequest): Promise<{ jobId: string }> {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('Batch is unavailable');
+    }
+    const jobId = `job-${this.submitted.length + 1}`;
+    this.submitted.push({ ...job, jobId });
+    return { jobId };
+  }
+}
+
+let dir: string;
+let emulators: LocalEmulators;
+let deps: HandlerDeps & { jobs: RecordingJobs };
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'e2e-handlers-'));
+  emulators = await startEmulators({ dataDir: dir });
+  const clients = createAwsClients(emulators.env);
+  deps = {
+    config: taxConfig('http://127.0.0.1:9'),
+    store: new S3ObjectStore(clients.s3, emulators.bucket),
+    table: new DynamoRunTable(clients.dynamo, emulators.table),
+    jobs: new RecordingJobs(),
+    mailer: new SesMailer(clients.ses),
+    log: silentLogger,
+  };
+});
+after(async () => {
+  await emulators.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+const event = () => ({
+  bucket: emulators.bucket,
+  key: `intake/tax-due/file-${++n}.csv`,
+  eTag: `etag-${n}`,
+  sequencer: `00${n}`,
+  eventTime: '2026-11-22T10:15:00.000Z',
+});
+
+describe('handlers', () => {
+  it('derives the same run id from the same event, and another for another upload', () => {
+    const e = event();
+    assert.equal(runIdFor(e), runIdFor({ ...e }));
+    assert.notEqual(runIdFor(e), runIdFor({ ...e, eTag: 'other' }));
+    assert.match(runIdFor(e), /^20261122T101500Z-[0-9a-f]{10}$/);
+  });
+
+  it('opens a run and submits split once for a duplicated S3 event', async () => {
+    const e = event();
+    const before = deps.jobs.submitted.length;
+    const first = await handleObjectCreated(deps, e);
+    const second = await handleObjectCreated(deps, e);
+    assert.equal(first.action, 'started');
+    assert.equal(second.action, 'duplicate');
+    const jobs = deps.jobs.submitted.slice(before);
+    assert.deepEqual(jobs.map((j) => j.stage), ['split']);
+    const run = await deps.table.getRun((first as { runId: string }).runId);
+    assert.equal(run?.status, 'STARTED');
+    assert.equal(run?.steps?.split, jobs[0]!.jobId);
+    assert.ok(run!.expiresAt! > Date.now() / 1000 + 89 * 86_400, 'kept about 90 days');
+  });
+
+  it('submits split again when the first submission failed (the event is retried)', async () => {
+    const e = event();
+    deps.jobs.failNext = true;
+    await assert.rejects(handleObjectCreated(deps, e), /Batch is unavailable/);
+    const retried = await handleObjectCreated(deps, e);
+    assert.equal(retried.action, 'started');
+  });
+
+  it('submits fan-out, consolidate after it and cleanup after that, once for a duplicated message', async () => {
+    const opened = await handleObjectCreated(deps, event());
+    const runId = (opened as { runId: string }).runId;
+    await deps.table.updateRun(runId, { counts: { rows: 30, items: 30, chunks: 3 } });
+    const before = deps.jobs.submitted.length;
+    const msg = { runId, pipeline: 'tax-due', chunks: 3, items: 30 };
+    const [a, b] = await Promise.all([handleSplitDone(deps, msg), handleSplitDone(deps, msg)]);
+    assert.deepEqual([a.action, b.action].sort(), ['duplicate', 'submitted']);
+    const jobs = deps.jobs.submitted.slice(before);
+    assert.deepEqual(jobs.map((j) => j.stage), ['fanout', 'consolidate', 'cleanup']);
+    assert.equal(jobs[0]!.arraySize, 3);
+    assert.deepEqual(jobs[1]!.dependsOn, [jobs[0]!.jobId]);
+    assert.deepEqual(jobs[2]!.dependsOn, [jobs[1]!.jobId]);
+    assert.equal((await deps.table.getRun(runId))?.status, 'FANNING_OUT');
+  });
+
+  it('fails the run once for repeated failure events: one email, one cleanup', async () => {
+    const opened = await handleObjectCreated(deps, event());
+    const runId = (opened as { runId: string }).runId;
+    await deps.table.updateRun(runId, { status: 'FANNING_OUT', counts: { chunks: 2 } });
+    const mailsBefore = (await emulators.listMail()).length;
+    const jobsBefore = deps.jobs.submitted.length;
+    const failed = {
+      jobName: 'fanout-x',
+      jobId: 'arr:1',
+      status: 'FAILED',
+      statusReason: 'Essential container in task exited',
+      parameters: { runId, stage: 'fanout', pipeline: 'tax-due' },
+      container: { exitCode: 20 },
+      attempts: [{}, {}, {}],
+      arrayProperties: { index: 1 },
+    };
+    await handleJobFailed(deps, failed);
+    await handleJobFailed(deps, failed);
+    await handleJobFailed(deps, { ...failed, jobId: 'arr', arrayProperties: undefined, statusReason: 'Array Child Job failed', container: undefined });
+    await handleJobFailed(deps, { ...failed, jobName: 'consolidate-x', statusReason: 'Dependent Job failed', parameters: { ...failed.parameters, stage: 'consolidate' } });
+    const run = await deps.table.getRun(runId);
+    assert.equal(run?.status, 'FAILED');
+    assert.match(run!.error!, /processing the work items.*chunk 1.*3 attempt.*storage bucket/);
+    const mails = (await emulators.listMail()).slice(mailsBefore);
+    assert.equal(mails.length, 1, 'one failure email');
+    assert.match(mails[0]!.subject, /FAILED tax-due/);
+    assert.match(mails[0]!.text ?? '', /storage bucket could not be read or written/);
+    assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['cleanup']);
+  });
+
+  it('leaves a succeeded run alone when a later job fails', async () => {
+    const opened = await handleObjectCreated(deps, event());
+    const runId = (opened as { runId: string }).runId;
+    await deps.table.updateRun(runId, { status: 'SUCCEEDED' });
+    const out = await handleJobFailed(deps, {
+      jobName: 'cleanup',
+      jobId: 'c',
+      status: 'FAILED',
+      parameters: { runId, stage: 'cleanup', pipeline: 'tax-due' },
+      container: { exitCode: 20 },
+    });
+    assert.equal(out.action, 'ignored');
+    assert.equal((await deps.table.getRun(runId))?.status, 'SUCCEEDED');
+  });
+});
