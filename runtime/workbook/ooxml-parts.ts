@@ -26,7 +26,6 @@ export function contentTypesXml(sheetCount: number): string {
     `<Override PartName="/xl/workbook.xml" ContentType="${CT}.sheet.main+xml"/>` +
     sheets +
     `<Override PartName="/xl/styles.xml" ContentType="${CT}.styles+xml"/>` +
-    `<Override PartName="/xl/sharedStrings.xml" ContentType="${CT}.sharedStrings+xml"/>` +
     '<Override PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>' +
     '<Override PartName="/docProps/app.xml" ContentType="application/vnd.openxmlformats-officedocument.extended-properties+xml"/>' +
     '</Types>'
@@ -63,7 +62,7 @@ export function appPropsXml(): string {
   );
 }
 
-/** Relationships of the workbook part: sheets rId1..rIdN, then styles and shared strings. */
+/** Relationships of the workbook part: sheets rId1..rIdN, then styles (every string is inline: no shared strings). */
 export function workbookRelsXml(sheetCount: number): string {
   let rels = '';
   for (let i = 1; i <= sheetCount; i++) {
@@ -72,14 +71,8 @@ export function workbookRelsXml(sheetCount: number): string {
   return (
     `${XML_DECL}<Relationships xmlns="${NS_PKG_REL}">${rels}` +
     `<Relationship Id="rId${sheetCount + 1}" Type="${NS_REL}/styles" Target="styles.xml"/>` +
-    `<Relationship Id="rId${sheetCount + 2}" Type="${NS_REL}/sharedStrings" Target="sharedStrings.xml"/>` +
     '</Relationships>'
   );
-}
-
-/** An empty shared-strings part: every string is inline, but streaming readers look for it first. */
-export function sharedStringsXml(): string {
-  return `${XML_DECL}<sst xmlns="${NS_MAIN}" count="0" uniqueCount="0"/>`;
 }
 
 /**

@@ -268,6 +268,32 @@ describe('result workbook: layout', () => {
   });
 });
 
+describe('result workbook: package', () => {
+  it('declares a content type for every part and every relationship points at a part in the package', async () => {
+    const { files } = await write(
+      { results: [['1']] },
+      { itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }] } },
+    );
+    const parts = readZipEntries(files.workbookPath);
+    const types = parts.get('[Content_Types].xml') ?? '';
+    for (const name of parts.keys()) {
+      if (name === '[Content_Types].xml' || name.endsWith('.rels')) continue;
+      assert.match(types, new RegExp(`PartName="/${name.replace(/[.[\]]/g, '\\$&')}"`), `content type of ${name}`);
+    }
+    const targets = (rels: string) => [...rels.matchAll(/Target="([^"]+)"/g)].map((m) => m[1]);
+    for (const t of targets(parts.get('_rels/.rels') ?? '')) assert.ok(parts.has(t), `root relationship ${t}`);
+    for (const t of targets(parts.get('xl/_rels/workbook.xml.rels') ?? '')) assert.ok(parts.has(`xl/${t}`), `workbook relationship ${t}`);
+    assert.equal([...(parts.get('xl/workbook.xml') ?? '').matchAll(/<sheet /g)].length, 4);
+  });
+
+  it('declares the date formats its date cells use', async () => {
+    const { files } = await write({ results: [['1', null, null, '2024-03-01']] });
+    const styles = readZipEntries(files.workbookPath).get('xl/styles.xml') ?? '';
+    assert.match(styles, /<numFmt numFmtId="164" formatCode="yyyy-mm-dd"\/>/);
+    assert.match(styles, /<numFmt numFmtId="165" formatCode="yyyy-mm-dd hh:mm:ss"\/>/);
+  });
+});
+
 describe('result workbook: files', () => {
   it('writes <baseName>.xlsx and leaves no other file when no sheet passes the limit', async () => {
     const { files, dir } = await write({ results: [['1']], errors: [['1', 2, 'x']] });
