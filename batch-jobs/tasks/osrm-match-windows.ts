@@ -17,9 +17,9 @@
  * (`matchings`) of each request from 0; at a join, the sub-trace of B continues the one of A
  * (same trip-level matching index) when B itself matched the previous fix and the current
  * one in the same sub-trace, which is what continuity at a join means. Distance and duration
- * are summed from the route legs (`matchings[].legs[]`) between consecutive fixes of a
- * sub-trace, each leg taken from the window that owns its later fix, so the overlap is not
- * counted twice.
+ * are summed from the route legs (`matchings[].legs[]`) between consecutive matched fixes,
+ * each leg taken from the window the later fix's match comes from; a leg that would overlap
+ * one already counted is skipped, so the shared fixes are not counted twice.
  */
 import type { OsrmMatchResponse } from './osrm-match-api';
 
