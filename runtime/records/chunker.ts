@@ -146,6 +146,47 @@ function toItem(i: number, g: Group): WorkItem {
   return item;
 }
 
+/** A group as one spill line: `[f, k, r, d, x]`, rows as value arrays in column order (keys are not repeated). */
+type SpillLine = [number, string, number[], (Cell[] | Row)[], string[]];
+
+class SpillCodec {
+  constructor(private readonly columns: string[]) {}
+
+  encode(g: Group): string {
+    const d: (Cell[] | Row)[] = new Array(g.d.length);
+    for (let j = 0; j < g.d.length; j++) d[j] = this.pack(g.d[j]!);
+    return JSON.stringify([g.f, g.k, g.r, d, g.x]);
+  }
+
+  decode(line: SpillLine): Group {
+    const [f, k, r, packed, x] = line;
+    const d: Row[] = new Array(packed.length);
+    for (let j = 0; j < packed.length; j++) {
+      const p = packed[j]!;
+      d[j] = Array.isArray(p) ? this.unpack(p) : p;
+    }
+    return { f, k, r, d, x };
+  }
+
+  /** Values in column order, or the row itself when its keys are not the columns in order. */
+  private pack(row: Row): Cell[] | Row {
+    const values: Cell[] = [];
+    let j = 0;
+    for (const key in row) {
+      if (key !== this.columns[j]) return row;
+      values.push(row[key]!);
+      j++;
+    }
+    return j === this.columns.length ? values : row;
+  }
+
+  private unpack(values: Cell[]): Row {
+    const row: Row = {};
+    for (let j = 0; j < this.columns.length; j++) row[this.columns[j]!] = values[j]!;
+    return row;
+  }
+}
+
 /** Forms work items from the rows and writes them as chunk files. */
 export async function writeChunks(rows: AsyncIterable<SourceRow>, opts: ChunkingOptions): Promise<ChunkingResult> {
   if (!Number.isInteger(opts.chunkSize) || opts.chunkSize < 1) throw new RangeError(`chunkSize must be a positive whole number (got ${opts.chunkSize})`);
@@ -199,10 +240,11 @@ class PartitionSet {
     return set;
   }
 
-  async add(g: Group): Promise<void> {
-    const p = hashKey(g.k, this.seed) % this.count;
-    this.rows[p]! += g.r.length;
-    const buffered = (this.buffers[p]! += `${JSON.stringify(g)}\n`);
+  /** Appends a spill line (`text`) for group key `key` holding `rows` rows. */
+  async add(key: string, rows: number, text: string): Promise<void> {
+    const p = hashKey(key, this.seed) % this.count;
+    this.rows[p]! += rows;
+    const buffered = (this.buffers[p]! += `${text}\n`);
     if (buffered.length >= FLUSH_CHARS) {
       this.buffers[p] = '';
       await this.handles[p]!.write(buffered);
@@ -241,6 +283,7 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
   let seq = 0;
   let spill: PartitionSet | undefined;
   let spillDir: string | undefined;
+  let codec: SpillCodec | undefined;
 
   try {
     for await (const src of rows) {
@@ -266,7 +309,7 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
         }
       }
       if (spill) {
-        await spill.add({ f: position, k: key, r: [src.rowNumber], d: [src.row], x: problems });
+        await spill.add(key, 1, codec!.encode({ f: position, k: key, r: [src.rowNumber], d: [src.row], x: problems }));
         continue;
       }
       const g = groups.get(key);
@@ -283,7 +326,8 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
         spillDir = join(opts.tmpDir, `group-spill-${process.pid}-${Date.now()}`);
         await mkdir(spillDir, { recursive: true });
         spill = await PartitionSet.create(spillDir, 'p0', 0, PARTITIONS);
-        for (const group of groups.values()) await spill.add(group);
+        codec = new SpillCodec(Object.keys(src.row));
+        for (const group of groups.values()) await spill.add(group.k, group.r.length, codec.encode(group));
         groups = new Map();
       }
     }
@@ -300,11 +344,11 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
     await spill.close();
     const sorted: { path: string; items: number }[] = [];
     for (let p = 0; p < spill.count; p++) {
-      sorted.push(...(await groupPartition(spill.paths[p]!, spill.rows[p]!, 1, limit, spillDir!)));
+      sorted.push(...(await groupPartition(spill.paths[p]!, spill.rows[p]!, 1, limit, spillDir!, codec!)));
     }
     const total = sorted.reduce((n, s) => n + s.items, 0);
     if (total > maxItems) throw tooManyItems(total.toLocaleString('en-US'), opts);
-    await mergeSorted(sorted.map((s) => s.path).filter((_, j) => sorted[j]!.items > 0), writer);
+    await mergeSorted(sorted.map((s) => s.path).filter((_, j) => sorted[j]!.items > 0), writer, codec!);
     return seq;
   } finally {
     if (spillDir) await rm(spillDir, { recursive: true, force: true });
@@ -315,7 +359,14 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
  * Groups one partition file into a file of whole groups sorted by first-row position. A partition
  * still larger than the memory limit is split again by a differently seeded hash.
  */
-async function groupPartition(path: string, rows: number, depth: number, limit: number, dir: string): Promise<{ path: string; items: number }[]> {
+async function groupPartition(
+  path: string,
+  rows: number,
+  depth: number,
+  limit: number,
+  dir: string,
+  codec: SpillCodec,
+): Promise<{ path: string; items: number }[]> {
   if (rows === 0) {
     await rm(path, { force: true });
     return [];
@@ -324,20 +375,21 @@ async function groupPartition(path: string, rows: number, depth: number, limit: 
     // Enough sub-partitions for each to fit with room to spare, no more (files are cheap, not free).
     const count = Math.min(PARTITIONS, Math.max(2, Math.ceil((rows / limit) * 2)));
     const sub = await PartitionSet.create(dir, `${path.slice(dir.length + 1, -'.jsonl'.length)}-${depth}`, depth, count);
-    for await (const g of readJsonl<Group>(createReadStream(path), path)) await sub.add(g);
+    for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) await sub.add(line[1], line[2].length, JSON.stringify(line));
     await sub.close();
     await rm(path, { force: true });
     const out: { path: string; items: number }[] = [];
     for (let p = 0; p < sub.count; p++) {
       // All rows landed in one sub-partition: one key holds them, and splitting again cannot help.
       const next = sub.rows[p] === rows ? MAX_SPLIT_DEPTH + 1 : depth + 1;
-      out.push(...(await groupPartition(sub.paths[p]!, sub.rows[p]!, next, limit, dir)));
+      out.push(...(await groupPartition(sub.paths[p]!, sub.rows[p]!, next, limit, dir, codec)));
     }
     return out;
   }
   // Fits (or is one huge group that no split can make smaller): group in memory.
   const groups = new Map<string, Group>();
-  for await (const part of readJsonl<Group>(createReadStream(path), path)) {
+  for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) {
+    const part = codec.decode(line);
     const g = groups.get(part.k);
     if (g) {
       for (const r of part.r) g.r.push(r);
@@ -352,7 +404,7 @@ async function groupPartition(path: string, rows: number, depth: number, limit: 
   try {
     let buffer = '';
     for (const g of list) {
-      buffer += `${JSON.stringify(g)}\n`;
+      buffer += `${codec.encode(g)}\n`;
       if (buffer.length >= FLUSH_CHARS) {
         await handle.write(buffer);
         buffer = '';
@@ -366,7 +418,7 @@ async function groupPartition(path: string, rows: number, depth: number, limit: 
 }
 
 /** k-way merge of sorted group files by first-row position; items numbered as they come out. */
-async function mergeSorted(paths: string[], writer: ChunkWriter): Promise<void> {
+async function mergeSorted(paths: string[], writer: ChunkWriter, codec: SpillCodec): Promise<void> {
   interface Head {
     group: Group;
     source: AsyncIterator<Group>;
@@ -403,9 +455,12 @@ async function mergeSorted(paths: string[], writer: ChunkWriter): Promise<void> 
     return top;
   };
   const sources: AsyncIterator<Group>[] = [];
+  async function* decoded(path: string): AsyncGenerator<Group> {
+    for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) yield codec.decode(line);
+  }
   try {
     for (const path of paths) {
-      const source = readJsonl<Group>(createReadStream(path), path)[Symbol.asyncIterator]();
+      const source = decoded(path);
       sources.push(source);
       const first = await source.next();
       if (!first.done) push({ group: first.value, source });

@@ -75,7 +75,7 @@ function serialToIso(serial: number, date1904: boolean): string | null {
 const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 /** Epoch milliseconds to ISO 8601 (date only at midnight). Hand-written: Date#toISOString was the hot spot. */
-function msToIso(ms: number): string | null {
+function msToIso(ms: number, alwaysTime = false): string | null {
   if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) return null;
   const days = Math.floor(ms / MS_PER_DAY);
   const tod = ms - days * MS_PER_DAY;
@@ -91,7 +91,7 @@ function msToIso(ms: number): string | null {
   const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
   if (y < 0 || y > 9999) return new Date(ms).toISOString();
   const date = `${String(y).padStart(4, '0')}-${pad2(m)}-${pad2(d)}`;
-  if (tod === 0) return date;
+  if (tod === 0 && !alwaysTime) return date;
   const h = Math.floor(tod / 3_600_000);
   const mi = Math.floor((tod % 3_600_000) / 60_000);
   const sec = Math.floor((tod % 60_000) / 1000);
@@ -101,11 +101,9 @@ function msToIso(ms: number): string | null {
 
 /** A number in a date column: an Excel serial, or UNIX seconds/milliseconds (unambiguous ranges). */
 function numberToIso(n: number, date1904: boolean): string | null {
-  if (n >= MIN_UNIX_MILLIS) return msToIso(Math.round(n));
-  if (n >= MIN_UNIX_SECONDS) {
-    const d = new Date(Math.round(n * 1000));
-    return Number.isNaN(d.getTime()) ? null : d.toISOString();
-  }
+  // A UNIX time is an instant: always written with its time, even at midnight.
+  if (n >= MIN_UNIX_MILLIS) return msToIso(Math.round(n), true);
+  if (n >= MIN_UNIX_SECONDS) return msToIso(Math.round(n * 1000), true);
   return serialToIso(n, date1904);
 }
 

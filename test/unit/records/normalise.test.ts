@@ -63,6 +63,7 @@ describe('cell normalisation', () => {
     ['45000.75', '2023-03-15T18:00:00.000Z'],
     ['1700000000', '2023-11-14T22:13:20.000Z'],
     ['1700000000123', '2023-11-14T22:13:20.123Z'],
+    ['1700006400', '2023-11-15T00:00:00.000Z'],
   ] as const) {
     test(`date: "${text}" reads as ${iso}`, async () => {
       assert.deepEqual(await one(text, 'date'), { value: iso, problems: [] });
