@@ -58,6 +58,15 @@ export interface OsrmServicePropsLike {
   readonly cpu?: number;
   readonly memoryLimitMiB?: number;
   readonly idleTimeout?: Duration;
+  /** coordinates per match request (osrm-routed --max-matching-size). */
+  readonly maxMatchingSize?: number;
+  /** Who may call the server: the jobs' security group. */
+  readonly allowFrom?: readonly ec2.IPeer[];
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly assignPublicIp?: boolean;
+  readonly logKey?: kms.IKey;
+  readonly logRetention?: logs.RetentionDays;
+  readonly removalPolicy?: RemovalPolicy;
 }
 
 /** Creates the OSRM server in the compute stack: `(scope, id, props) => new OsrmService(scope, id, props)`. */
@@ -258,6 +267,13 @@ export class FanoutComputeStack extends Stack {
         cpu: props.osrm.cpu,
         memoryLimitMiB: props.osrm.memoryLimitMiB,
         idleTimeout: props.osrm.idleTimeout,
+        maxMatchingSize: maxOsrmPoints(props.pipelines),
+        allowFrom: [this.network.jobSecurityGroup],
+        vpcSubnets: this.network.jobSubnets,
+        assignPublicIp: this.network.jobsNeedPublicIp,
+        logKey: this.key,
+        logRetention,
+        removalPolicy,
       });
     }
 
@@ -484,6 +500,12 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
     return 'X-Ray trace segment upload has no resource-level permission.';
   }
   return undefined;
+}
+
+/** The largest `maxPoints` of the osrm-match pipelines (the server must accept it). */
+function maxOsrmPoints(config: AppConfig): number | undefined {
+  const points = config.pipelines.flatMap((p) => (p.task.type === 'osrm-match' ? [p.task.maxPoints] : []));
+  return points.length > 0 ? Math.max(...points) : undefined;
 }
 
 function pascal(name: string): string {

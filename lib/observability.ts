@@ -97,7 +97,6 @@ export class FanoutObservability extends Construct {
       dimensionsMap: { RuleName: sources.failedJobsRule.ruleName },
       statistic: 'Sum',
       period: Duration.minutes(5),
-      label: 'failed jobs',
     });
 
     this.alarm('FailedJobsAlarm', failedJobs, 'An AWS Batch job of this app failed for good (after its retries).');

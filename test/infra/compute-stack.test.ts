@@ -1,0 +1,433 @@
+/**
+ * The compute stack's own choices: Spot capacity and queues, job definitions and their retry
+ * strategies, the triggers of the handlers, least-privilege grants, encryption, alarms.
+ * The app is built once (three pipelines: Fargate with a credential, EC2 Spot, OSRM matching).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { before, describe, it } from 'node:test';
+import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
+import { Construct } from 'constructs';
+import type { AppConfigInput } from '../../runtime/config/schema';
+import { NON_RETRYABLE_EXIT_CODES } from '../../runtime/errors';
+import { INTAKE_SUFFIXES, type OsrmServicePropsLike } from '../../lib/compute-stack';
+import { buildApp, twoPipelines, type BuiltApp } from './fixture';
+
+const OSRM_URL = 'http://osrm.internal.example:80';
+
+/** Stands in for lib/osrm-service.ts: the wiring is what is under test here. */
+class FakeOsrm extends Construct {
+  readonly url = OSRM_URL;
+  static lastProps?: OsrmServicePropsLike;
+  constructor(scope: Construct, id: string, props: OsrmServicePropsLike) {
+    super(scope, id);
+    FakeOsrm.lastProps = props;
+  }
+}
+
+const threePipelines: AppConfigInput = {
+  ...twoPipelines,
+  pipelines: [
+    ...twoPipelines.pipelines,
+    {
+      name: 'trips',
+      task: {
+        type: 'osrm-match',
+        baseUrl: 'http://127.0.0.1:5000',
+        columns: { tripId: 'Trip', timestamp: 'Time', latitude: 'Lat', longitude: 'Lon' },
+      },
+      input: { columns: [{ name: 'Trip' }, { name: 'Time' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }], groupBy: 'Trip' },
+      recipients: ['trips@example.com'],
+    },
+  ],
+};
+
+/** Logical ids of the resources of one type whose id starts with a prefix. */
+function idsOf(template: Template, type: string, prefix: string): string[] {
+  return Object.keys(template.findResources(type)).filter((id) => id.startsWith(prefix));
+}
+
+function jobDefinition(template: Template, pipeline: string, stage: string): Record<string, any> {
+  const id = idsOf(template, 'AWS::Batch::JobDefinition', `Pipeline${pipeline.replace(/-/g, '')}${stage}Definition`)[0];
+  assert.ok(id, `job definition of ${pipeline}/${stage}`);
+  return template.findResources('AWS::Batch::JobDefinition')[id]!.Properties as Record<string, any>;
+}
+
+/** Statements of the default policy of a role whose logical id starts with `rolePrefix`. */
+function statementsOf(template: Template, rolePrefix: string): Record<string, any>[] {
+  const policies = template.findResources('AWS::IAM::Policy');
+  const out: Record<string, any>[] = [];
+  for (const [id, p] of Object.entries(policies)) {
+    if (id.startsWith(`${rolePrefix}DefaultPolicy`)) out.push(...(p.Properties.PolicyDocument.Statement as Record<string, any>[]));
+  }
+  assert.ok(out.length > 0, `policy of ${rolePrefix}`);
+  return out;
+}
+
+const actionsOf = (s: Record<string, any>): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+const resourcesText = (s: Record<string, any>): string => JSON.stringify(s.Resource);
+
+describe('compute stack', () => {
+  let built: BuiltApp;
+  let t: Template;
+
+  before(() => {
+    built = buildApp({
+      pipelines: threePipelines,
+      deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' }, operatorEmail: 'ops@example.com' },
+      osrmFactory: (scope, id, props) => new FakeOsrm(scope, id, props),
+    });
+    t = built.compute;
+  });
+
+  describe('capacity', () => {
+    it('runs a Fargate Spot compute environment with max vCPUs from config', () => {
+      t.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+        Type: 'managed',
+        ComputeResources: Match.objectLike({ Type: 'FARGATE_SPOT', MaxvCpus: 256 }),
+      });
+    });
+
+    it('runs an EC2 Spot compute environment of c5.18xlarge-class instances, price-capacity optimised, scaling to zero', () => {
+      t.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
+        ComputeResources: Match.objectLike({
+          Type: 'SPOT',
+          AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED',
+          InstanceTypes: Match.arrayWith(['c5.18xlarge', 'c5n.18xlarge']),
+          MinvCpus: 0,
+          MaxvCpus: 1152,
+        }),
+      });
+    });
+
+    it('gives each compute environment its own job queue', () => {
+      t.resourceCountIs('AWS::Batch::JobQueue', 2);
+      for (const ce of ['BatchFargateSpot', 'BatchEc2Spot']) {
+        const ceId = idsOf(t, 'AWS::Batch::ComputeEnvironment', ce)[0]!;
+        t.hasResourceProperties('AWS::Batch::JobQueue', {
+          ComputeEnvironmentOrder: [{ ComputeEnvironment: { 'Fn::GetAtt': [ceId, 'ComputeEnvironmentArn'] }, Order: 1 }],
+        });
+      }
+    });
+
+    it('requires IMDSv2 with a hop limit of 1 on the EC2 instances', () => {
+      t.hasResourceProperties('AWS::EC2::LaunchTemplate', {
+        LaunchTemplateData: Match.objectLike({ MetadataOptions: { HttpTokens: 'required', HttpPutResponseHopLimit: 1 } }),
+      });
+    });
+
+    it('adds S3 and DynamoDB gateway endpoints to the VPC', () => {
+      for (const service of ['s3', 'dynamodb']) {
+        t.hasResourceProperties('AWS::EC2::VPCEndpoint', {
+          VpcEndpointType: 'Gateway',
+          ServiceName: { 'Fn::Join': ['', Match.arrayWith([`.${service}`])] },
+        });
+      }
+    });
+
+    it('runs the jobs in private subnets without public IPs', () => {
+      const def = jobDefinition(t, 'tax-due', 'Fanout');
+      assert.deepEqual(def.ContainerProperties.NetworkConfiguration, { AssignPublicIp: 'DISABLED' });
+      const ce = t.findResources('AWS::Batch::ComputeEnvironment');
+      const fargate = Object.entries(ce).find(([id]) => id.startsWith('BatchFargateSpot'))![1];
+      const subnets = JSON.stringify(fargate.Properties.ComputeResources.Subnets);
+      assert.match(subnets, /jobsSubnet/);
+      assert.doesNotMatch(subnets, /publicSubnet/);
+    });
+  });
+
+  describe('job definitions', () => {
+    it('retries a Fargate Spot interruption and other failures, and exits at once on bad input or config', () => {
+      const def = jobDefinition(t, 'tax-due', 'Fanout');
+      assert.deepEqual(def.PlatformCapabilities, ['FARGATE']);
+      assert.deepEqual(def.RetryStrategy, {
+        Attempts: 5,
+        EvaluateOnExit: [
+          { Action: 'RETRY', OnStatusReason: 'Your Spot Task was interrupted*' },
+          ...NON_RETRYABLE_EXIT_CODES.map((code) => ({ Action: 'EXIT', OnExitCode: String(code) })),
+          { Action: 'RETRY', OnExitCode: '*' },
+        ],
+      });
+    });
+
+    it('retries an EC2 Spot reclaim on the EC2 queue definitions', () => {
+      const def = jobDefinition(t, 'heavy-lookup', 'Fanout');
+      assert.deepEqual(def.PlatformCapabilities, ['EC2']);
+      assert.deepEqual(def.RetryStrategy.EvaluateOnExit[0], { Action: 'RETRY', OnStatusReason: 'Host EC2*' });
+    });
+
+    it('sizes, times and retries each stage from config, with the stage as the command', () => {
+      const split = jobDefinition(t, 'tax-due', 'Split');
+      assert.deepEqual(split.ContainerProperties.Command, ['split']);
+      assert.deepEqual(split.Timeout, { AttemptDurationSeconds: 120 * 60 });
+      assert.equal(split.RetryStrategy.Attempts, 3);
+      assert.deepEqual(split.ContainerProperties.ResourceRequirements, [
+        { Type: 'MEMORY', Value: '4096' },
+        { Type: 'VCPU', Value: '2' },
+      ]);
+      const cleanup = jobDefinition(t, 'tax-due', 'Cleanup');
+      assert.deepEqual(cleanup.ContainerProperties.Command, ['cleanup']);
+      assert.deepEqual(cleanup.Timeout, { AttemptDurationSeconds: 30 * 60 });
+    });
+
+    it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
+      const cleanup = jobDefinition(t, 'heavy-lookup', 'Cleanup');
+      assert.ok(cleanup.ContainerProperties.ResourceRequirements.some((r: any) => r.Type === 'VCPU' && r.Value === '1'));
+    });
+
+    it("hands the pipeline's credential to its fan-out only, as a Secrets Manager secret", () => {
+      const fanout = jobDefinition(t, 'tax-due', 'Fanout');
+      assert.equal(fanout.ContainerProperties.Secrets.length, 1);
+      assert.equal(fanout.ContainerProperties.Secrets[0].Name, 'TAX_API_TOKEN');
+      assert.match(JSON.stringify(fanout.ContainerProperties.Secrets[0].ValueFrom), /:secret:batch-fanout\/tax-due\/api-token/);
+      assert.ok(!fanout.ContainerProperties.Environment.some((e: any) => e.Name === 'TAX_API_TOKEN'));
+      const withSecrets = Object.values(t.findResources('AWS::Batch::JobDefinition')).filter((r) => r.Properties.ContainerProperties.Secrets);
+      assert.equal(withSecrets.length, 1);
+    });
+
+    it('lets only the tax-due fan-out execution role read that secret', () => {
+      const readers = Object.entries(t.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+        JSON.stringify(p.Properties.PolicyDocument).includes('secretsmanager:GetSecretValue'),
+      );
+      assert.deepEqual(
+        readers.map(([id]) => id.replace(/DefaultPolicy.*/, '')),
+        ['PipelinetaxdueFanoutContainerExecutionRole'],
+      );
+    });
+
+    it('tells the split job where to announce and every job where the bucket and table are', () => {
+      const split = jobDefinition(t, 'tax-due', 'Split');
+      const names = split.ContainerProperties.Environment.map((e: any) => e.Name);
+      assert.ok(['FANOUT_BUCKET', 'FANOUT_TABLE', 'FANOUT_SPLIT_DONE_TOPIC_ARN'].every((n) => names.includes(n)));
+      const fanout = jobDefinition(t, 'tax-due', 'Fanout');
+      assert.ok(!fanout.ContainerProperties.Environment.some((e: any) => e.Name === 'FANOUT_SPLIT_DONE_TOPIC_ARN'));
+    });
+
+    it('logs each stage to its own encrypted log group kept for the configured days', () => {
+      const logGroup = new Capture();
+      const def = jobDefinition(t, 'tax-due', 'Consolidate');
+      assert.equal(def.ContainerProperties.LogConfiguration.LogDriver, 'awslogs');
+      t.hasResourceProperties('AWS::Batch::JobDefinition', {
+        ContainerProperties: Match.objectLike({
+          Command: ['consolidate'],
+          LogConfiguration: Match.objectLike({ Options: Match.objectLike({ 'awslogs-group': { Ref: logGroup } }) }),
+        }),
+      });
+      assert.match(logGroup.asString(), /^ConsolidateJobLogs/);
+      const group = t.findResources('AWS::Logs::LogGroup')[logGroup.asString()]!;
+      assert.equal(group.Properties.RetentionInDays, 365);
+      assert.match(JSON.stringify(group.Properties.KmsKeyId), /AppKey/);
+    });
+
+    it('sets the managed OSRM URL on the fan-out of osrm-match pipelines only', () => {
+      const env = (p: string) => jobDefinition(t, p, 'Fanout').ContainerProperties.Environment as { Name: string; Value: unknown }[];
+      assert.deepEqual(env('trips').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), { Name: 'FANOUT_OSRM_BASE_URL', Value: OSRM_URL });
+      assert.equal(env('tax-due').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), undefined);
+      assert.equal(FakeOsrm.lastProps?.extractKey, 'osrm/region.tar');
+      assert.equal(FakeOsrm.lastProps?.maxMatchingSize, 100);
+    });
+  });
+
+  describe('events', () => {
+    it('notifies on-intake for each pipeline folder and each workbook or CSV suffix', () => {
+      const onIntake = idsOf(t, 'AWS::Lambda::Function', 'OnIntakeFunction')[0]!;
+      const notifications = Object.values(t.findResources('Custom::S3BucketNotifications'));
+      assert.equal(notifications.length, 1);
+      const configs = notifications[0]!.Properties.NotificationConfiguration.LambdaFunctionConfigurations as any[];
+      assert.equal(configs.length, threePipelines.pipelines.length * INTAKE_SUFFIXES.length);
+      for (const pipeline of ['tax-due', 'heavy-lookup', 'trips']) {
+        for (const suffix of ['.xlsx', '.csv', '.tsv', '.XLSX']) {
+          assert.ok(
+            configs.some(
+              (c) =>
+                JSON.stringify(c.Events) === '["s3:ObjectCreated:*"]' &&
+                JSON.stringify(c.LambdaFunctionArn) === JSON.stringify({ 'Fn::GetAtt': [onIntake, 'Arn'] }) &&
+                c.Filter.Key.FilterRules.some((r: any) => r.Name === 'prefix' && r.Value === `intake/${pipeline}/`) &&
+                c.Filter.Key.FilterRules.some((r: any) => r.Name === 'suffix' && r.Value === suffix),
+            ),
+            `intake/${pipeline}/*${suffix}`,
+          );
+        }
+      }
+    });
+
+    it('encrypts the split-done topic with the app key and refuses publishing without TLS', () => {
+      const topic = idsOf(t, 'AWS::SNS::Topic', 'SplitDoneTopic')[0]!;
+      t.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^AppKey'), 'Arn'] }, DisplayName: 'batch-fanout split done' });
+      t.hasResourceProperties('AWS::SNS::TopicPolicy', {
+        Topics: [{ Ref: topic }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]),
+        },
+      });
+    });
+
+    it('subscribes on-split-done to the topic with its dead-letter queue', () => {
+      t.hasResourceProperties('AWS::SNS::Subscription', {
+        Protocol: 'lambda',
+        Endpoint: { 'Fn::GetAtt': [Match.stringLikeRegexp('^OnSplitDoneFunction'), 'Arn'] },
+        RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^OnSplitDoneDeadLetters'), 'Arn'] } },
+      });
+    });
+
+    it("routes FAILED Batch job events of this app's queues, and only those, to on-job-failed", () => {
+      const queues = idsOf(t, 'AWS::Batch::JobQueue', 'Batch').sort();
+      const rule = Object.values(t.findResources('AWS::Events::Rule'))[0]!;
+      const pattern = rule.Properties.EventPattern;
+      assert.deepEqual(pattern.source, ['aws.batch']);
+      assert.deepEqual(pattern['detail-type'], ['Batch Job State Change']);
+      assert.deepEqual(pattern.detail.status, ['FAILED']);
+      assert.deepEqual(
+        pattern.detail.jobQueue.map((q: any) => q['Fn::GetAtt'][0]).sort(),
+        queues,
+      );
+      assert.match(JSON.stringify(rule.Properties.Targets[0].Arn), /OnJobFailedFunction/);
+      assert.match(JSON.stringify(rule.Properties.Targets[0].DeadLetterConfig), /OnJobFailedDeadLetters/);
+    });
+  });
+
+  describe('handlers', () => {
+    it('run on Node.js 22 with JSON logs in their own log group and a dead-letter queue', () => {
+      for (const name of ['OnIntake', 'OnSplitDone', 'OnJobFailed']) {
+        t.hasResourceProperties('AWS::Lambda::Function', {
+          Runtime: 'nodejs22.x',
+          Handler: 'index.handler',
+          LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', SystemLogLevel: 'WARN', LogGroup: { Ref: Match.stringLikeRegexp(`^${name}Logs`) } },
+          DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetters`), 'Arn'] } },
+        });
+      }
+    });
+
+    it('inline the pipelines config in the bundle, not in the 4 KB environment', () => {
+      const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('OnIntakeFunction'))![1];
+      assert.equal(fn.Properties.Environment.Variables.FANOUT_CONFIG, undefined);
+      const assetHash = (fn.Properties.Code.S3Key as string).replace(/\.zip$/, '');
+      const bundle = readFileSync(join(built.outdir, `asset.${assetHash}`, 'index.mjs'), 'utf8');
+      const firstLine = bundle.slice(0, bundle.indexOf('\n'));
+      assert.match(firstLine, /process\.env\.FANOUT_CONFIG \?\?= /);
+      assert.match(firstLine, /heavy-lookup/);
+    });
+
+    it('name the job queue and job definitions of every pipeline in their environment', () => {
+      const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('OnSplitDoneFunction'))![1];
+      const vars = fn.Properties.Environment.Variables;
+      const queues = JSON.stringify(vars.FANOUT_JOB_QUEUES);
+      assert.match(queues, /\\"tax-due\\":\\".*BatchFargateSpotQueue.*\\"heavy-lookup\\":\\".*BatchEc2SpotQueue/);
+      const definitions = JSON.stringify(vars.FANOUT_JOB_DEFINITIONS);
+      assert.match(definitions, /\\"heavy-lookup\\":\{\\"split\\":\\".*PipelineheavylookupSplitDefinition/);
+      assert.equal(vars.FANOUT_RUN_TTL_DAYS, '90');
+    });
+
+    it('let on-split-done submit only fan-out, consolidate and cleanup, to this app\'s queues', () => {
+      const submits = statementsOf(t, 'OnSplitDoneRole').filter((s) => actionsOf(s).includes('batch:SubmitJob'));
+      const text = submits.map(resourcesText).join(' ');
+      for (const stage of ['Fanout', 'Consolidate', 'Cleanup']) assert.match(text, new RegExp(`PipelinetaxdueP?${stage}Definition`));
+      assert.doesNotMatch(text, /SplitDefinition/);
+      assert.doesNotMatch(text, /"\*"/);
+    });
+
+    it('let on-intake read uploads under intake/ only, and submit only split', () => {
+      const statements = statementsOf(t, 'OnIntakeRole');
+      const s3Reads = statements.filter((s) => actionsOf(s).includes('s3:GetObject*'));
+      assert.equal(s3Reads.length, 1);
+      assert.match(resourcesText(s3Reads[0]!), /\/intake\/\*/);
+      assert.ok(!statements.some((s) => actionsOf(s).some((a) => a.startsWith('s3:Put') || a.startsWith('s3:Delete'))));
+      const submits = statements.filter((s) => actionsOf(s).includes('batch:SubmitJob')).map(resourcesText).join(' ');
+      assert.doesNotMatch(submits, /FanoutDefinition|ConsolidateDefinition|CleanupDefinition/);
+    });
+
+    it('let handlers tag only jobs they submit', () => {
+      const tag = statementsOf(t, 'OnJobFailedRole').find((s) => actionsOf(s).includes('batch:TagResource'))!;
+      assert.deepEqual(tag.Condition, { StringEquals: { 'batch:CreateAction': 'SubmitJob' } });
+    });
+  });
+
+  describe('job grants', () => {
+    it('let consolidate write results/ but never work/', () => {
+      const puts = statementsOf(t, 'ConsolidateJobRole').filter((s) => actionsOf(s).some((a) => a.startsWith('s3:PutObject')));
+      assert.equal(puts.length, 1);
+      assert.match(resourcesText(puts[0]!), /\/results\/\*/);
+      assert.doesNotMatch(resourcesText(puts[0]!), /\/work\//);
+    });
+
+    it('let only cleanup delete, and only under work/', () => {
+      for (const role of ['SplitJobRole', 'FanoutJobRole', 'ConsolidateJobRole']) {
+        assert.ok(!statementsOf(t, role).some((s) => actionsOf(s).some((a) => a.startsWith('s3:DeleteObject'))), role);
+      }
+      const deletes = statementsOf(t, 'CleanupJobRole').filter((s) => actionsOf(s).includes('s3:DeleteObject*'));
+      assert.equal(deletes.length, 1);
+      assert.match(resourcesText(deletes[0]!), /\/work\/\*"/);
+    });
+
+    it('let split publish to the split-done topic and nothing else publish', () => {
+      const publishers = Object.entries(t.findResources('AWS::IAM::Policy')).filter(([, p]) =>
+        JSON.stringify(p.Properties.PolicyDocument).includes('sns:Publish'),
+      );
+      assert.deepEqual(
+        publishers.map(([id]) => id.replace(/DefaultPolicy.*/, '')),
+        ['SplitJobRole'],
+      );
+    });
+
+    it('allow sending mail only from the SES sender identity', () => {
+      const sends = statementsOf(t, 'ConsolidateJobRole').filter((s) => actionsOf(s).includes('ses:SendEmail'));
+      assert.equal(sends.length, 1);
+      assert.match(resourcesText(sends[0]!), /:identity\/",\{"Ref":"SenderIdentity[0-9A-F]+"\}\]/);
+      t.hasResourceProperties('AWS::SES::EmailIdentity', { EmailIdentity: 'batch-fanout@example.com' });
+    });
+  });
+
+  describe('observability', () => {
+    it('alarms on the first dead-lettered event of each handler, notifying the operator topic', () => {
+      const operatorTopic = idsOf(t, 'AWS::SNS::Topic', 'ObservabilityOperatorTopic')[0]!;
+      for (const name of ['OnIntake', 'OnSplitDone', 'OnJobFailed']) {
+        t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+          MetricName: 'ApproximateNumberOfMessagesVisible',
+          Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetters`), 'QueueName'] } }],
+          Threshold: 1,
+          ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+          AlarmActions: [{ Ref: operatorTopic }],
+        });
+      }
+    });
+
+    it('alarms on failed jobs of this app, counted by the failed-job rule', () => {
+      t.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/Events',
+        MetricName: 'TriggeredRules',
+        Dimensions: [{ Name: 'RuleName', Value: { Ref: Match.stringLikeRegexp('^FailedJobsRule') } }],
+        AlarmActions: [{ Ref: Match.stringLikeRegexp('^ObservabilityOperatorTopic') }],
+      });
+    });
+
+    it('encrypts the operator topic and subscribes the operator address', () => {
+      t.hasResourceProperties('AWS::SNS::Topic', {
+        DisplayName: 'batch-fanout operator alarms',
+        KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^AppKey'), 'Arn'] },
+      });
+      t.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+    });
+
+    it('lets CloudWatch alarms use the app key to publish to the encrypted operator topic', () => {
+      t.hasResourceProperties('AWS::KMS::Key', {
+        EnableKeyRotation: true,
+        KeyPolicy: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey*'] }),
+          ]),
+        },
+      });
+    });
+
+    it('derives run and item metrics from the structured logs and charts them on one dashboard', () => {
+      t.hasResourceProperties('AWS::Logs::MetricFilter', {
+        FilterPattern: '{ $.message = "fan-out child done" }',
+        MetricTransformations: [Match.objectLike({ MetricNamespace: 'BatchFanout', MetricName: 'ItemsDone', MetricValue: '$.done' })],
+      });
+      t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+      const body = JSON.stringify(Object.values(t.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody);
+      for (const title of ['Runs', 'Items per minute', 'Fan-out retries', 'Job failures']) assert.ok(body.includes(title), title);
+    });
+  });
+});
