@@ -136,13 +136,37 @@ function looksLikeUtf16(head: Buffer): boolean {
   return (oddZero > pairs * 0.8 && evenZero < pairs * 0.1) || (evenZero > pairs * 0.8 && oddZero < pairs * 0.1);
 }
 
-/** Decodes a byte stream to text chunks (BOM dropped, multi-byte characters across chunks kept whole). */
+/** Thrown by `decodeText` when UTF-8 text holds bytes that are not UTF-8. */
+export class TextEncodingError extends Error {
+  override readonly name = 'TextEncodingError';
+}
+
+/**
+ * Decodes a byte stream to text chunks (BOM dropped, multi-byte characters across chunks kept
+ * whole). UTF-8 is decoded strictly: a byte that is not UTF-8 throws TextEncodingError rather
+ * than turning silently into U+FFFD.
+ */
 export async function* decodeText(chunks: AsyncIterable<Buffer>, encoding: TextEncoding): AsyncGenerator<string> {
-  const decoder = new TextDecoder(encoding);
+  const decoder = new TextDecoder(encoding, { fatal: encoding === 'utf-8' });
+  const invalid = () => new TextEncodingError(`the text is not valid ${encoding}: it holds bytes of another encoding`);
   for await (const chunk of chunks) {
-    const text = decoder.decode(chunk, { stream: true });
+    let text: string;
+    try {
+      text = decoder.decode(chunk, { stream: true });
+    } catch {
+      // Hand out the text before the bad byte first, so the reader can say which row holds it.
+      const loose = new TextDecoder(encoding).decode(chunk);
+      const bad = loose.indexOf('\uFFFD');
+      if (bad > 0) yield loose.slice(0, bad);
+      throw invalid();
+    }
     if (text.length > 0) yield text;
   }
-  const rest = decoder.decode();
+  let rest: string;
+  try {
+    rest = decoder.decode();
+  } catch {
+    throw invalid();
+  }
   if (rest.length > 0) yield rest;
 }

@@ -4,6 +4,7 @@
  */
 import Papa from 'papaparse';
 import { InputError } from '../errors';
+import { TextEncodingError } from './bytes';
 import type { RawRow, RawSource } from './raw';
 
 /** Delimiters a .csv may use, detected from the header line. */
@@ -59,11 +60,29 @@ interface PapaError {
 
 /** Reads decoded text chunks as rows of raw (string) cells. */
 export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): Promise<RawSource> {
-  const iterator = texts[Symbol.asyncIterator]();
-  // The first chunk decides delimiter and line ending; read until it holds a whole line.
+  const source = texts[Symbol.asyncIterator]();
+  let rowNumber = 0;
+  const iterator: AsyncIterator<string> = {
+    next: async () => {
+      try {
+        return await source.next();
+      } catch (err) {
+        if (!(err instanceof TextEncodingError)) throw err;
+        const at = rowNumber + 1;
+        throw new InputError(
+          `${opts.fileName}, row ${at}: ${err.message}. Save the file as "CSV UTF-8" (or UTF-16 "Unicode text") and upload it again.`,
+          { file: opts.fileName, row: at },
+        );
+      }
+    },
+    return: async () => (await source.return?.()) ?? { done: true, value: undefined },
+  };
+  // The first chunk decides delimiter and line ending; read until it holds a whole line (and a second one,
+  // for Excel's "sep=;" line).
   let first = '';
   let ended = false;
-  while (!/[\r\n]/.test(first) && first.length < 1024 * 1024) {
+  const lines = () => first.split(/\r\n|\r|\n/).length - 1;
+  while ((lines() < 1 || (/^sep=/i.test(first) && lines() < 2)) && first.length < 1024 * 1024) {
     const next = await iterator.next();
     if (next.done) {
       ended = true;
@@ -71,10 +90,16 @@ export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): P
     }
     first += next.value;
   }
-  const delimiter = opts.delimiter ?? detectDelimiter(first);
+  // Excel writes and honours a first line "sep=;" naming the delimiter; it does not show it as a row.
+  let delimiter = opts.delimiter;
+  const sep = /^sep=(.)(\r\n|\r|\n|$)/i.exec(first);
+  if (sep) {
+    delimiter ??= sep[1];
+    first = first.slice(sep[0].length);
+  }
+  delimiter ??= detectDelimiter(first);
   const newline = detectNewline(first);
   const parser = new Papa.Parser({ delimiter, newline, quoteChar: '"' });
-  let rowNumber = 0;
 
   const toRows = (data: string[][], errors: PapaError[]): RawRow[] => {
     const rows: RawRow[] = new Array(data.length);

@@ -112,6 +112,23 @@ describe('CSV reader', () => {
     assert.deepEqual(err.location, { file: 'broken.csv', row: 3 });
   });
 
+  test('honours Excel\'s "sep=" first line, which is not counted as a row', async () => {
+    const csv = 'sep=|\r\nCustomer ID|Tax Year|Note\r\nA1|2023|a;b,c\r\n';
+    const { source, rows } = await readAll(csv, { fileName: 'c.csv', columns: customers });
+    assert.deepEqual(source.columns, ['Customer ID', 'Tax Year', 'Note']);
+    assert.deepEqual(rows, [{ rowNumber: 2, row: { 'Customer ID': 'A1', 'Tax Year': 2023, Note: 'a;b,c' }, problems: [] }]);
+  });
+
+  test('bytes that are not UTF-8 after a UTF-8 start are an InputError naming the row, not silent replacement characters', async () => {
+    const good = `Customer ID,Tax Year\n${'A1,2023\n'.repeat(10_000)}`;
+    const bytes = Buffer.concat([Buffer.from(good, 'utf8'), Buffer.from('M\xfcller,2024\n', 'latin1')]);
+    const err = await rejection(readAll(bytes, { fileName: 'mixed.csv', columns: customers }));
+    assert.ok(err instanceof InputError);
+    assert.match(err.message, /^mixed\.csv, row 10002: the text is not valid utf-8/);
+    assert.match(err.message, /Save the file as "CSV UTF-8"/);
+    assert.deepEqual(err.location, { file: 'mixed.csv', row: 10_002 });
+  });
+
   test('a blank header between named columns becomes "Column X"; blank trailing headers are dropped', async () => {
     const csv = 'Customer ID,,Tax Year,,\nA1,x,2023,,\n';
     const { source, rows } = await readAll(csv, { fileName: 'c.csv', columns: customers });
