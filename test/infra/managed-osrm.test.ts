@@ -42,13 +42,15 @@ describe('managed OSRM server', { skip: available ? false : 'lib/osrm-service.ts
     t = buildApp({ pipelines: withTrips, deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' } }, osrmFactory }).compute;
   });
 
-  it('gives the osrm-match fan-out the server URL, and no other job definition', () => {
+  it('gives each osrm-match fan-out the server URL, and no other job definition', () => {
     const withUrl = Object.entries(t.findResources('AWS::Batch::JobDefinition')).filter(([, r]) =>
       (r.Properties.ContainerProperties.Environment as { Name: string }[]).some((e) => e.Name === 'FANOUT_OSRM_BASE_URL'),
     );
+    const osrmPipelines = withTrips.pipelines.filter((p) => p.task.type === 'osrm-match').map((p) => p.name);
+    assert.ok(osrmPipelines.includes('trips'));
     assert.deepEqual(
-      withUrl.map(([id]) => id.replace(/Definition[0-9A-F]+$/, '')),
-      ['PipelinetripsFanout'],
+      withUrl.map(([id]) => id.replace(/Definition[0-9A-F]+$/, '')).sort(),
+      osrmPipelines.map((name) => `Pipeline${name.replace(/-/g, '')}Fanout`).sort(),
     );
     const url = (withUrl[0]![1].Properties.ContainerProperties.Environment as { Name: string; Value: unknown }[]).find(
       (e) => e.Name === 'FANOUT_OSRM_BASE_URL',
