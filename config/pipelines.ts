@@ -40,6 +40,38 @@ export const pipelinesConfig = {
       compute: 'fargate-spot',
       recipients: ['tax-team@example.com'],
     },
+    {
+      name: 'map-match',
+      description: "Snaps the GPS fixes of each trip to the road network with OSRM's match service.",
+      task: {
+        type: 'osrm-match',
+        // On AWS with the managed OSRM service, FANOUT_OSRM_BASE_URL (set by the CDK app) wins.
+        baseUrl: 'http://127.0.0.1:5000',
+        profile: 'driving',
+        columns: { tripId: 'trip_id', timestamp: 'timestamp', latitude: 'latitude', longitude: 'longitude', accuracy: 'accuracy_m' },
+        maxPoints: 100,
+        overlap: 10,
+        defaultRadiusM: 10,
+        timeoutMs: 60_000,
+        splitGaps: true,
+      },
+      input: {
+        // Point columns are text and optional: one bad fix is reported on its row, not a failed trip.
+        columns: [
+          { name: 'trip_id', type: 'text', required: true },
+          { name: 'timestamp', type: 'text', required: false },
+          { name: 'latitude', type: 'text', required: false },
+          { name: 'longitude', type: 'text', required: false },
+          { name: 'accuracy_m', type: 'text', required: false },
+        ],
+        groupBy: 'trip_id',
+      },
+      chunkSize: 500,
+      concurrency: 16,
+      retry: { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 5_000 },
+      compute: 'ec2-spot',
+      recipients: ['mobility-team@example.com'],
+    },
   ],
 } satisfies AppConfigInput;
 

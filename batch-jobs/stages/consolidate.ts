@@ -73,7 +73,8 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       itemSheet: shape.itemSheet
         ? { name: shape.itemSheet.name, columns: [{ name: 'Rows', type: 'text' }, ...shape.itemSheet.columns, ...statusCols] }
         : undefined,
-      expectedRows: { results: run.counts?.rows, items: run.counts?.items },
+      // Upper bounds: a sheet that fits gets no CSV copy.
+      expectedRows: { results: run.counts?.rows, errors: run.counts?.items, items: run.counts?.items },
     });
     let succeeded = 0;
     let failed = 0;
@@ -107,7 +108,12 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
             await workbook.addError([rows, ...ident, outcome.e ?? null, outcome.a]);
           }
           if (shape.itemSheet) {
-            await workbook.addItem([rows, ...shape.itemSheet.columns.map((c) => outcome.f?.[c.name] ?? null), ...status]);
+            const sheet = shape.itemSheet;
+            await workbook.addItem([
+              rows,
+              ...sheet.columns.map((c) => outcome.f?.[c.name] ?? (c.name === sheet.keyColumn ? (item.k ?? null) : null)),
+              ...status,
+            ]);
           }
         }
         ctx.progress?.({ stage: 'consolidate', done: n + 1, total: chunkCount });

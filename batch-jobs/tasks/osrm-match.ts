@@ -71,6 +71,7 @@ export function describeOsrmMatchOutput(config: OsrmMatchTaskConfig): TaskOutput
     ],
     itemSheet: {
       name: 'Trips',
+      keyColumn: t.tripId,
       columns: [
         { name: t.tripId, type: 'text' },
         { name: t.points, type: 'integer' },

@@ -28,7 +28,12 @@ export interface TaskOutputShape {
    * A per-item sheet (e.g. `Trips`) for item-level fields. When absent, item-level fields are
    * written on each of the item's rows under `rowColumns`.
    */
-  itemSheet?: { name: string; columns: { name: string; type: 'text' | 'number' | 'integer' | 'date' | 'boolean' }[] };
+  itemSheet?: {
+    name: string;
+    columns: { name: string; type: 'text' | 'number' | 'integer' | 'date' | 'boolean' }[];
+    /** The column that holds the item's group key; filled by consolidate when the item failed. */
+    keyColumn?: string;
+  };
 }
 
 export interface Task {

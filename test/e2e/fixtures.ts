@@ -14,7 +14,8 @@ type PipelineInput = AppConfigInput['pipelines'][number];
 
 /** The shipped tax-due pipeline, pointed at `url`, with overrides. */
 export function taxConfig(url: string, overrides: Partial<PipelineInput> = {}, top: Partial<AppConfigInput> = {}): AppConfig {
-  const base = pipelinesConfig.pipelines[0]!;
+  const base = pipelinesConfig.pipelines.find((p) => p.name === 'tax-due')!;
+  if (base.task.type !== 'http-lookup') throw new Error('tax-due is an http-lookup pipeline');
   const task = { ...base.task, url: base.task.url.replace(/^https?:\/\/[^/]+/, url.replace(/\/$/, '')) };
   return parseAppConfig({
     sender: 'fanout@example.com',
