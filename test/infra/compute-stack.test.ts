@@ -4,6 +4,7 @@
  * The app is built once (three pipelines: Fargate with a credential, EC2 Spot, OSRM matching).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -307,6 +308,22 @@ describe('compute stack', () => {
       const firstLine = bundle.slice(0, bundle.indexOf('\n'));
       assert.match(firstLine, /process\.env\.FANOUT_CONFIG \?\?= /);
       assert.match(firstLine, /heavy-lookup/);
+    });
+
+    it('load from their bundles with the inlined config and the environment the stack gives them', () => {
+      for (const [id, fn] of Object.entries(t.findResources('AWS::Lambda::Function')).filter(([i]) => /^On[A-Za-z]+Function/.test(i))) {
+        const assetHash = (fn.Properties.Code.S3Key as string).replace(/\.zip$/, '');
+        const bundle = join(built.outdir, `asset.${assetHash}`, 'index.mjs');
+        const names = Object.keys(fn.Properties.Environment.Variables as Record<string, unknown>);
+        const env: Record<string, string> = { PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' };
+        for (const name of names) env[name] = '{}';
+        Object.assign(env, { FANOUT_BUCKET: 'bucket', FANOUT_TABLE: 'table', FANOUT_RUN_TTL_DAYS: '90', NODE_OPTIONS: '' });
+        const run = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(`file://${bundle}`)}); if (typeof m.handler !== 'function') process.exit(3);`], {
+          env,
+          encoding: 'utf8',
+        });
+        assert.equal(run.status, 0, `${id}: ${run.stderr}`);
+      }
     });
 
     it('name the job queue and job definitions of every pipeline in their environment', () => {
