@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
@@ -135,6 +135,25 @@ describe('compute stack', () => {
       const subnets = JSON.stringify(fargate.Properties.ComputeResources.Subnets);
       assert.match(subnets, /jobsSubnet/);
       assert.doesNotMatch(subnets, /publicSubnet/);
+    });
+  });
+
+  describe('job image', () => {
+    it('is a Docker image asset built at deploy time from batch-jobs/Dockerfile for x86_64', () => {
+      const manifest = JSON.parse(readFileSync(join(built.outdir, 'batch-fanout-compute.assets.json'), 'utf8'));
+      const images = Object.values(manifest.dockerImages) as { source: { directory: string; dockerFile: string; platform: string } }[];
+      assert.equal(images.length, 1);
+      assert.equal(images[0]!.source.dockerFile, 'batch-jobs/Dockerfile');
+      assert.equal(images[0]!.source.platform, 'linux/amd64');
+    });
+
+    it('has a build context of the runtime, the job stages and the manifests only', () => {
+      const manifest = JSON.parse(readFileSync(join(built.outdir, 'batch-fanout-compute.assets.json'), 'utf8'));
+      const [image] = Object.values(manifest.dockerImages) as { source: { directory: string } }[];
+      const context = join(built.outdir, image!.source.directory);
+      const top = readdirSync(context).filter((f) => f !== '.dockerignore').sort();
+      assert.deepEqual(top, ['batch-jobs', 'config', 'package-lock.json', 'package.json', 'runtime', 'tsconfig.json']);
+      assert.ok(existsSync(join(context, 'batch-jobs', 'Dockerfile')));
     });
   });
 
