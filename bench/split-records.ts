@@ -166,6 +166,10 @@ async function runCase(name: string): Promise<CaseResult> {
       break;
     }
     rows -= 1; // header
+  } else if (name === 'xlsx-read') {
+    // The reader alone (normalised rows, no chunks), to compare with exceljs's reader like for like.
+    const source = await openRecords(createReadStream(FILES.xlsx), { fileName: FILES.xlsx, columns: customerColumns });
+    for await (const _row of source.rows) rows++;
   } else {
     const file = name === 'xlsx' ? FILES.xlsx : name === 'xlsx1m' ? FILES.xlsx1m : name === 'csv' ? FILES.csv : FILES.grouped;
     const tmp = await mkdtemp(join(tmpdir(), 'bench-split-'));
@@ -205,7 +209,7 @@ async function runCase(name: string): Promise<CaseResult> {
 }
 
 /** Default cases; `xlsx1m` (a 1M-row workbook, to show memory does not grow with rows) on request. */
-const CASES = ['csv', 'xlsx', 'exceljs', 'grouped'];
+const CASES = ['csv', 'xlsx', 'xlsx-read', 'exceljs', 'grouped'];
 
 async function main(): Promise<void> {
   const child = process.env.BENCH_SPLIT_CASE;
@@ -226,7 +230,7 @@ async function main(): Promise<void> {
     const result = JSON.parse(run.stdout.trim().split('\n').pop()!) as CaseResult;
     results.push(result);
     console.log(
-      `${result.case.padEnd(8)} ${String(result.rows).padStart(8)} rows  ${String(result.items).padStart(8)} items  ${String(result.chunks).padStart(4)} chunks  ${result.seconds.toFixed(2).padStart(6)} s (cpu ${result.cpuSeconds.toFixed(2).padStart(6)} s)  ${String(result.rowsPerSecond).padStart(8)} rows/s  peak RSS ${result.peakRssMB} MB`,
+      `${result.case.padEnd(9)} ${String(result.rows).padStart(8)} rows  ${String(result.items).padStart(8)} items  ${String(result.chunks).padStart(4)} chunks  ${result.seconds.toFixed(2).padStart(6)} s (cpu ${result.cpuSeconds.toFixed(2).padStart(6)} s)  ${String(result.rowsPerSecond).padStart(8)} rows/s  peak RSS ${result.peakRssMB} MB`,
     );
   }
   void results;

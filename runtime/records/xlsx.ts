@@ -16,11 +16,13 @@ import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
+import { crc32 } from 'node:zlib';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import yauzl from 'yauzl';
 import { InputError, errorMessage } from '../errors';
-import { ExcelDate, type RawCell } from './normalise';
 import type { RawRow, RawSource } from './raw';
+import { SheetXmlError, SheetXmlScanner } from './sheet-xml';
 
 export interface XlsxOptions {
   fileName: string;
@@ -97,18 +99,6 @@ export class SharedStrings {
 function localName(name: string): string {
   const colon = name.indexOf(':');
   return colon < 0 ? name : name.slice(colon + 1);
-}
-
-/** "AB12" -> 27 (0-based column). */
-function columnIndex(ref: string): number {
-  let col = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const c = ref.charCodeAt(i);
-    if (c >= 65 && c <= 90) col = col * 26 + (c - 64);
-    else if (c >= 97 && c <= 122) col = col * 26 + (c - 96);
-    else break;
-  }
-  return col - 1;
 }
 
 function attr(tag: SaxesTagPlain, name: string): string | undefined {
@@ -323,11 +313,11 @@ export async function openXlsx(chunks: AsyncIterable<Buffer>, opts: XlsxOptions)
     const strings = new SharedStrings();
     const stringsRel = rels.find((r) => REL_SHARED_STRINGS.test(r.type));
     const stringsEntry = stringsRel ? find(stringsRel.target) : undefined;
-    if (stringsEntry) await readSharedStrings(await open(stringsEntry), strings, fileName);
+    if (stringsEntry) await readSharedStrings(await open(stringsEntry), stringsEntry.crc32, strings, fileName);
 
     const sheetEntry = find(sheetPath)!;
     const sheetStream = await open(sheetEntry);
-    const batches = sheetBatches(sheetStream, { fileName, sheetName, strings, isDateStyle, date1904 }, close);
+    const batches = sheetBatches(sheetStream, sheetEntry.crc32, { fileName, sheetName, strings, isDateStyle, date1904 }, close);
     return { batches, sheet: sheetName, date1904, strictWidth: false, close };
   } catch (err) {
     await close();
@@ -351,7 +341,7 @@ async function listEntries(zip: yauzl.ZipFile, fileName: string): Promise<Map<st
   return entries;
 }
 
-async function readSharedStrings(stream: Readable, strings: SharedStrings, fileName: string): Promise<void> {
+async function readSharedStrings(stream: Readable, crc: number, strings: SharedStrings, fileName: string): Promise<void> {
   const parser = newParser();
   let inSi = false;
   let capture = false;
@@ -381,15 +371,36 @@ async function readSharedStrings(stream: Readable, strings: SharedStrings, fileN
     }
   });
   try {
-    stream.setEncoding('utf8');
-    for await (const chunk of stream) parser.write(chunk as string);
+    for await (const text of entryText(stream, crc)) parser.write(text);
     parser.close();
   } catch (err) {
     throw zipError(fileName, err);
   }
 }
 
-interface SheetContext {
+/**
+ * The entry's bytes as text chunks, checking at the end that they match the zip's CRC-32 (so a
+ * damaged entry that still inflates is not taken for data).
+ */
+async function* entryText(stream: Readable, expectedCrc: number): AsyncGenerator<string> {
+  const decoder = new StringDecoder('utf8');
+  let crc = 0;
+  try {
+    for await (const chunk of stream) {
+      const buf = chunk as Buffer;
+      crc = crc32(buf, crc);
+      const text = decoder.write(buf);
+      if (text.length > 0) yield text;
+    }
+    const rest = decoder.end();
+    if (rest.length > 0) yield rest;
+  } finally {
+    stream.destroy();
+  }
+  if (crc >>> 0 !== expectedCrc >>> 0) throw new Error('CRC-32 check failed: the data is not what was zipped');
+}
+
+interface SheetInfoForRows {
   fileName: string;
   sheetName: string;
   strings: SharedStrings;
@@ -397,148 +408,34 @@ interface SheetContext {
   date1904: boolean;
 }
 
-/** Parses sheet XML as it inflates, one batch of rows per chunk. */
-async function* sheetBatches(stream: Readable, ctx: SheetContext, close: () => Promise<void>): AsyncGenerator<RawRow[]> {
-  const { strings, isDateStyle, date1904, fileName, sheetName } = ctx;
-  const parser = newParser();
-  let out: RawRow[] = [];
-  let cells: RawCell[] = [];
-  let rowNumber = 0;
-  let nextCol = 0;
-  let col = 0;
-  let type = '';
-  let style = 0;
-  let text = '';
-  let capture = false;
-  let inIs = false;
-  let phonetic = 0;
-  let done = false;
-  let badString: { ref: string; index: string } | undefined;
-
-  parser.on('opentag', (tag) => {
-    let name = tag.name;
-    if (name.includes(':')) name = localName(name);
-    switch (name) {
-      case 'c': {
-        const attrs = tag.attributes;
-        const r = attrs.r;
-        col = r ? columnIndex(r) : nextCol;
-        type = attrs.t ?? '';
-        style = attrs.s ? Number(attrs.s) : 0;
-        text = '';
-        break;
-      }
-      case 'v':
-        capture = true;
-        break;
-      case 't':
-        if (inIs && phonetic === 0) capture = true;
-        break;
-      case 'is':
-        inIs = true;
-        break;
-      case 'rPh':
-        phonetic++;
-        break;
-      case 'row': {
-        const r = tag.attributes.r;
-        rowNumber = r ? Number(r) : rowNumber + 1;
-        cells = [];
-        nextCol = 0;
-        break;
-      }
-    }
+/** Scans sheet XML as it inflates, one batch of rows per chunk. */
+async function* sheetBatches(stream: Readable, crc: number, info: SheetInfoForRows, close: () => Promise<void>): AsyncGenerator<RawRow[]> {
+  const { fileName, sheetName, strings, isDateStyle, date1904 } = info;
+  const scanner = new SheetXmlScanner({
+    sharedString: (i) => strings.get(i),
+    isDateStyle: (st) => isDateStyle[st] === true,
+    date1904,
   });
-  const onText = (t: string) => {
-    if (capture) text += t;
-  };
-  parser.on('text', onText);
-  parser.on('cdata', onText);
-  parser.on('closetag', (tag) => {
-    let name = tag.name;
-    if (name.includes(':')) name = localName(name);
-    switch (name) {
-      case 'v':
-      case 't':
-        capture = false;
-        break;
-      case 'rPh':
-        phonetic--;
-        break;
-      case 'is':
-        inIs = false;
-        break;
-      case 'c': {
-        let value: RawCell = null;
-        if (text !== '') {
-          switch (type) {
-            case 's': {
-              const s = strings.get(Number(text));
-              if (s === undefined) badString ??= { ref: `${rowNumber}`, index: text };
-              value = s ?? null;
-              break;
-            }
-            case 'inlineStr':
-            case 'str':
-            case 'e':
-            case 'd':
-              value = text;
-              break;
-            case 'b':
-              value = text === '1' || text.toLowerCase() === 'true';
-              break;
-            default: {
-              const n = Number(text);
-              value = Number.isNaN(n) ? text : isDateStyle[style] ? new ExcelDate(n, date1904) : n;
-            }
-          }
-        }
-        if (value !== null) cells[col] = value;
-        nextCol = col + 1;
-        text = '';
-        break;
-      }
-      case 'row':
-        out.push({ rowNumber, cells });
-        break;
-      case 'sheetData':
-        done = true;
-        break;
-    }
-  });
-
-  try {
-    stream.setEncoding('utf8');
-    for await (const chunk of stream) {
-      try {
-        parser.write(chunk as string);
-      } catch (err) {
-        throw new InputError(
-          `${fileName}, sheet "${sheetName}": the sheet's XML is damaged after row ${rowNumber} (${errorMessage(err)}). Open the workbook in Excel, save it again, and upload it again.`,
-          { file: fileName, sheet: sheetName, row: rowNumber },
-        );
-      }
-      if (badString) {
-        throw new InputError(
-          `${fileName}, sheet "${sheetName}", row ${badString.ref}: a cell refers to shared string ${badString.index}, which the workbook does not have (it has ${strings.count}); the file is damaged. Open it in Excel, save it again, and upload it again.`,
-          { file: fileName, sheet: sheetName, row: Number(badString.ref) },
-        );
-      }
-      if (out.length > 0) {
-        const batch = out;
-        out = [];
-        yield batch;
-      }
-      if (done) break;
-    }
-    if (!done) parser.close();
-    if (out.length > 0) yield out;
-  } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(
-      `${fileName}, sheet "${sheetName}": the workbook is damaged after row ${rowNumber} (${errorMessage(err)}). Open it in Excel, save it again, and upload it again.`,
-      { file: fileName, sheet: sheetName, row: rowNumber },
+  const damaged = (err: unknown) =>
+    new InputError(
+      `${fileName}, sheet "${sheetName}": the ${err instanceof SheetXmlError ? "sheet's XML" : 'workbook'} is damaged after row ${scanner.lastRow} (${errorMessage(err)}). Open the workbook in Excel, save it again, and upload it again.`,
+      { file: fileName, sheet: sheetName, row: scanner.lastRow },
     );
+  try {
+    const texts = entryText(stream, crc);
+    try {
+      for await (const text of texts) {
+        scanner.write(text);
+        const rows = scanner.take();
+        if (rows.length > 0) yield rows;
+        // After </sheetData> the rest is still read (not parsed), so the CRC check covers the entry.
+      }
+      if (!scanner.done) scanner.end();
+    } catch (err) {
+      throw err instanceof InputError ? err : damaged(err);
+    } finally {
+      await texts.return(undefined);
+    }
   } finally {
     stream.destroy();
     await close();
