@@ -47,9 +47,11 @@ export function acknowledgeGrantWildcards(role: iam.IRole, reasonFor: WildcardRe
   policy.node.addValidation({
     validate: () => {
       const document = Stack.of(policy).resolve(policy.policyDocument) as { Statement?: Record<string, unknown>[] };
-      for (const w of wildcardFindings(document)) {
-        const reason = reasonFor(w);
-        if (reason !== undefined) acknowledgeNag(policy, `AwsSolutions-IAM5[${w.finding}]`, reason);
+      // A finding id can come from several statements: acknowledge it only if each is explained.
+      const byFinding = new Map<string, (string | undefined)[]>();
+      for (const w of wildcardFindings(document)) byFinding.set(w.finding, [...(byFinding.get(w.finding) ?? []), reasonFor(w)]);
+      for (const [finding, reasons] of byFinding) {
+        if (reasons.every((r) => r !== undefined)) acknowledgeNag(policy, `AwsSolutions-IAM5[${finding}]`, reasons[0]!);
       }
       return [];
     },
