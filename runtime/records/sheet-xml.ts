@@ -1,8 +1,8 @@
 /**
  * A scanner for worksheet XML (`xl/worksheets/sheetN.xml`), written for speed: it looks only at
  * the elements that carry cells (`row`, `c`, `v`, `is`/`t`, `rPh`) and skips everything else,
- * where a general SAX parser builds every tag and attribute. Measured on the 200k-row benchmark
- * workbook it reads the sheet about 3x faster than saxes (bench/split-records.ts).
+ * where a general SAX parser builds every tag and attribute. Replacing saxes with it for the sheet
+ * took the 200k-row benchmark workbook from about 3.7 s to 1.8 s (bench/split-records.ts).
  *
  * It still checks what keeps a damaged file from passing as data: tags must nest and close, names
  * must be names, entities must be XML's own or character references, and DOCTYPEs are refused.
