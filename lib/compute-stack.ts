@@ -4,7 +4,7 @@
  * the "split done" topic, the failed-job rule), email, secrets and observability. It holds no
  * data: destroying and redeploying it loses nothing but in-flight runs.
  */
-import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
@@ -20,7 +20,7 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as ses from 'aws-cdk-lib/aws-ses';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import type { Construct } from 'constructs';
+import type { Construct, IConstruct } from 'constructs';
 import type { DeploymentConfig, JobSettings } from '../config/deployment';
 import type { AppConfig } from '../runtime/config/schema';
 import { STAGES, type Stage } from '../runtime/model';
@@ -41,8 +41,12 @@ export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', 'cdk.out', 'fanout-out', 
 
 /** Lambda's limit on the total size of a function's environment. */
 const LAMBDA_ENV_LIMIT_BYTES = 4096;
-/** Generous length of a job queue or job definition ARN once deployed. */
-const ARN_ESTIMATE_CHARS = 140;
+/** Longest ARN prefix of a Batch resource: partition, region, account and resource type. */
+const BATCH_ARN_PREFIX_CHARS = 'arn:aws-us-gov:batch:ap-southeast-4:123456789012:job-definition/'.length;
+/** CloudFormation appends "-" and a random suffix to a generated name; job definitions get ":<revision>". */
+const GENERATED_NAME_SUFFIX_CHARS = 14 + 6;
+/** Environment other than the job maps: names and values of bucket, table, TTL, NODE_OPTIONS. */
+const OTHER_HANDLER_ENV_BYTES = 400;
 
 /** What a managed OSRM server exposes (lib/osrm-service.ts, issue 4). */
 export interface OsrmServiceLike {
@@ -402,12 +406,18 @@ export class FanoutComputeStack extends Stack {
 
     this.node.addValidation({
       validate: () => {
-        const pipelines = props.pipelines.pipelines.length;
-        const estimate = pipelines * (ARN_ESTIMATE_CHARS * 5 + 80) + 600;
+        const arn = (resource: IConstruct) =>
+          BATCH_ARN_PREFIX_CHARS + this.getLogicalId(resource.node.defaultChild as CfnElement).length + GENERATED_NAME_SUFFIX_CHARS;
+        let estimate = OTHER_HANDLER_ENV_BYTES;
+        for (const jobs of this.pipelineJobs) {
+          // "name":"<queue arn>", and "name":{"split":"<arn>",...}
+          estimate += 2 * (jobs.pipelineName.length + 6) + arn(jobs.queue as unknown as IConstruct);
+          for (const [stage, def] of Object.entries(jobs.definitions)) estimate += stage.length + 6 + arn(def);
+        }
         return estimate > LAMBDA_ENV_LIMIT_BYTES
           ? [
-              `${pipelines} pipelines need about ${estimate} bytes of Lambda environment (FANOUT_JOB_QUEUES, FANOUT_JOB_DEFINITIONS); ` +
-                `the limit is ${LAMBDA_ENV_LIMIT_BYTES}: split the pipelines over several deployments (appName)`,
+              `${this.pipelineJobs.length} pipelines need about ${estimate} bytes of Lambda environment (FANOUT_JOB_QUEUES, ` +
+                `FANOUT_JOB_DEFINITIONS); the limit is ${LAMBDA_ENV_LIMIT_BYTES}: split the pipelines over several deployments (appName)`,
             ]
           : [];
       },

@@ -31,12 +31,15 @@ export interface BuildOptions {
   readonly osrmFactory?: OsrmServiceFactory;
   /** Add cdk-nag and cfn-guard before synth. @default false */
   readonly complianceChecks?: boolean;
+  /** Bundle the handlers with esbuild (off when a test looks at no handler code). @default true */
+  readonly bundling?: boolean;
 }
 
 /** Builds and synthesizes the app in a fresh temp directory (region pinned, account agnostic). */
 export function buildApp(options: BuildOptions = {}): BuiltApp {
   const outdir = mkdtempSync(join(tmpdir(), 'fanout-infra-'));
-  const app = new App({ outdir, context: { ...FANOUT_APP_CONTEXT } });
+  const skipBundling = options.bundling === false ? { 'aws:cdk:bundling-stacks': [] } : {};
+  const app = new App({ outdir, context: { ...FANOUT_APP_CONTEXT, ...skipBundling } });
   const stacks = buildFanoutApp(app, {
     pipelines: parseAppConfig(options.pipelines ?? pipelinesConfig, 'test pipelines'),
     deployment: loadDeploymentConfig(options.deployment, { region: 'eu-west-1' }),

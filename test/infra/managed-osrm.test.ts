@@ -39,7 +39,7 @@ describe('managed OSRM server', { skip: available ? false : 'lib/osrm-service.ts
   before(async () => {
     // Given osrm.enabled and an osrm-match pipeline, with the real OsrmService
     const osrmFactory = await loadOsrmFactory();
-    t = buildApp({ pipelines: withTrips, deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' } }, osrmFactory }).compute;
+    t = buildApp({ pipelines: withTrips, deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' } }, osrmFactory, bundling: false }).compute;
   });
 
   it('gives each osrm-match fan-out the server URL, and no other job definition', () => {
