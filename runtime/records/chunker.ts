@@ -241,14 +241,13 @@ class PartitionSet {
   }
 
   /** Appends a spill line (`text`) for group key `key` holding `rows` rows. */
-  async add(key: string, rows: number, text: string): Promise<void> {
+  add(key: string, rows: number, text: string): Promise<unknown> | undefined {
     const p = hashKey(key, this.seed) % this.count;
     this.rows[p]! += rows;
     const buffered = (this.buffers[p]! += `${text}\n`);
-    if (buffered.length >= FLUSH_CHARS) {
-      this.buffers[p] = '';
-      await this.handles[p]!.write(buffered);
-    }
+    if (buffered.length < FLUSH_CHARS) return undefined;
+    this.buffers[p] = '';
+    return this.handles[p]!.write(buffered);
   }
 
   async close(): Promise<void> {
@@ -309,7 +308,8 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
         }
       }
       if (spill) {
-        await spill.add(key, 1, codec!.encode({ f: position, k: key, r: [src.rowNumber], d: [src.row], x: problems }));
+        const flushing = spill.add(key, 1, codec!.encode({ f: position, k: key, r: [src.rowNumber], d: [src.row], x: problems }));
+        if (flushing) await flushing;
         continue;
       }
       const g = groups.get(key);
@@ -344,7 +344,7 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
     await spill.close();
     const sorted: { path: string; items: number }[] = [];
     for (let p = 0; p < spill.count; p++) {
-      sorted.push(...(await groupPartition(spill.paths[p]!, spill.rows[p]!, 1, limit, spillDir!, codec!)));
+      sorted.push(...(await groupPartition(spill.paths[p]!, spill.rows[p]!, 1, limit, spillDir!)));
     }
     const total = sorted.reduce((n, s) => n + s.items, 0);
     if (total > maxItems) throw tooManyItems(total.toLocaleString('en-US'), opts);
@@ -359,14 +359,7 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
  * Groups one partition file into a file of whole groups sorted by first-row position. A partition
  * still larger than the memory limit is split again by a differently seeded hash.
  */
-async function groupPartition(
-  path: string,
-  rows: number,
-  depth: number,
-  limit: number,
-  dir: string,
-  codec: SpillCodec,
-): Promise<{ path: string; items: number }[]> {
+async function groupPartition(path: string, rows: number, depth: number, limit: number, dir: string): Promise<{ path: string; items: number }[]> {
   if (rows === 0) {
     await rm(path, { force: true });
     return [];
@@ -375,36 +368,38 @@ async function groupPartition(
     // Enough sub-partitions for each to fit with room to spare, no more (files are cheap, not free).
     const count = Math.min(PARTITIONS, Math.max(2, Math.ceil((rows / limit) * 2)));
     const sub = await PartitionSet.create(dir, `${path.slice(dir.length + 1, -'.jsonl'.length)}-${depth}`, depth, count);
-    for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) await sub.add(line[1], line[2].length, JSON.stringify(line));
+    for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) {
+      const flushing = sub.add(line[1], line[2].length, JSON.stringify(line));
+      if (flushing) await flushing;
+    }
     await sub.close();
     await rm(path, { force: true });
     const out: { path: string; items: number }[] = [];
     for (let p = 0; p < sub.count; p++) {
       // All rows landed in one sub-partition: one key holds them, and splitting again cannot help.
       const next = sub.rows[p] === rows ? MAX_SPLIT_DEPTH + 1 : depth + 1;
-      out.push(...(await groupPartition(sub.paths[p]!, sub.rows[p]!, next, limit, dir, codec)));
+      out.push(...(await groupPartition(sub.paths[p]!, sub.rows[p]!, next, limit, dir)));
     }
     return out;
   }
-  // Fits (or is one huge group that no split can make smaller): group in memory.
-  const groups = new Map<string, Group>();
+  // Fits (or is one huge group that no split can make smaller): group in memory, rows kept packed.
+  const groups = new Map<string, SpillLine>();
   for await (const line of readJsonl<SpillLine>(createReadStream(path), path)) {
-    const part = codec.decode(line);
-    const g = groups.get(part.k);
+    const g = groups.get(line[1]);
     if (g) {
-      for (const r of part.r) g.r.push(r);
-      for (const d of part.d) g.d.push(d);
-      for (const x of part.x) g.x.push(x);
-    } else groups.set(part.k, part);
+      for (const r of line[2]) g[2].push(r);
+      for (const d of line[3]) g[3].push(d);
+      for (const x of line[4]) g[4].push(x);
+    } else groups.set(line[1], line);
   }
   await rm(path, { force: true });
-  const list = [...groups.values()].sort((a, b) => a.f - b.f);
+  const list = [...groups.values()].sort((a, b) => a[0] - b[0]);
   const outPath = `${path.slice(0, -'.jsonl'.length)}.sorted.jsonl`;
   const handle = await open(outPath, 'w');
   try {
     let buffer = '';
     for (const g of list) {
-      buffer += `${codec.encode(g)}\n`;
+      buffer += `${JSON.stringify(g)}\n`;
       if (buffer.length >= FLUSH_CHARS) {
         await handle.write(buffer);
         buffer = '';
