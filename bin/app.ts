@@ -11,8 +11,9 @@ import { App } from 'aws-cdk-lib';
 import * as cxapi from 'aws-cdk-lib/cx-api';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadDeploymentConfig } from '../config/deployment';
+import { DeploymentConfigError, loadDeploymentConfig } from '../config/deployment';
 import { loadPipelinesConfig } from '../config/pipelines';
+import { ConfigError } from '../runtime/config/schema';
 import { addComplianceChecks } from '../lib/compliance';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../lib/fanout-app';
 import { loadOsrmFactory } from '../lib/osrm-loader';
@@ -47,15 +48,24 @@ function contextObject(key: string): unknown {
   }
 }
 
-const pipelines = loadPipelinesConfig();
-const deployment = loadDeploymentConfig(contextObject('fanout'), {
-  account: process.env.CDK_DEFAULT_ACCOUNT,
-  region: process.env.CDK_DEFAULT_REGION,
-});
-buildFanoutApp(app, {
-  pipelines,
-  deployment,
-  projectRoot,
-  osrmFactory: deployment.osrm.enabled ? await loadOsrmFactory() : undefined,
-});
+try {
+  const pipelines = loadPipelinesConfig();
+  const deployment = loadDeploymentConfig(contextObject('fanout'), {
+    account: process.env.CDK_DEFAULT_ACCOUNT,
+    region: process.env.CDK_DEFAULT_REGION,
+  });
+  buildFanoutApp(app, {
+    pipelines,
+    deployment,
+    projectRoot,
+    osrmFactory: deployment.osrm.enabled ? await loadOsrmFactory() : undefined,
+  });
+} catch (err) {
+  // A config problem is the user's to fix: say what, without a stack trace.
+  if (err instanceof ConfigError || err instanceof DeploymentConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
 if (String(app.node.tryGetContext('fanout:checks') ?? 'true') !== 'false') addComplianceChecks(app);

@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import type { AppConfig } from '../runtime/config/schema';
-import { STAGES, type Stage } from '../runtime/model';
+import type { Stage } from '../runtime/model';
 
 const minutes = (max: number) => z.int().min(1).max(max);
 const days = z.int().min(1).max(3650);
@@ -50,6 +50,10 @@ function jobSettingsSchema(stage: Stage) {
       memoryMiB: z.int().min(512).max(122_880).default(d.memoryMiB),
       timeoutMinutes: minutes(14 * 24 * 60).default(d.timeoutMinutes),
       attempts: z.int().min(1).max(10).default(d.attempts),
+    })
+    .superRefine((job, ctx) => {
+      const problem = fargateMemoryProblem(job.vcpus, job.memoryMiB);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['memoryMiB'], message: problem });
     })
     .default({ ...d });
 }
@@ -174,11 +178,6 @@ export const deploymentSchema = z
         path: ['network', 'vpcId'],
         message: 'an existing VPC is looked up at synth: set account and region too',
       });
-    }
-    for (const stage of STAGES) {
-      const job = cfg.jobs[stage];
-      const problem = fargateMemoryProblem(job.vcpus, job.memoryMiB);
-      if (problem) ctx.addIssue({ code: 'custom', path: ['jobs', stage, 'memoryMiB'], message: problem });
     }
   });
 
