@@ -60,6 +60,12 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
         ctx.progress?.({ stage: 'split', done: written, total: 0 });
       },
     });
+  } catch (err) {
+    // The chunker does not know the file: say which one it is.
+    if (err instanceof InputError && !err.location.file) {
+      throw new InputError(`${run.inputName}: ${err.message}`, { ...err.location, file: run.inputName });
+    }
+    throw err;
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
