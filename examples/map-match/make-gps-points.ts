@@ -19,20 +19,12 @@ import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { lineCoord, SPACING_M, STREETS, toLonLat, type XY } from './road-network';
+import { mulberry32 } from '../seeded-random';
 
 export const GPS_COLUMNS = ['trip_id', 'timestamp', 'latitude', 'longitude', 'accuracy_m'] as const;
 
-/** mulberry32: a small seeded PRNG, so the file is the same on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded PRNG behind the data set, so the file is the same on every machine. */
+export const seededRandom = mulberry32;
 
 function gaussian(rand: () => number): number {
   const u = Math.max(rand(), 1e-12);

@@ -19,6 +19,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { mulberry32 } from '../seeded-random';
 
 /** The token the demo expects unless told otherwise (the `tax-due` pipeline reads it from TAX_API_TOKEN). */
 export const DEMO_TOKEN = 'demo-token';
@@ -244,17 +245,7 @@ function fnv1a(text: string): number {
   return h >>> 0;
 }
 
-/** A small seeded generator in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 };
 
 // ---------------------------------------------------------------------------------------------
 // Standalone
