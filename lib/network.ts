@@ -7,6 +7,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { acknowledgeGuard } from './acknowledge';
 
 export interface FanoutNetworkProps {
   /** Existing VPC id, looked up at synth (needs account and region). @default - a new VPC */
@@ -69,6 +70,15 @@ export class FanoutNetwork extends Construct {
         destination: ec2.FlowLogDestination.toCloudWatchLogs(flowLogGroup),
         trafficType: ec2.FlowLogTrafficType.REJECT,
       });
+      if (this.jobsNeedPublicIp) {
+        for (const subnet of vpc.publicSubnets) {
+          acknowledgeGuard(
+            subnet.node.defaultChild ?? subnet,
+            'subnet_auto_assign_public_ip_disabled_check',
+            'network.natGateways is 0: the jobs run in this subnet and need a public IP to reach ECR, AWS APIs and the data source; their security group allows no inbound traffic.',
+          );
+        }
+      }
       this.vpc = vpc;
       this.jobSubnets = { subnetType: this.jobsNeedPublicIp ? ec2.SubnetType.PUBLIC : ec2.SubnetType.PRIVATE_WITH_EGRESS };
     }
