@@ -13,20 +13,16 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { LOG_EVENTS } from '../runtime/log';
 
 /** CloudWatch namespace of the app's own metrics. */
 export const METRICS_NAMESPACE = 'BatchFanout';
 
 /**
  * Log lines the metrics are derived from (runtime/log.ts writes one JSON object per line with a
- * `message` field). If the runtime renames these messages, update them here.
+ * `message` field); defined once in runtime/log.ts and used by the handlers and stages.
  */
-export const LOG_MESSAGES = {
-  runOpened: 'run opened; split submitted',
-  runSucceeded: 'run succeeded',
-  runFailed: 'run failed',
-  fanoutChildDone: 'fan-out child done',
-} as const;
+export const LOG_MESSAGES = LOG_EVENTS;
 
 export interface FanoutObservabilityProps {
   /** Key the operator topic is encrypted with (its policy must let CloudWatch use it). */

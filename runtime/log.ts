@@ -39,3 +39,14 @@ export function createLogger(opts: { sink?: LogSink; level?: LogLevel; fields?: 
 
 /** A logger that drops everything (tests, quiet runs). */
 export const silentLogger: Logger = createLogger({ sink: () => undefined, level: 'error' });
+
+/**
+ * Log messages the app's CloudWatch metrics are derived from (lib/observability.ts builds metric
+ * filters on them): one place, so the runtime and the dashboard cannot drift apart.
+ */
+export const LOG_EVENTS = {
+  runOpened: 'run opened; split submitted',
+  runSucceeded: 'run succeeded',
+  runFailed: 'run failed',
+  fanoutChildDone: 'fan-out child done',
+} as const;

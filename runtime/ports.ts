@@ -11,6 +11,11 @@ export interface ObjectInfo {
   size: number;
 }
 
+export interface PresignedLink {
+  url: string;
+  expiresAt: Date;
+}
+
 export interface ObjectStore {
   /** Bucket name (for messages and links). */
   readonly bucket: string;
@@ -26,8 +31,11 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /** Deletes objects in batches (1,000 per request on S3). */
   deleteMany(keys: string[]): Promise<void>;
-  /** A time-limited GET link. */
-  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+  /**
+   * A time-limited GET link, and when it stops working: the requested time, or earlier when the
+   * credentials that signed it expire first (temporary role credentials on Batch and Lambda).
+   */
+  presignGet(key: string, expiresInSeconds: number): Promise<PresignedLink>;
 }
 
 export interface RunTable {

@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ColumnType } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
+import { LOG_EVENTS } from '../../runtime/log';
 import { resultMail } from '../../runtime/mail/messages';
 import { keys, type Cell, type ResultLine, type RunRecord, type WorkItem } from '../../runtime/model';
 import { readJsonl } from '../../runtime/records/jsonl';
@@ -165,7 +166,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       }
     }
     await ctx.table.updateRun(ctx.runId, { status: 'SUCCEEDED', finishedAt }, { statusIn: ['CONSOLIDATING', 'FANNING_OUT'] });
-    log.info('run succeeded', { succeeded, failed, retries, resultKey, emailed });
+    log.info(LOG_EVENTS.runSucceeded, { succeeded, failed, retries, resultKey, emailed });
     return { resultKey, extraResultKeys, succeeded, failed, retries, emailed };
   } finally {
     await rm(tmp, { recursive: true, force: true });
@@ -196,7 +197,7 @@ async function sendResult(
       ctx.log.warn('result too large to attach; sending a link', { error: errorMessage(err) });
     }
   }
-  const url = await ctx.store.presignGet(resultKey, ctx.resultLinkDays * 86_400);
-  await ctx.mailer.send(resultMail({ ...base, link: { url, expiresInDays: ctx.resultLinkDays } }));
+  const link = await ctx.store.presignGet(resultKey, ctx.resultLinkDays * 86_400);
+  await ctx.mailer.send(resultMail({ ...base, link }));
   return 'link';
 }

@@ -7,6 +7,7 @@
  */
 import type { PipelineConfig } from '../../runtime/config/schema';
 import { errorMessage, TerminatedError } from '../../runtime/errors';
+import { LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { forEachConcurrent } from '../../runtime/pool';
 import { RateLimiter } from '../../runtime/rate-limit';
@@ -159,6 +160,6 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   }
   await ctx.table.updateChunk(ctx.runId, chunk, { status: 'DONE', done, failed, retries, lastPart: part, updatedAt: nowOf(ctx) });
   const result = { chunk, items: items.length, resumed, done, failed, retries, parts: part + 1 };
-  log.info('fan-out child done', { ...result });
+  log.info(LOG_EVENTS.fanoutChildDone, { ...result });
   return result;
 }

@@ -18,7 +18,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ExitCode, ObjectNotFoundError, StorageError, errorMessage } from '../errors';
-import type { ObjectInfo, ObjectStore } from '../ports';
+import type { ObjectInfo, ObjectStore, PresignedLink } from '../ports';
 
 /** Keys per DeleteObjects request (the S3 maximum). */
 export const DELETE_BATCH_SIZE = 1000;
@@ -152,11 +152,16 @@ export class S3ObjectStore implements ObjectStore {
     await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, batches.length) }, worker));
   }
 
-  async presignGet(key: string, expiresInSeconds: number): Promise<string> {
+  async presignGet(key: string, expiresInSeconds: number): Promise<PresignedLink> {
     try {
-      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+      const requested = new Date(Date.now() + expiresInSeconds * 1000);
+      const url = await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
         expiresIn: expiresInSeconds,
       });
+      // A link signed with temporary credentials dies with them, whatever X-Amz-Expires says.
+      const credentials = await this.client.config.credentials();
+      const expiration = credentials.expiration;
+      return { url, expiresAt: expiration && expiration < requested ? expiration : requested };
     } catch (err) {
       throw this.failure('presign GetObject', key, err);
     }

@@ -4,6 +4,7 @@
  */
 import { errorMessage } from '../errors';
 import { failureMail } from '../mail/messages';
+import { LOG_EVENTS } from '../log';
 import type { RunRecord } from '../model';
 import { jobName, nowOf, type HandlerDeps } from './deps';
 
@@ -24,7 +25,7 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
     { statusIn: ['STARTED', 'SPLITTING', 'FANNING_OUT', 'CONSOLIDATING'] },
   );
   const current = (await deps.table.getRun(run.runId)) ?? run;
-  if (marked) log.warn('run failed', { reason: opts.reason });
+  if (marked) log.warn(LOG_EVENTS.runFailed, { reason: opts.reason });
   if (current.status !== 'FAILED') {
     log.info('run already ended; not marking it failed', { status: current.status });
     return current;

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { findPipeline } from '../config/schema';
 import { errorMessage } from '../errors';
+import { LOG_EVENTS } from '../log';
 import type { RunRecord } from '../model';
 import { failRun } from './fail-run';
 import { jobName, nowOf, type HandlerDeps } from './deps';
@@ -124,7 +125,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
       compute: pipeline.compute,
     });
     await deps.table.setStep(runId, 'split', jobId);
-    log.info('run opened; split submitted', { jobId, size: ev.size });
+    log.info(LOG_EVENTS.runOpened, { jobId, size: ev.size });
     return { action: 'started', runId, jobId };
   } catch (err) {
     await deps.table.releaseStep(runId, 'split');

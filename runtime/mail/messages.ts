@@ -33,7 +33,7 @@ export interface ResultMailOptions {
   /** The workbook, when it fits the mail service's size limit. */
   attachment?: MailAttachment;
   /** A time-limited link, when it does not (or in addition). */
-  link?: { url: string; expiresInDays: number };
+  link?: { url: string; expiresAt: Date };
   /** Result files by object key, for the record. */
   resultKeys: string[];
   bucket: string;
@@ -69,7 +69,7 @@ export function resultMail(o: ResultMailOptions): MailMessage {
     lines.push(
       o.attachment ? 'You can also download them here:' : 'The results are too large to attach; download them here:',
       o.link.url,
-      `(the link works for ${o.link.expiresInDays} days)`,
+      `(the link works until ${when(o.link.expiresAt.getTime())}; after that, ask the platform team for the file ${o.resultKeys[0] ?? ''})`,
     );
   }
   if (o.truncatedSheets && o.truncatedSheets.length > 0) {

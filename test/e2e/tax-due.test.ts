@@ -188,6 +188,29 @@ describe('tax-due end to end', () => {
     }
   });
 
+  it('sends a link instead of the workbook when it is too large to attach', async () => {
+    const input = customers(30);
+    const file = join(dir, 'big.csv');
+    await writeCustomersCsv(file, input);
+    const result = await runLocal({
+      file,
+      pipeline: 'tax-due',
+      config: taxConfig(source.url),
+      outDir: join(dir, 'out-link'),
+      env: { TAX_API_TOKEN: TOKEN, FANOUT_MAIL_MAX_BYTES: '4096' },
+    });
+    assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.mails.length, 1);
+    const mail = result.mails[0]!;
+    assert.equal(mail.attachments.length, 0);
+    assert.match(mail.text ?? '', /too large to attach/);
+    const key = result.run!.resultKey!;
+    const url = /(http:\/\/\S+)/.exec(mail.text ?? '')?.[1] ?? '';
+    assert.ok(decodeURIComponent(url).includes(key), `the link points at ${key}: ${url}`);
+    assert.match(url, /X-Amz-Expires=604800/, 'valid for the configured 7 days');
+    assert.match(mail.text ?? '', /the link works until \d{4}-\d\d-\d\d/);
+  });
+
   it('starts nothing twice for a duplicated S3 event', async () => {
     const input = customers(20);
     const file = join(dir, 'dup.csv');

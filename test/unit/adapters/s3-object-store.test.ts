@@ -166,12 +166,14 @@ describe('S3ObjectStore against s3rver', () => {
     await store.put('results/tax-due/out.xlsx', 'workbook bytes');
 
     // when
-    const url = await store.presignGet('results/tax-due/out.xlsx', 600);
+    const before = Date.now();
+    const { url, expiresAt } = await store.presignGet('results/tax-due/out.xlsx', 600);
     const res = await fetch(url);
 
     // then
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\//);
     assert.match(url, /X-Amz-Expires=600/);
+    assert.ok(expiresAt.getTime() >= before + 600_000 && expiresAt.getTime() <= Date.now() + 600_000, 'long-term keys: the requested time');
     assert.equal(res.status, 200);
     assert.equal(await res.text(), 'workbook bytes');
   });
