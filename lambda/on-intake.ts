@@ -1,14 +1,9 @@
 /** Lambda: S3 ObjectCreated under intake/<pipeline>/ -> open a run and submit split. */
 import type { S3Event } from 'aws-lambda';
-import { handleObjectCreated, type IntakeOutcome } from '../runtime/handlers/on-intake';
+import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../runtime/handlers/on-intake';
 import { lambdaDeps } from './runtime-deps';
 
 const deps = lambdaDeps(process.env, 'on-intake');
-
-/** S3 event keys are URL-encoded with "+" for spaces. */
-export function decodeS3Key(key: string): string {
-  return decodeURIComponent(key.replace(/\+/g, ' '));
-}
 
 export async function handler(event: S3Event): Promise<IntakeOutcome[]> {
   const outcomes: IntakeOutcome[] = [];

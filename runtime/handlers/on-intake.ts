@@ -29,6 +29,11 @@ export type IntakeOutcome =
   | { action: 'duplicate'; runId: string }
   | { action: 'rejected'; runId: string; reason: string };
 
+/** S3 event keys are URL-encoded with "+" for spaces. */
+export function decodeS3Key(key: string): string {
+  return decodeURIComponent(key.replace(/\+/g, ' '));
+}
+
 export const SUPPORTED_EXTENSIONS = ['.xlsx', '.csv', '.tsv'] as const;
 
 /** Deterministic run id: the event time and a hash of the object's identity. */

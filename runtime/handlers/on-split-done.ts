@@ -12,6 +12,20 @@ export type SplitDoneOutcome =
   | { action: 'duplicate' }
   | { action: 'ignored'; why: string };
 
+/** Reads an SNS message body; anything else is an error naming what arrived. */
+export function parseSplitDone(body: string): SplitDoneMessage {
+  let m: Partial<SplitDoneMessage>;
+  try {
+    m = JSON.parse(body) as Partial<SplitDoneMessage>;
+  } catch {
+    throw new Error(`not a split-done message (not JSON): ${body.slice(0, 200)}`);
+  }
+  if (typeof m.runId !== 'string' || typeof m.pipeline !== 'string' || typeof m.chunks !== 'number') {
+    throw new Error(`not a split-done message (needs runId, pipeline, chunks): ${body.slice(0, 200)}`);
+  }
+  return { runId: m.runId, pipeline: m.pipeline, chunks: m.chunks, items: Number(m.items ?? 0) };
+}
+
 export async function handleSplitDone(deps: HandlerDeps, msg: SplitDoneMessage): Promise<SplitDoneOutcome> {
   const log = deps.log.child({ runId: msg.runId, pipeline: msg.pipeline });
   const run = await deps.table.getRun(msg.runId);

@@ -17,7 +17,7 @@ import { findPipeline, type AppConfig } from '../config/schema';
 import { errorMessage } from '../errors';
 import type { HandlerDeps } from '../handlers/deps';
 import { handleJobFailed } from '../handlers/on-job-failed';
-import { handleObjectCreated, type IntakeOutcome } from '../handlers/on-intake';
+import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../handlers/on-intake';
 import { handleSplitDone } from '../handlers/on-split-done';
 import { silentLogger, type Logger } from '../log';
 import type { RunRecord, RunStatus, Stage } from '../model';
@@ -132,7 +132,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     const r = runner;
     const received: S3EventRecordLike[] = [];
     const dispatch = (record: S3EventRecordLike) => {
-      const key = decodeURIComponent(record.s3.object.key.replace(/\+/g, ' '));
+      const key = decodeS3Key(record.s3.object.key);
       if (!key.startsWith('intake/')) return;
       received.push(record);
       r.track(
