@@ -50,7 +50,11 @@ function loadConfig(path: string | undefined): AppConfig {
 }
 
 function summaryLines(r: LocalRunResult): string {
-  const rel = (p?: string) => (p ? relative(process.cwd(), p) || p : '-');
+  const rel = (p?: string) => {
+    if (!p) return '-';
+    const r = relative(process.cwd(), p);
+    return r === '' || r.startsWith('..') ? p : r;
+  };
   const lines = [
     '',
     `Run ${r.runId} (${r.pipeline}): ${r.status}`,

@@ -84,9 +84,11 @@ export function createProgressView(out: NodeJS.WriteStream, mode: 'bars' | 'line
     onJob(job) {
       if (job.state === 'SUBMITTED' || job.state === 'PENDING') return;
       const bar = barFor(job);
-      const total = job.request.arraySize ?? 1;
       if (job.state === 'RUNNING') bar.update({ status: 'running' });
-      if (job.state === 'SUCCEEDED') bar.update(total, { status: 'done' });
+      if (job.state === 'SUCCEEDED') {
+        const items = job.request.stage === 'fanout' ? `, ${totals(job).done} items` : '';
+        bar.update(bar.getTotal(), { status: `done${items}` });
+      }
       if (job.state === 'FAILED') bar.update({ status: `FAILED ${job.statusReason ?? ''}`.trim() });
     },
     onProgress(job, r) {
