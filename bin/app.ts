@@ -16,7 +16,6 @@ import { loadPipelinesConfig } from '../config/pipelines';
 import { ConfigError } from '../runtime/config/schema';
 import { addComplianceChecks } from '../lib/compliance';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../lib/fanout-app';
-import { loadOsrmFactory } from '../lib/osrm-loader';
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 /**
@@ -54,12 +53,7 @@ try {
     account: process.env.CDK_DEFAULT_ACCOUNT,
     region: process.env.CDK_DEFAULT_REGION,
   });
-  buildFanoutApp(app, {
-    pipelines,
-    deployment,
-    projectRoot,
-    osrmFactory: deployment.osrm.enabled ? await loadOsrmFactory() : undefined,
-  });
+  buildFanoutApp(app, { pipelines, deployment, projectRoot });
 } catch (err) {
   // A config problem is the user's to fix: say what, without a stack trace.
   if (err instanceof ConfigError || err instanceof DeploymentConfigError) {

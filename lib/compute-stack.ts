@@ -9,7 +9,6 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -30,6 +29,7 @@ import { PREFIX } from './data-stack';
 import { HandlerFunction } from './handler-function';
 import { FanoutNetwork } from './network';
 import { FanoutObservability } from './observability';
+import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { PipelineJobs } from './pipeline-jobs';
 import type { ComputeKind } from './retry-strategies';
 
@@ -48,33 +48,8 @@ const GENERATED_NAME_SUFFIX_CHARS = 14 + 6;
 /** Environment other than the job maps: names and values of bucket, table, TTL, NODE_OPTIONS. */
 const OTHER_HANDLER_ENV_BYTES = 400;
 
-/** What a managed OSRM server exposes (lib/osrm-service.ts, issue 4). */
-export interface OsrmServiceLike {
-  readonly url: string;
-}
-
-/** Props of lib/osrm-service.ts `OsrmService`. */
-export interface OsrmServicePropsLike {
-  readonly vpc: ec2.IVpc;
-  readonly dataBucket: s3.IBucket;
-  readonly extractKey: string;
-  readonly profile?: string;
-  readonly cpu?: number;
-  readonly memoryLimitMiB?: number;
-  readonly idleTimeout?: Duration;
-  /** coordinates per match request (osrm-routed --max-matching-size). */
-  readonly maxMatchingSize?: number;
-  /** Who may call the server: the jobs' security group. */
-  readonly allowFrom?: readonly ec2.IPeer[];
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  readonly assignPublicIp?: boolean;
-  readonly logKey?: kms.IKey;
-  readonly logRetention?: logs.RetentionDays;
-  readonly removalPolicy?: RemovalPolicy;
-}
-
-/** Creates the OSRM server in the compute stack: `(scope, id, props) => new OsrmService(scope, id, props)`. */
-export type OsrmServiceFactory = (scope: Construct, id: string, props: OsrmServicePropsLike) => OsrmServiceLike;
+/** Deployment choices of the managed OSRM server; the stack supplies network, bucket, access and logs. */
+export type ManagedOsrmProps = Pick<OsrmServiceProps, 'extractKey' | 'profile' | 'cpu' | 'memoryLimitMiB' | 'idleTimeout'>;
 
 export interface FanoutComputeStackProps extends StackProps {
   /** The validated pipelines config (config/pipelines.ts). */
@@ -108,14 +83,7 @@ export interface FanoutComputeStackProps extends StackProps {
   /** Removal policy of the log groups. @default RemovalPolicy.RETAIN */
   readonly removalPolicy?: RemovalPolicy;
   /** Managed OSRM server for osrm-match pipelines. @default - none */
-  readonly osrm?: {
-    readonly factory: OsrmServiceFactory;
-    readonly extractKey: string;
-    readonly profile?: string;
-    readonly cpu?: number;
-    readonly memoryLimitMiB?: number;
-    readonly idleTimeout?: Duration;
-  };
+  readonly osrm?: ManagedOsrmProps;
 }
 
 /** The handlers, by the file name of their entry under `lambda/`. */
@@ -133,7 +101,7 @@ export class FanoutComputeStack extends Stack {
   readonly jobLogGroups: Readonly<Record<Stage, logs.LogGroup>>;
   readonly senderIdentity: ses.IEmailIdentity;
   readonly observability: FanoutObservability;
-  readonly osrmService?: OsrmServiceLike;
+  readonly osrmService?: OsrmService;
 
   constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
     super(scope, id, props);
@@ -262,7 +230,7 @@ export class FanoutComputeStack extends Stack {
     table.grantReadWriteData(jobRoles.cleanup);
 
     if (props.osrm !== undefined) {
-      this.osrmService = props.osrm.factory(this, 'Osrm', {
+      this.osrmService = new OsrmService(this, 'Osrm', {
         vpc: this.network.vpc,
         dataBucket: bucket,
         extractKey: props.osrm.extractKey,

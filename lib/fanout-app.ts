@@ -6,7 +6,7 @@ import { Duration, RemovalPolicy, type App, type Environment } from 'aws-cdk-lib
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { checkAgainstPipelines, type DeploymentConfig } from '../config/deployment';
 import type { AppConfig } from '../runtime/config/schema';
-import { FanoutComputeStack, type OsrmServiceFactory } from './compute-stack';
+import { FanoutComputeStack } from './compute-stack';
 import { FanoutDataStack } from './data-stack';
 
 /**
@@ -24,8 +24,6 @@ export interface FanoutAppOptions {
   readonly deployment: DeploymentConfig;
   /** Repository root (lambda/, batch-jobs/Dockerfile, package-lock.json). */
   readonly projectRoot: string;
-  /** Creates the managed OSRM server; required when `deployment.osrm.enabled`. @default - none */
-  readonly osrmFactory?: OsrmServiceFactory;
 }
 
 export interface FanoutStacks {
@@ -36,9 +34,6 @@ export interface FanoutStacks {
 export function buildFanoutApp(app: App, options: FanoutAppOptions): FanoutStacks {
   const { pipelines, deployment: d } = options;
   const emailIdentity = checkAgainstPipelines(d, pipelines);
-  if (d.osrm.enabled && options.osrmFactory === undefined) {
-    throw new Error('osrm.enabled: the managed OSRM server (lib/osrm-service.ts) is not available in this checkout');
-  }
   const env: Environment | undefined = d.account !== undefined || d.region !== undefined ? { account: d.account, region: d.region } : undefined;
   const removalPolicy = d.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
   const tags = { app: 'batch-fanout', 'batch-fanout:deployment': d.appName };
@@ -74,17 +69,15 @@ export function buildFanoutApp(app: App, options: FanoutAppOptions): FanoutStack
     resultLinkDays: d.resultLinkDays,
     tracing: d.tracing,
     removalPolicy,
-    osrm:
-      d.osrm.enabled && options.osrmFactory !== undefined
-        ? {
-            factory: options.osrmFactory,
-            extractKey: d.osrm.extractKey,
-            profile: d.osrm.profile,
-            cpu: d.osrm.cpu,
-            memoryLimitMiB: d.osrm.memoryLimitMiB,
-            idleTimeout: d.osrm.idleTimeoutMinutes !== undefined ? Duration.minutes(d.osrm.idleTimeoutMinutes) : undefined,
-          }
-        : undefined,
+    osrm: d.osrm.enabled
+      ? {
+          extractKey: d.osrm.extractKey,
+          profile: d.osrm.profile,
+          cpu: d.osrm.cpu,
+          memoryLimitMiB: d.osrm.memoryLimitMiB,
+          idleTimeout: d.osrm.idleTimeoutMinutes !== undefined ? Duration.minutes(d.osrm.idleTimeoutMinutes) : undefined,
+        }
+      : undefined,
   });
   return { data, compute };
 }

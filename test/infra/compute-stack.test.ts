@@ -9,23 +9,10 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
-import { Construct } from 'constructs';
 import type { AppConfigInput } from '../../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../../runtime/errors';
-import { INTAKE_SUFFIXES, type OsrmServicePropsLike } from '../../lib/compute-stack';
+import { INTAKE_SUFFIXES } from '../../lib/compute-stack';
 import { buildApp, twoPipelines, type BuiltApp } from './fixture';
-
-const OSRM_URL = 'http://osrm.internal.example:80';
-
-/** Stands in for lib/osrm-service.ts: the wiring is what is under test here. */
-class FakeOsrm extends Construct {
-  readonly url = OSRM_URL;
-  static lastProps?: OsrmServicePropsLike;
-  constructor(scope: Construct, id: string, props: OsrmServicePropsLike) {
-    super(scope, id);
-    FakeOsrm.lastProps = props;
-  }
-}
 
 const threePipelines: AppConfigInput = {
   ...twoPipelines,
@@ -77,7 +64,6 @@ describe('compute stack', () => {
     built = buildApp({
       pipelines: threePipelines,
       deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' }, operatorEmail: 'ops@example.com' },
-      osrmFactory: (scope, id, props) => new FakeOsrm(scope, id, props),
     });
     t = built.compute;
   });
@@ -242,10 +228,16 @@ describe('compute stack', () => {
 
     it('sets the managed OSRM URL on the fan-out of osrm-match pipelines only', () => {
       const env = (p: string) => jobDefinition(t, p, 'Fanout').ContainerProperties.Environment as { Name: string; Value: unknown }[];
-      assert.deepEqual(env('trips').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), { Name: 'FANOUT_OSRM_BASE_URL', Value: OSRM_URL });
+      const url = env('trips').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL');
+      assert.match(JSON.stringify(url?.Value), /OsrmLoadBalancer[0-9A-F]+","DNSName"/);
       assert.equal(env('tax-due').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), undefined);
-      assert.equal(FakeOsrm.lastProps?.extractKey, 'osrm/region.tar');
-      assert.equal(FakeOsrm.lastProps?.maxMatchingSize, 100);
+    });
+
+    it("serves the configured extract, matching up to the osrm-match pipeline's maxPoints", () => {
+      const [task] = idsOf(t, 'AWS::ECS::TaskDefinition', 'OsrmTask').map((id) => t.findResources('AWS::ECS::TaskDefinition')[id]!);
+      const containers = JSON.stringify(task?.Properties.ContainerDefinitions);
+      assert.match(containers, /osrm\/region\.tar/);
+      assert.match(containers, /--max-matching-size 100\b/);
     });
   });
 

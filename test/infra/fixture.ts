@@ -11,7 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { loadDeploymentConfig, type DeploymentInput } from '../../config/deployment';
 import { parseAppConfig, type AppConfigInput } from '../../runtime/config/schema';
 import { pipelinesConfig } from '../../config/pipelines';
-import type { OsrmServiceFactory } from '../../lib/compute-stack';
 import { buildFanoutApp, FANOUT_APP_CONTEXT, type FanoutStacks } from '../../lib/fanout-app';
 import { addComplianceChecks } from '../../lib/compliance';
 
@@ -28,7 +27,6 @@ export interface BuiltApp {
 export interface BuildOptions {
   readonly pipelines?: AppConfigInput;
   readonly deployment?: DeploymentInput;
-  readonly osrmFactory?: OsrmServiceFactory;
   /** Add cdk-nag and cfn-guard before synth. @default false */
   readonly complianceChecks?: boolean;
   /** Bundle the handlers with esbuild (off when a test looks at no handler code). @default true */
@@ -44,7 +42,6 @@ export function buildApp(options: BuildOptions = {}): BuiltApp {
     pipelines: parseAppConfig(options.pipelines ?? pipelinesConfig, 'test pipelines'),
     deployment: loadDeploymentConfig(options.deployment, { region: 'eu-west-1' }),
     projectRoot,
-    osrmFactory: options.osrmFactory,
   });
   if (options.complianceChecks) addComplianceChecks(app);
   app.synth();

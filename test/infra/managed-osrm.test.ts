@@ -1,19 +1,13 @@
 /**
  * The managed OSRM server (lib/osrm-service.ts, issue 4) wired into the compute stack: built
  * only when `osrm.enabled`, reachable from the jobs, its URL given to osrm-match fan-outs.
- * Skipped while lib/osrm-service.ts is not in the checkout.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import type { Template } from 'aws-cdk-lib/assertions';
 import type { AppConfigInput } from '../../runtime/config/schema';
 import { pipelinesConfig } from '../../config/pipelines';
-import { loadOsrmFactory } from '../../lib/osrm-loader';
-import { buildApp, projectRoot } from './fixture';
-
-const available = existsSync(join(projectRoot, 'lib', 'osrm-service.ts'));
+import { buildApp } from './fixture';
 
 const withTrips: AppConfigInput = {
   ...pipelinesConfig,
@@ -33,13 +27,12 @@ const withTrips: AppConfigInput = {
   ],
 };
 
-describe('managed OSRM server', { skip: available ? false : 'lib/osrm-service.ts is not in this checkout' }, () => {
+describe('managed OSRM server', () => {
   let t: Template;
 
-  before(async () => {
-    // Given osrm.enabled and an osrm-match pipeline, with the real OsrmService
-    const osrmFactory = await loadOsrmFactory();
-    t = buildApp({ pipelines: withTrips, deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' } }, osrmFactory, bundling: false }).compute;
+  before(() => {
+    // Given osrm.enabled and an osrm-match pipeline
+    t = buildApp({ pipelines: withTrips, deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' } }, bundling: false }).compute;
   });
 
   it('gives each osrm-match fan-out the server URL, and no other job definition', () => {
