@@ -4,7 +4,7 @@
  * the "split done" topic, the failed-job rule), email, secrets and observability. It holds no
  * data: destroying and redeploying it loses nothing but in-flight runs.
  */
-import { Duration, RemovalPolicy, Stack, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
@@ -48,8 +48,12 @@ const GENERATED_NAME_SUFFIX_CHARS = 14 + 6;
 /** Environment other than the job maps: names and values of bucket, table, TTL, NODE_OPTIONS. */
 const OTHER_HANDLER_ENV_BYTES = 400;
 
-/** Deployment choices of the managed OSRM server; the stack supplies network, bucket, access and logs. */
-export type ManagedOsrmProps = Pick<OsrmServiceProps, 'extractKey' | 'profile' | 'cpu' | 'memoryLimitMiB' | 'idleTimeout'>;
+/**
+ * Deployment choices of the managed OSRM server, and the bucket for its load balancer's access
+ * logs (SSE-S3, e.g. the data stack's access-log bucket); the stack supplies the network, the
+ * data bucket, who may call it (the jobs) and its logs.
+ */
+export type ManagedOsrmProps = Pick<OsrmServiceProps, 'extractKey' | 'profile' | 'cpu' | 'memoryLimitMiB' | 'idleTimeout' | 'accessLogBucket'>;
 
 export interface FanoutComputeStackProps extends StackProps {
   /** The validated pipelines config (config/pipelines.ts). */
@@ -238,6 +242,9 @@ export class FanoutComputeStack extends Stack {
         cpu: props.osrm.cpu,
         memoryLimitMiB: props.osrm.memoryLimitMiB,
         idleTimeout: props.osrm.idleTimeout,
+        // ALB log delivery is granted to the region's ELB account: without a region at synth
+        // (environment-agnostic), no ALB logs; osrm-routed still logs every request.
+        accessLogBucket: Token.isUnresolved(this.region) ? undefined : props.osrm.accessLogBucket,
         maxMatchingSize: maxOsrmPoints(props.pipelines),
         allowFrom: [this.network.jobSecurityGroup],
         vpcSubnets: this.network.jobSubnets,

@@ -39,7 +39,7 @@ export interface FanoutDataStackProps extends StackProps {
 export class FanoutDataStack extends Stack {
   /** Holds `intake/`, `work/` and `results/`. */
   readonly bucket: s3.Bucket;
-  /** Receives the pipeline bucket's server access logs. */
+  /** Receives the pipeline bucket's server access logs, and the managed OSRM load balancer's (`osrm-alb/`). */
   readonly accessLogBucket: s3.Bucket;
   /** Runs and chunk progress: partition key `pk`, sort key `sk`, TTL `expiresAt`. */
   readonly table: dynamodb.Table;

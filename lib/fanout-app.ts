@@ -76,6 +76,7 @@ export function buildFanoutApp(app: App, options: FanoutAppOptions): FanoutStack
           cpu: d.osrm.cpu,
           memoryLimitMiB: d.osrm.memoryLimitMiB,
           idleTimeout: d.osrm.idleTimeoutMinutes !== undefined ? Duration.minutes(d.osrm.idleTimeoutMinutes) : undefined,
+          accessLogBucket: data.accessLogBucket,
         }
       : undefined,
   });

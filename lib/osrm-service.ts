@@ -327,6 +327,7 @@ export class OsrmService extends Construct {
       accessLogs: props.accessLogBucket !== undefined,
       accessLogBucketIsToken: props.accessLogBucket !== undefined && Token.isUnresolved(props.accessLogBucket.bucketName),
       cidrToken: props.allowFrom === undefined && Token.isUnresolved(props.vpc.vpcCidrBlock),
+      publicIp: props.assignPublicIp ?? false,
       albSecurityGroup,
     });
   }
@@ -337,6 +338,7 @@ export class OsrmService extends Construct {
     accessLogs: boolean;
     accessLogBucketIsToken: boolean;
     cidrToken: boolean;
+    publicIp: boolean;
     albSecurityGroup: ec2.SecurityGroup;
   }): void {
     const alb = cfnOf(this.loadBalancer);
@@ -363,6 +365,13 @@ export class OsrmService extends Construct {
       'ecs_task_definition_nonroot_user_check',
       'Both containers write the map data to the task volume, which Fargate mounts owned by root; root filesystems are read-only.',
     );
+    if (o.publicIp) {
+      acknowledgeGuard(
+        cfnOf(this.service),
+        'ecs_service_assign_public_ip_disabled_check',
+        'assignPublicIp was asked for: the tasks run in public subnets without NAT and need a public IP to pull their images and reach AWS APIs; their security group admits only the load balancer.',
+      );
+    }
     if (o.cidrToken) {
       acknowledgeNag(
         cfnOf(o.albSecurityGroup),

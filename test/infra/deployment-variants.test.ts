@@ -4,19 +4,8 @@
  * Handler bundling is skipped: these tests look at no handler code.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { buildApp, type BuiltApp } from './fixture';
-
-function openFindings(built: BuiltApp): string[] {
-  const report = JSON.parse(readFileSync(join(built.outdir, 'validation-report.json'), 'utf8')) as {
-    pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: { constructPath: string }[] }[] }[];
-  };
-  return report.pluginReports.flatMap((r) =>
-    r.violations.flatMap((v) => v.violatingConstructs.map((c) => `${r.pluginName} ${v.ruleName} at ${c.constructPath}`)),
-  );
-}
+import { buildApp, openFindings, type BuiltApp } from './fixture';
 
 describe('without a NAT gateway', () => {
   let built: BuiltApp;

@@ -4,7 +4,7 @@
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,4 +89,14 @@ export function acknowledgements(app: App): { path: string; isCfnResource: boole
     }
   }
   return out;
+}
+
+/** Compliance findings left open in the synthesized app (`complianceChecks: true`), as "plugin rule at path". */
+export function openFindings(built: BuiltApp): string[] {
+  const report = JSON.parse(readFileSync(join(built.outdir, 'validation-report.json'), 'utf8')) as {
+    pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: { constructPath: string }[] }[] }[];
+  };
+  return report.pluginReports.flatMap((r) =>
+    r.violations.flatMap((v) => v.violatingConstructs.map((c) => `${r.pluginName} ${v.ruleName} at ${c.constructPath}`)),
+  );
 }
