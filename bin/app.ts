@@ -8,7 +8,6 @@
  * `-c fanout:checks=false` skips the cdk-nag and cfn-guard checks (on by default).
  */
 import { App } from 'aws-cdk-lib';
-import * as cxapi from 'aws-cdk-lib/cx-api';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeploymentConfigError, loadDeploymentConfig } from '../config/deployment';
@@ -18,23 +17,6 @@ import { addComplianceChecks } from '../lib/compliance';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../lib/fanout-app';
 
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-/**
- * CDK v1 feature flags that CDK v2 refuses to read (any value fails synth); cdk.json may still
- * carry one. They change nothing in v2, so they are dropped from the context with a warning.
- */
-function withoutExpiredFlags(contextJson: string | undefined): string | undefined {
-  if (contextJson === undefined) return undefined;
-  const context = JSON.parse(contextJson) as Record<string, unknown>;
-  for (const flag of cxapi.CURRENT_VERSION_EXPIRED_FLAGS) {
-    if (flag in context) {
-      process.stderr.write(`warning: ignoring CDK v1 feature flag "${flag}" in the context (remove it from cdk.json)\n`);
-      delete context[flag];
-    }
-  }
-  return JSON.stringify(context);
-}
-const contextJson = withoutExpiredFlags(process.env[cxapi.CONTEXT_ENV]);
-if (contextJson !== undefined) process.env[cxapi.CONTEXT_ENV] = contextJson;
 const app = new App({ context: FANOUT_APP_CONTEXT });
 
 function contextObject(key: string): unknown {
