@@ -1,0 +1,86 @@
+/**
+ * The fan-out stage as a child runs it: one chunk of work items through `runFanout` (the
+ * pipeline's http-lookup task, retries, result parts to S3 every 500 items, progress to the run
+ * table) against the demo data source, with S3 and DynamoDB emulated on loopback.
+ *
+ *   npx tsx bench/fanout-stage.ts [--items 5000] [--concurrency 16,64,256] [--latency 50-150] [--failure-rate 0.08]
+ *
+ * Prints items/s, retries, failures and peak RSS per concurrency. The data source runs in this
+ * process (its CPU is counted here), so figures are a lower bound for a child on its own vCPU.
+ */
+// Quiet the SDK's Node 20 notice before any client is made.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runFanout } from '../batch-jobs/stages/fanout';
+import { createTask } from '../batch-jobs/tasks';
+import { startDemoDataSource } from '../examples/tax-due/demo-data-source';
+import { createAwsClients } from '../runtime/adapters/clients';
+import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
+import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
+import { SesMailer } from '../runtime/adapters/ses-mailer';
+import { startEmulators } from '../runtime/local/emulators';
+import { silentLogger } from '../runtime/log';
+import { keys, type WorkItem } from '../runtime/model';
+import { toJsonl } from '../runtime/records/jsonl';
+import { customers, taxConfig, TOKEN } from '../test/e2e/fixtures';
+
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
+};
+const items = Number(opt('items', '5000'));
+const levels = opt('concurrency', '16,64,256').split(',').map(Number);
+const [minL, maxL] = opt('latency', '50-150').split('-').map(Number) as [number, number];
+const failureRate = Number(opt('failure-rate', '0.08'));
+
+const dir = await mkdtemp(join(tmpdir(), 'bench-fanout-'));
+const emulators = await startEmulators({ dataDir: dir });
+const source = await startDemoDataSource({ port: 0, token: TOKEN, latencyMs: [minL, maxL], transientFailureRate: failureRate });
+const clients = createAwsClients(emulators.env);
+const store = new S3ObjectStore(clients.s3, emulators.bucket);
+const table = new DynamoRunTable(clients.dynamo, emulators.table);
+
+let peak = 0;
+const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
+console.log(`fan-out stage: ${items} items, data source latency ${minL}-${maxL} ms, ${failureRate * 100}% transient failures`);
+try {
+  for (const concurrency of levels) {
+    const config = taxConfig(source.url, { concurrency, chunkSize: Math.min(items, 10_000), retry: { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 5_000 } });
+    const pipeline = config.pipelines[0]!;
+    const runId = `bench-${concurrency}`;
+    await table.createRun({
+      runId, pipeline: pipeline.name, inputKey: 'intake/tax-due/bench.csv', inputName: 'bench.csv', status: 'FANNING_OUT',
+      config: pipeline, sender: config.sender, createdAt: Date.now(), counts: { rows: items, items, chunks: 1 },
+    });
+    const work: WorkItem[] = customers(items).map((c, i) => ({
+      i, r: [i + 2], d: [{ 'Customer ID': String(100000 + i), Name: c.name, 'Tax Year': 2020, Postcode: c.postcode }],
+    }));
+    await store.put(keys.chunk(runId, 0), toJsonl(work));
+    await table.putChunks([{ runId, chunk: 0, items, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 }]);
+    peak = 0;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const result = await runFanout(
+      {
+        runId, store, table, mailer: new SesMailer(clients.ses), notifier: { publishSplitDone: async () => undefined },
+        log: silentLogger, env: { TAX_API_TOKEN: TOKEN }, arrayIndex: 0, attempt: 1, tmpDir: dir,
+        signal: new AbortController().signal, resultLinkDays: 7,
+      },
+      { createTask: (p) => createTask(p.task, { env: { TAX_API_TOKEN: TOKEN }, concurrency: p.concurrency }) },
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    console.log(
+      `concurrency ${String(concurrency).padStart(4)}: ${(items / seconds).toFixed(0).padStart(5)} items/s  ${seconds.toFixed(1).padStart(6)} s  ` +
+        `retries ${result.retries}  failed ${result.failed}  parts ${result.parts}  cpu ${((cpu.user + cpu.system) / 1000 / items).toFixed(2)} ms/item  peak RSS ${(peak / 2 ** 20).toFixed(0)} MB`,
+    );
+  }
+} finally {
+  clearInterval(sampler);
+  await source.close();
+  await emulators.stop();
+  await rm(dir, { recursive: true, force: true });
+}
