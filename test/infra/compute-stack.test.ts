@@ -12,7 +12,7 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import type { AppConfigInput } from '../../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../../runtime/errors';
 import { INTAKE_SUFFIXES } from '../../lib/compute-stack';
-import { buildApp, twoPipelines, type BuiltApp } from './fixture';
+import { buildApp, projectRoot, twoPipelines, type BuiltApp } from './fixture';
 
 const threePipelines: AppConfigInput = {
   ...twoPipelines,
@@ -133,6 +133,12 @@ describe('compute stack', () => {
       assert.equal(images[0]!.source.platform, 'linux/amd64');
     });
 
+    it('builds both Dockerfile stages on the Node 22 image the handlers run on', () => {
+      const dockerfile = readFileSync(join(projectRoot, 'batch-jobs', 'Dockerfile'), 'utf8');
+      const bases = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
+      assert.deepEqual(bases, ['public.ecr.aws/docker/library/node:22-bookworm-slim', 'public.ecr.aws/docker/library/node:22-bookworm-slim']);
+    });
+
     it('has a build context of the runtime, the job stages and the manifests only', () => {
       const manifest = JSON.parse(readFileSync(join(built.outdir, 'batch-fanout-compute.assets.json'), 'utf8'));
       const [image] = Object.values(manifest.dockerImages) as { source: { directory: string } }[];
@@ -175,6 +181,15 @@ describe('compute stack', () => {
       const cleanup = jobDefinition(t, 'tax-due', 'Cleanup');
       assert.deepEqual(cleanup.ContainerProperties.Command, ['cleanup']);
       assert.deepEqual(cleanup.Timeout, { AttemptDurationSeconds: 30 * 60 });
+    });
+
+    it("keeps Node's heap at 75 % of the container's memory, so V8 stays inside the container", () => {
+      // Given split's 4096 MiB (DEFAULT_JOBS)
+      const env = jobDefinition(t, 'tax-due', 'Split').ContainerProperties.Environment as { Name: string; Value: string }[];
+      assert.deepEqual(
+        env.find((e) => e.Name === 'NODE_OPTIONS'),
+        { Name: 'NODE_OPTIONS', Value: '--max-old-space-size=3072' },
+      );
     });
 
     it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
