@@ -154,20 +154,32 @@ export const deploymentSchema = z
     removalPolicy: z.enum(['retain', 'destroy']).default('retain'),
     /** Active X-Ray tracing of the Lambda handlers. @default false */
     tracing: z.boolean().default(false),
-    /** Managed OSRM server for osrm-match pipelines (issue 4). @default - off */
+    /** Managed OSRM server for osrm-match pipelines (lib/osrm-service.ts, docs/map-matching.md). @default - off */
     osrm: z
       .object({
+        /** Deploy the server; osrm-match fan-outs get its URL as FANOUT_OSRM_BASE_URL. @default false */
         enabled: z.boolean().default(false),
-        /** Key of the prepared OSRM extract (the .osrm files' archive) in the pipeline bucket. */
-        extractKey: z.string().min(1).default('osrm/extract.tar'),
-        /** OSRM profile the extract was prepared with. @default - the service's default */
+        /**
+         * Key of the map data in the pipeline bucket: an OpenStreetMap extract (`.osm.pbf`, prepared
+         * with osrm-extract, osrm-partition and osrm-customize at every start), or a tar (`.tar`,
+         * `.tar.gz`, `.tgz`) of files already prepared for MLD (starts in minutes).
+         * @default 'osrm/extract.tar'
+         */
+        extractKey: z
+          .string()
+          .regex(/^[^/].*\.(osm\.pbf|tar|tar\.gz|tgz)$/, 'must name a .osm.pbf extract or a .tar/.tar.gz/.tgz of MLD-prepared files')
+          .default('osrm/extract.tar'),
+        /** Lua profile osrm-extract prepares a `.osm.pbf` with (car, bicycle, foot); unused for a prepared archive. @default 'car' */
         profile: z.string().regex(/^[a-z0-9_-]+$/).optional(),
-        /** vCPU units (1024 = 1 vCPU) of the server. @default - the service's default */
+        /** vCPU units (1024 = 1 vCPU) of the server's task. @default 2048 */
         cpu: z.int().min(256).max(16_384).optional(),
-        /** Memory of the server, MiB. @default - the service's default */
-        memoryLimitMiB: z.int().min(512).max(122_880).optional(),
-        /** Idle time after which the server scales to zero, minutes. @default - the service's default */
-        idleTimeoutMinutes: z.int().min(1).max(24 * 60).optional(),
+        /** Memory of the server's task, MiB (the prepared data is served from memory). @default 8192 */
+        memoryLimitMiB: z.int().min(1024).max(122_880).optional(),
+        /**
+         * Idle timeout of the server's load balancer, minutes: the longest a match request may take
+         * to answer (the ALB allows at most 4000 s). @default 15
+         */
+        idleTimeoutMinutes: z.int().min(1).max(66).optional(),
       })
       .default({ enabled: false, extractKey: 'osrm/extract.tar' }),
   })

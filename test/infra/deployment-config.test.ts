@@ -85,16 +85,15 @@ describe('deployment config', () => {
     );
   });
 
-  it('refuses osrm.enabled when the OSRM construct is not supplied', () => {
+  it('refuses OSRM map data that is neither an extract nor a prepared archive', () => {
     assert.throws(
-      () =>
-        buildFanoutApp(new App({ context: { ...FANOUT_APP_CONTEXT } }), {
-          pipelines: loadPipelinesConfig(),
-          deployment: parseDeploymentConfig({ osrm: { enabled: true } }),
-          projectRoot,
-        }),
-      /osrm\.enabled/,
+      () => parseDeploymentConfig({ osrm: { enabled: true, extractKey: 'osrm/berlin.zip' } }),
+      /osrm\.extractKey: must name a \.osm\.pbf extract or a \.tar.*\(got "osrm\/berlin\.zip"\)/,
     );
+  });
+
+  it("refuses an OSRM idle timeout beyond the load balancer's 4000 seconds", () => {
+    assert.throws(() => parseDeploymentConfig({ osrm: { idleTimeoutMinutes: 67 } }), /osrm\.idleTimeoutMinutes.*got 67/s);
   });
 });
 
