@@ -8,7 +8,7 @@
  * Every default is listed in docs/infrastructure.md.
  */
 import { z } from 'zod';
-import type { AppConfig } from '../runtime/config/schema';
+import { describeIssues, type AppConfig } from '../runtime/config/schema';
 import type { Stage } from '../runtime/model';
 
 const minutes = (max: number) => z.int().min(1).max(max);
@@ -230,26 +230,11 @@ export class DeploymentConfigError extends Error {
   }
 }
 
-function valueAt(root: unknown, path: PropertyKey[]): string {
-  let v: unknown = root;
-  for (const k of path) {
-    if (v === null || typeof v !== 'object') return 'missing';
-    v = (v as Record<PropertyKey, unknown>)[k];
-  }
-  if (v === undefined) return 'missing';
-  const s = JSON.stringify(v);
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
-
 /** Validates deployment settings; throws DeploymentConfigError listing every problem with field path and value. */
 export function parseDeploymentConfig(raw: unknown, source = 'deployment config'): DeploymentConfig {
   const result = deploymentSchema.safeParse(raw);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-    return `${path || '(root)'}: ${issue.message} (got ${valueAt(raw, issue.path)})`;
-  });
-  throw new DeploymentConfigError(source, problems);
+  throw new DeploymentConfigError(source, describeIssues(raw, result.error.issues));
 }
 
 /**

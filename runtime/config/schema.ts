@@ -234,15 +234,22 @@ function describeValue(root: unknown, path: PropertyKey[]): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
+/**
+ * One line per zod issue: the field path, the message and the value found in `raw`, e.g.
+ * `pipelines[0].name: must be 1-40 characters ... (got "Tax Due")`. Shared by every config parser.
+ */
+export function describeIssues(raw: unknown, issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    return `${path || '(root)'}: ${issue.message} (got ${describeValue(raw, issue.path)})`;
+  });
+}
+
 /** Validates a parsed config; throws ConfigError listing every problem with field path and value. */
 export function parseAppConfig(raw: unknown, source = 'config'): AppConfig {
   const result = appConfigSchema.safeParse(raw);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
-    return `${path || '(root)'}: ${issue.message} (got ${describeValue(raw, issue.path)})`;
-  });
-  throw new ConfigError(source, problems);
+  throw new ConfigError(source, describeIssues(raw, result.error.issues));
 }
 
 /** Reads and validates a JSON config file (the schema of `config/pipelines.ts`). */
