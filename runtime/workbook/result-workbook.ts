@@ -174,9 +174,14 @@ class BufferedSink {
     if (this.failure) throw this.failure;
   }
 
-  destroy(): void {
+  /** Stops writing; resolves once the file is closed (a file still opening would appear after a delete). */
+  destroy(): Promise<void> {
     this.buf = '';
+    const closed = this.stream.closed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => this.stream.once('close', () => resolve()));
     this.stream.destroy();
+    return closed;
   }
 }
 
@@ -322,9 +327,8 @@ class SheetStream {
     await Promise.all([this.xml.end(), this.csv?.sink.end()]);
   }
 
-  destroy(): void {
-    this.xml.destroy();
-    this.csv?.sink.destroy();
+  async destroy(): Promise<void> {
+    await Promise.all([this.xml.destroy(), this.csv?.sink.destroy()]);
   }
 }
 
@@ -467,8 +471,10 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
   }
 
   async function removeAll(): Promise<void> {
-    for (const s of Object.values(sheets)) s?.destroy();
+    const closed = Object.values(sheets).map((s) => s?.destroy());
+    const outClosed = out.closed ? Promise.resolve() : new Promise<void>((resolve) => out.once('close', () => resolve()));
     out.destroy();
+    await Promise.all([...closed, outClosed]);
     await Promise.all(
       [workbookPath, ...csvPathsOpened, tmpDir].map((p) => rm(p, { recursive: true, force: true })),
     );
