@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDemoDataSource, type DemoDataSource } from '../../examples/tax-due/demo-data-source';
-import { runLocal } from '../../runtime/local/local-run';
+import { runLocal, type LocalRunOptions } from '../../runtime/local/local-run';
 import {
   customers,
   expectedOutcome,
@@ -33,6 +33,20 @@ after(async () => {
   await source.close();
   await rm(dir, { recursive: true, force: true });
 });
+
+/** Writes `input` as CSV and runs the tax-due pipeline on it through the emulators. */
+async function runCsv(name: string, input: Customer[], overrides: Parameters<typeof taxConfig>[1] = {}, extra: Partial<LocalRunOptions> = {}) {
+  const file = join(dir, `${name}.csv`);
+  await writeCustomersCsv(file, input);
+  return runLocal({
+    file,
+    pipeline: 'tax-due',
+    config: taxConfig(source.url, overrides),
+    outDir: join(dir, `out-${name}`),
+    ...extra,
+    env: { TAX_API_TOKEN: TOKEN, ...extra.env },
+  });
+}
 
 const RESULT_HEADER = ['Customer ID', 'Name', 'Tax Year', 'Postcode', 'Tax Due', 'Currency', 'Assessed On', 'Tax Status', 'Status', 'Error', 'Attempts'];
 
@@ -127,15 +141,7 @@ describe('tax-due end to end', () => {
 
   it('reads a CSV upload the same way', async () => {
     const input = customers(40);
-    const file = join(dir, 'customers.csv');
-    await writeCustomersCsv(file, input);
-    const result = await runLocal({
-      file,
-      pipeline: 'tax-due',
-      config: taxConfig(source.url, { chunkSize: 1000 }),
-      outDir: join(dir, 'out-csv'),
-      env: { TAX_API_TOKEN: TOKEN },
-    });
+    const result = await runCsv('customers', input, { chunkSize: 1000 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.chunks, 1);
     const fanout = result.jobs.find((j) => j.request.stage === 'fanout')!;
@@ -145,15 +151,7 @@ describe('tax-due end to end', () => {
 
   it('fans out over many chunks and keeps input order', async () => {
     const input = customers(100);
-    const file = join(dir, 'many.csv');
-    await writeCustomersCsv(file, input);
-    const result = await runLocal({
-      file,
-      pipeline: 'tax-due',
-      config: taxConfig(source.url, { chunkSize: 7 }),
-      outDir: join(dir, 'out-many'),
-      env: { TAX_API_TOKEN: TOKEN },
-    });
+    const result = await runCsv('many', input, { chunkSize: 7 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.chunks, 15);
     assert.equal(result.jobs.find((j) => j.request.stage === 'fanout')!.request.arraySize, 15);
@@ -164,15 +162,7 @@ describe('tax-due end to end', () => {
     const base = customers(12).filter((c) => expectedOutcome(c).status === 'done').slice(0, 4);
     // Rows of the same customer are not next to each other.
     const input: Customer[] = [0, 1, 2, 0, 3, 1, 0].map((k, n) => ({ ...base[k]!, name: `row ${n}` }));
-    const file = join(dir, 'grouped.csv');
-    await writeCustomersCsv(file, input);
-    const result = await runLocal({
-      file,
-      pipeline: 'tax-due',
-      config: taxConfig(source.url, { input: { ...taxConfig(source.url).pipelines[0]!.input, groupBy: 'Customer ID' }, chunkSize: 2 }),
-      outDir: join(dir, 'out-grouped'),
-      env: { TAX_API_TOKEN: TOKEN },
-    });
+    const result = await runCsv('grouped', input, { input: { ...taxConfig(source.url).pipelines[0]!.input, groupBy: 'Customer ID' }, chunkSize: 2 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.items, 4);
     assert.equal(result.chunks, 2);
@@ -190,15 +180,7 @@ describe('tax-due end to end', () => {
 
   it('sends a link instead of the workbook when it is too large to attach', async () => {
     const input = customers(30);
-    const file = join(dir, 'big.csv');
-    await writeCustomersCsv(file, input);
-    const result = await runLocal({
-      file,
-      pipeline: 'tax-due',
-      config: taxConfig(source.url),
-      outDir: join(dir, 'out-link'),
-      env: { TAX_API_TOKEN: TOKEN, FANOUT_MAIL_MAX_BYTES: '4096' },
-    });
+    const result = await runCsv('big', input, {}, { env: { FANOUT_MAIL_MAX_BYTES: '4096' } });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.mails.length, 1);
     const mail = result.mails[0]!;
@@ -213,16 +195,7 @@ describe('tax-due end to end', () => {
 
   it('starts nothing twice for a duplicated S3 event', async () => {
     const input = customers(20);
-    const file = join(dir, 'dup.csv');
-    await writeCustomersCsv(file, input);
-    const result = await runLocal({
-      file,
-      pipeline: 'tax-due',
-      config: taxConfig(source.url),
-      outDir: join(dir, 'out-dup'),
-      env: { TAX_API_TOKEN: TOKEN },
-      duplicateEvent: true,
-    });
+    const result = await runCsv('dup', input, {}, { duplicateEvent: true });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.deepEqual(result.intake.map((o) => o.action), ['started', 'duplicate']);
     assert.equal(result.jobs.length, 4, 'split, fan-out, consolidate and cleanup once each');
