@@ -8,16 +8,18 @@ import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
 import { SesMailer } from '../runtime/adapters/ses-mailer';
 import { parseAppConfig } from '../runtime/config/schema';
-import { jsonEnv, requireEnv, type Env } from '../runtime/env';
+import { jsonEnv, optionalIntEnv, requireEnv, type Env } from '../runtime/env';
 import type { HandlerDeps } from '../runtime/handlers/deps';
 import { createLogger } from '../runtime/log';
 import type { Stage } from '../runtime/model';
 
 export function lambdaDeps(env: Env, handlerName: string): HandlerDeps {
-  const config = parseAppConfig(
+  const parsed = parseAppConfig(
     jsonEnv<unknown>(env, 'FANOUT_CONFIG', 'the pipelines config as JSON, set by the CDK app'),
     'FANOUT_CONFIG',
   );
+  // The deployment's run-record retention wins over the pipelines config's.
+  const config = { ...parsed, runRetentionDays: optionalIntEnv(env, 'FANOUT_RUN_TTL_DAYS', parsed.runRetentionDays, 1) };
   const bucket = requireEnv(env, 'FANOUT_BUCKET', 'the pipeline bucket name, set by the CDK app');
   const table = requireEnv(env, 'FANOUT_TABLE', 'the run table name, set by the CDK app');
   const queues = jsonEnv<Record<string, string>>(env, 'FANOUT_JOB_QUEUES', 'JSON {pipeline: job queue ARN}');

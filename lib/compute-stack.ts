@@ -274,6 +274,10 @@ export class FanoutComputeStack extends Stack {
           environment: stageEnvironment,
           osrmBaseUrl: this.osrmService?.url,
           assignPublicIp: this.network.jobsNeedPublicIp,
+          maxParallelChildren:
+            pipeline.compute === 'ec2-spot'
+              ? props.compute.ec2SpotMaxVcpus / Math.ceil(props.jobs.fanout.vcpus)
+              : props.compute.fargateSpotMaxVcpus / props.jobs.fanout.vcpus,
         }),
     );
 

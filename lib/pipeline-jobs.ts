@@ -31,6 +31,12 @@ export interface PipelineJobsProps {
   readonly osrmBaseUrl?: string;
   /** Fargate tasks get a public IP (no NAT). @default false */
   readonly assignPublicIp?: boolean;
+  /**
+   * Most fan-out children the pipeline's queue can run at once (its max vCPUs over a child's);
+   * set as FANOUT_MAX_CHILDREN so a fleet-wide rate limit is shared by the children that really
+   * run together. @default - not set: children divide the rate by the chunk count
+   */
+  readonly maxParallelChildren?: number;
 }
 
 export class PipelineJobs extends Construct {
@@ -53,6 +59,9 @@ export class PipelineJobs extends Construct {
       fanoutSecrets[credential.env] = batch.Secret.fromSecretsManager(this.credential);
     }
     const fanoutEnvironment: Record<string, string> = { ...props.environment.fanout };
+    if (props.maxParallelChildren !== undefined) {
+      fanoutEnvironment.FANOUT_MAX_CHILDREN = String(Math.max(1, Math.floor(props.maxParallelChildren)));
+    }
     if (pipeline.task.type === 'osrm-match' && props.osrmBaseUrl !== undefined) {
       fanoutEnvironment.FANOUT_OSRM_BASE_URL = props.osrmBaseUrl;
     }

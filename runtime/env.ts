@@ -17,6 +17,7 @@
  *   FANOUT_RESULT_LINK_DAYS       days a presigned result link is valid (optional, default 7)
  *   AWS_BATCH_JOB_ARRAY_INDEX, AWS_BATCH_JOB_ATTEMPT  set by AWS Batch (or the local runner)
  *   <credential env>         the pipeline's data-source credential (a Batch secret on AWS)
+ *   FANOUT_MAX_CHILDREN      fan-out: most children the queue runs at once (shares rateLimitPerSecond; optional)
  *   FANOUT_OSRM_BASE_URL     osrm-match pipelines: base URL of the managed OSRM service (wins over the config)
  *   FANOUT_MAIL_MAX_BYTES    largest email the mail service takes (optional, default 40 MiB; local runs set the emulator's)
  *   FANOUT_TMP_DIR           scratch directory (optional, default the OS temp dir)

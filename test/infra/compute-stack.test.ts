@@ -192,6 +192,16 @@ describe('compute stack', () => {
       );
     });
 
+    it("tells each fan-out how many children its queue can run at once, to share the fleet's rate limit", () => {
+      const maxChildren = (pipeline: string) =>
+        (jobDefinition(t, pipeline, 'Fanout').ContainerProperties.Environment as { Name: string; Value: string }[]).find(
+          (e) => e.Name === 'FANOUT_MAX_CHILDREN',
+        )?.Value;
+      // Defaults: Fargate Spot 256 vCPUs, EC2 Spot 1152 vCPUs; a fan-out child takes 1 vCPU.
+      assert.equal(maxChildren('tax-due'), '256');
+      assert.equal(maxChildren('heavy-lookup'), '1152');
+    });
+
     it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
       const cleanup = jobDefinition(t, 'heavy-lookup', 'Cleanup');
       assert.ok(cleanup.ContainerProperties.ResourceRequirements.some((r: any) => r.Type === 'VCPU' && r.Value === '1'));
