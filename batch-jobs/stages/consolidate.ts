@@ -10,7 +10,9 @@ import { basename, join } from 'node:path';
 import type { ColumnType } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
 import { LOG_EVENTS } from '../../runtime/log';
-import { resultMail } from '../../runtime/mail/messages';
+import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
+import { PARTIAL_ENV } from '../../runtime/handlers/fail-run';
+import type { MailMessage } from '../../runtime/ports';
 import { keys, type Cell, type ResultLine, type RunRecord, type WorkItem } from '../../runtime/model';
 import { readJsonl } from '../../runtime/records/jsonl';
 import { createResultWorkbook, type WorkbookColumn } from '../../runtime/workbook/result-workbook';
@@ -37,7 +39,9 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
   const run = await ctx.table.getRun(ctx.runId);
   if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
   const log = ctx.log.child({ runId: ctx.runId, pipeline: run.pipeline });
-  if (run.status === 'FAILED') throw new Error(`run ${ctx.runId} has failed; nothing to consolidate`);
+  // Partial mode: fan-out failed for good; deliver what was done with the failure email.
+  const partial = ctx.env[PARTIAL_ENV] === '1';
+  if (run.status === 'FAILED' && !partial) throw new Error(`run ${ctx.runId} has failed; nothing to consolidate`);
   const pipeline = run.config;
   const chunkCount = run.counts?.chunks ?? 0;
   const shape = opts.describeOutput(run);
@@ -60,7 +64,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     { name: 'Error', type: 'text' },
     { name: 'Attempts', type: 'integer' },
   ];
-  await ctx.table.updateRun(ctx.runId, { status: 'CONSOLIDATING' }, { statusIn: ['FANNING_OUT', 'CONSOLIDATING'] });
+  if (!partial) await ctx.table.updateRun(ctx.runId, { status: 'CONSOLIDATING' }, { statusIn: ['FANNING_OUT', 'CONSOLIDATING'] });
 
   const tmp = await mkdtemp(join(ctx.tmpDir, 'consolidate-'));
   try {
@@ -89,7 +93,14 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
           if (!outcome) {
             // Never drop a record silently: an item without an outcome is reported as failed.
             missing++;
-            outcome = { i: item.i, s: 'failed', e: 'no outcome was recorded for this item (its fan-out child did not finish it)', a: 0 };
+            outcome = {
+              i: item.i,
+              s: 'failed',
+              e: partial
+                ? 'not processed: the run failed before this item had an outcome'
+                : 'no outcome was recorded for this item (its fan-out child did not finish it)',
+              a: 0,
+            };
           }
           outcome.s === 'done' ? succeeded++ : failed++;
           const status: Cell[] = [outcome.s, outcome.e ?? null, outcome.a];
@@ -157,13 +168,21 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     await ctx.table.updateRun(ctx.runId, { counts, resultKey, extraResultKeys });
 
     let emailed: ConsolidateResult['emailed'] = 'already-sent';
-    if (await ctx.table.claimStep(ctx.runId, 'result-email', String(finishedAt))) {
+    const emailStep = partial ? 'failure-email' : 'result-email';
+    if (await ctx.table.claimStep(ctx.runId, emailStep, String(finishedAt))) {
       try {
-        emailed = await sendResult(ctx, done, files.workbookPath, resultKey, [resultKey, ...extraResultKeys], files.truncatedSheets);
+        const compose = partial
+          ? (o: ResultMailOptions) => partialResultMail({ ...o, reason: run.error ?? 'fan-out failed', notProcessed: missing })
+          : resultMail;
+        emailed = await sendResult(ctx, done, compose, files.workbookPath, resultKey, [resultKey, ...extraResultKeys], files.truncatedSheets);
       } catch (err) {
-        await ctx.table.releaseStep(ctx.runId, 'result-email');
+        await ctx.table.releaseStep(ctx.runId, emailStep);
         throw err;
       }
+    }
+    if (partial) {
+      log.info('partial results delivered', { succeeded, failed, notProcessed: missing, resultKey, emailed });
+      return { resultKey, extraResultKeys, succeeded, failed, retries, emailed };
     }
     await ctx.table.updateRun(ctx.runId, { status: 'SUCCEEDED', finishedAt }, { statusIn: ['CONSOLIDATING', 'FANNING_OUT'] });
     log.info(LOG_EVENTS.runSucceeded, { succeeded, failed, retries, resultKey, emailed });
@@ -176,6 +195,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
 async function sendResult(
   ctx: StageContext,
   run: RunRecord,
+  compose: (o: ResultMailOptions) => MailMessage,
   workbookPath: string,
   resultKey: string,
   resultKeys: string[],
@@ -188,9 +208,7 @@ async function sendResult(
   if (size * 1.37 + 64 * 1024 < ctx.mailer.maxMessageBytes && truncatedSheets.length === 0) {
     const content = await readFile(workbookPath);
     try {
-      await ctx.mailer.send(
-        resultMail({ ...base, attachment: { filename: basename(resultKey), content, contentType: XLSX_TYPE } }),
-      );
+      await ctx.mailer.send(compose({ ...base, attachment: { filename: basename(resultKey), content, contentType: XLSX_TYPE } }));
       return 'attachment';
     } catch (err) {
       if (!(err instanceof Error && err.name === 'MessageTooLargeError')) throw err;
@@ -198,6 +216,6 @@ async function sendResult(
     }
   }
   const link = await ctx.store.presignGet(resultKey, ctx.resultLinkDays * 86_400);
-  await ctx.mailer.send(resultMail({ ...base, link }));
+  await ctx.mailer.send(compose({ ...base, link }));
   return 'link';
 }

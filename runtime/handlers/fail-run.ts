@@ -1,6 +1,11 @@
 /**
  * Ending a run as FAILED, the one way: record the reason (first reason wins), email the
  * recipients once, and start cleanup once. Safe to call again for the same run.
+ *
+ * When fan-out fails after items were processed, nothing already done is lost: instead of the
+ * plain failure email, a consolidate job in partial mode writes the workbook of what is done
+ * (items without an outcome listed as not processed) and sends it with the failure email, then
+ * cleanup runs after it. Should that consolidate fail too, the plain email and cleanup follow.
  */
 import { errorMessage } from '../errors';
 import { failureMail } from '../mail/messages';
@@ -14,7 +19,12 @@ export interface FailRunOptions {
   cleanup?: boolean;
   /** Who is told. @default - the pipeline's recipients, or the operators when the run has no pipeline */
   recipients?: string[];
+  /** Try to deliver the partial results (fan-out failed after split). @default false */
+  partialResults?: boolean;
 }
+
+/** Environment variable that puts consolidate in partial mode (the run has failed). */
+export const PARTIAL_ENV = 'FANOUT_PARTIAL';
 
 export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOptions): Promise<RunRecord> {
   const now = nowOf(deps);
@@ -31,6 +41,11 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
     return current;
   }
   const reason = current.error ?? opts.reason;
+  if (opts.partialResults && current.config && current.counts?.chunks) {
+    // Another event of the same failure started it already: its consolidate sends the email.
+    if (current.steps?.['partial-results'] !== undefined) return current;
+    if (await submitPartialResults(deps, current)) return current;
+  }
   const recipients = opts.recipients ?? current.config?.recipients ?? deps.config.operatorRecipients;
   if (recipients.length > 0 && (await deps.table.claimStep(run.runId, 'failure-email', String(now)))) {
     try {
@@ -71,6 +86,38 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
     }
   }
   return current;
+}
+
+/** Consolidate (partial mode), then cleanup after it; false when it could not be submitted. */
+async function submitPartialResults(deps: HandlerDeps, run: RunRecord): Promise<boolean> {
+  if (!(await deps.table.claimStep(run.runId, 'partial-results', 'submitting'))) return true;
+  const base = { runId: run.runId, pipeline: run.pipeline, compute: run.config!.compute };
+  try {
+    const consolidate = await deps.jobs.submit({
+      ...base,
+      name: jobName(run.pipeline, 'partial', run.runId),
+      stage: 'consolidate',
+      environment: { [PARTIAL_ENV]: '1' },
+    });
+    await deps.table.setStep(run.runId, 'partial-results', consolidate.jobId);
+    try {
+      const cleanup = await deps.jobs.submit({
+        ...base,
+        name: jobName(run.pipeline, 'cleanup', run.runId),
+        stage: 'cleanup',
+        dependsOn: [consolidate.jobId],
+      });
+      await deps.table.setStep(run.runId, 'partial-cleanup', cleanup.jobId);
+    } catch (err) {
+      // The partial results still go out; the bucket's lifecycle removes work/ files later.
+      deps.log.error('could not submit cleanup after the partial results', { error: errorMessage(err) });
+    }
+    deps.log.info('partial results submitted', { runId: run.runId, consolidate: consolidate.jobId });
+    return true;
+  } catch (err) {
+    deps.log.error('could not submit the partial results; sending the plain failure email', { error: errorMessage(err) });
+    return false;
+  }
 }
 
 function describeProgress(run: RunRecord): string | undefined {

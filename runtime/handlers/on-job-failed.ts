@@ -74,6 +74,12 @@ export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail
   }
   // The run's own error (e.g. split's input error) beats the job's generic status.
   const reason = run.error ?? describeJobFailure(d, stage);
-  await failRun(deps, run, { reason, cleanup: stage !== 'cleanup' });
+  const partialFailed = stage === 'consolidate' && run.steps?.['partial-results'] !== undefined;
+  await failRun(deps, run, {
+    reason,
+    // The cleanup that waited for a failed partial consolidate fails with it: submit another.
+    cleanup: stage !== 'cleanup',
+    partialResults: stage === 'fanout' && !partialFailed,
+  });
   return { action: 'failed-run', runId };
 }

@@ -120,3 +120,48 @@ export function failureMail(o: FailureMailOptions): MailMessage {
   );
   return { from: o.from, to: o.to, subject: failureSubject(o.pipeline, o.inputName), text: lines.join('\n') };
 }
+
+export interface PartialResultMailOptions extends ResultMailOptions {
+  /** Why the run failed. */
+  reason: string;
+  /** Items that never got an outcome. */
+  notProcessed: number;
+}
+
+/** The failure email of a run whose fan-out failed, with the results of what was done. */
+export function partialResultMail(o: PartialResultMailOptions): MailMessage {
+  const { run } = o;
+  const c = run.counts ?? {};
+  const lines = [
+    `Your file ${run.inputName} could not be processed completely by the ${run.pipeline} pipeline.`,
+    '',
+    'What went wrong:',
+    ...o.reason.split('\n').map((l) => `  ${l}`),
+    '',
+    'Nothing already done is lost:',
+    `  Succeeded:        ${fmt(c.succeeded)}`,
+    `  Failed:           ${fmt((c.failed ?? 0) - o.notProcessed)}`,
+    `  Not processed:    ${fmt(o.notProcessed)}`,
+    `  Run id:           ${run.runId}`,
+    '',
+    'The workbook lists every row; rows that were not processed say so in the Error column.',
+    'Upload those rows again (or the whole file) once the problem is fixed.',
+    '',
+  ];
+  if (o.attachment) lines.push(`The partial results are attached (${o.attachment.filename}).`);
+  if (o.link) {
+    lines.push(
+      'The partial results are too large to attach; download them here:',
+      o.link.url,
+      `(the link works until ${when(o.link.expiresAt.getTime())})`,
+    );
+  }
+  lines.push('', `Stored as: ${o.resultKeys.map((k) => `s3://${o.bucket}/${k}`).join(', ')}`);
+  return {
+    from: run.sender,
+    to: o.to,
+    subject: `${failureSubject(run.pipeline, run.inputName)} - partial results: ${fmt(c.succeeded)} done, ${fmt(o.notProcessed)} not processed`,
+    text: lines.join('\n'),
+    attachments: o.attachment ? [o.attachment] : undefined,
+  };
+}

@@ -114,7 +114,7 @@ describe('handlers', () => {
     assert.equal((await deps.table.getRun(runId))?.status, 'FANNING_OUT');
   });
 
-  it('fails the run once for repeated failure events: one email, one cleanup', async () => {
+  it('a failed fan-out fails the run once and starts one partial consolidate, then cleanup after it', async () => {
     const opened = await handleObjectCreated(deps, event());
     const runId = (opened as { runId: string }).runId;
     await deps.table.updateRun(runId, { status: 'FANNING_OUT', counts: { chunks: 2 } });
@@ -137,10 +137,35 @@ describe('handlers', () => {
     const run = await deps.table.getRun(runId);
     assert.equal(run?.status, 'FAILED');
     assert.match(run!.error!, /processing the work items.*chunk 1.*3 attempt.*storage bucket/);
+    const jobs = deps.jobs.submitted.slice(jobsBefore);
+    assert.deepEqual(jobs.map((j) => j.stage), ['consolidate', 'cleanup'], 'one partial consolidate, cleanup after it');
+    assert.deepEqual(jobs[0]!.environment, { FANOUT_PARTIAL: '1' });
+    assert.deepEqual(jobs[1]!.dependsOn, [jobs[0]!.jobId]);
+    assert.equal((await emulators.listMail()).length, mailsBefore, 'the partial consolidate sends the email');
+
+    // The partial consolidate fails too: the plain failure email goes out, and a new cleanup.
+    await handleJobFailed(deps, { ...failed, jobName: 'partial', jobId: jobs[0]!.jobId, arrayProperties: undefined, parameters: { ...failed.parameters, stage: 'consolidate' } });
+    await handleJobFailed(deps, { ...failed, jobName: 'cleanup', jobId: jobs[1]!.jobId, statusReason: 'Dependent Job failed', arrayProperties: undefined, parameters: { ...failed.parameters, stage: 'cleanup' } });
     const mails = (await emulators.listMail()).slice(mailsBefore);
     assert.equal(mails.length, 1, 'one failure email');
     assert.match(mails[0]!.subject, /FAILED tax-due/);
     assert.match(mails[0]!.text ?? '', /storage bucket could not be read or written/);
+    assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['consolidate', 'cleanup', 'cleanup']);
+    assert.equal(deps.jobs.submitted.at(-1)!.dependsOn, undefined);
+  });
+
+  it('a failed split fails the run with one email and one cleanup, no partial results', async () => {
+    const opened = await handleObjectCreated(deps, event());
+    const runId = (opened as { runId: string }).runId;
+    await deps.table.updateRun(runId, { status: 'SPLITTING', error: 'x.csv has no column "Tax Year".' });
+    const mailsBefore = (await emulators.listMail()).length;
+    const jobsBefore = deps.jobs.submitted.length;
+    const failed = { jobName: 'split', jobId: 's', status: 'FAILED', parameters: { runId, stage: 'split', pipeline: 'tax-due' }, container: { exitCode: 10 } };
+    await handleJobFailed(deps, failed);
+    await handleJobFailed(deps, failed);
+    const mails = (await emulators.listMail()).slice(mailsBefore);
+    assert.equal(mails.length, 1);
+    assert.match(mails[0]!.text ?? '', /no column "Tax Year"/);
     assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['cleanup']);
   });
 

@@ -5,7 +5,7 @@
  * local run whose fan-out attempts are stopped by their timeout (SIGTERM, as a Spot reclaim).
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,7 +22,7 @@ import { runLocal } from '../../runtime/local/local-run';
 import { silentLogger } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { toJsonl } from '../../runtime/records/jsonl';
-import { customers, taxConfig, TOKEN, writeCustomersCsv } from './fixtures';
+import { customers, readSheets, taxConfig, TOKEN, writeCustomersCsv } from './fixtures';
 
 let dir: string;
 let emulators: LocalEmulators;
@@ -125,5 +125,40 @@ describe('resuming a fan-out child', () => {
     const requests = source.stats().requests - before;
     // Each stop may lose the calls in flight (2) but never redoes finished items.
     assert.ok(requests <= 40 + 2 * fanout.attempts.length, `${requests} requests for 40 items over ${fanout.attempts.length} attempts`);
+  });
+
+  it('a fan-out that fails for good still delivers what was done, with the failure email', async () => {
+    const input = customers(60).map((c, n) => ({ ...c, id: String(300000 + n * 7) }));
+    const file = join(dir, 'doomed.csv');
+    await writeCustomersCsv(file, input);
+    const result = await runLocal({
+      file,
+      pipeline: 'tax-due',
+      config: taxConfig(source.url, { concurrency: 2, chunkSize: 1000 }),
+      outDir: join(dir, 'out-doomed'),
+      env: { TAX_API_TOKEN: TOKEN },
+      attempts: 1,
+      timeoutMs: (stage) => (stage === 'fanout' ? 3_500 : 60_000),
+    });
+    assert.equal(result.status, 'FAILED');
+    assert.match(result.error ?? '', /processing the work items.*stopped/);
+    assert.ok(result.succeeded > 0 && result.succeeded < 60, `some items were done before the failure (${result.succeeded})`);
+
+    assert.equal(result.mails.length, 1, 'one email: the failure, with the partial results');
+    const mail = result.mails[0]!;
+    assert.match(mail.subject, new RegExp(`FAILED tax-due: doomed\\.csv - partial results: ${result.succeeded} done, ${60 - result.succeeded} not processed`));
+    assert.equal(mail.attachments.length, 1);
+    assert.ok(mail.attachments[0]!.content.equals(await readFile(result.resultFile!)));
+
+    const rows = (await readSheets(result.resultFile!)).get('Results')!.slice(1);
+    assert.equal(rows.length, 60, 'every row is in the workbook');
+    const done = rows.filter((r) => r[8] === 'done');
+    const notProcessed = rows.filter((r) => /^not processed/.test(String(r[9])));
+    assert.equal(done.length, result.succeeded);
+    assert.equal(done.length + notProcessed.length, 60);
+    assert.ok(
+      result.jobs.some((j) => j.request.stage === 'cleanup' && j.state === 'SUCCEEDED'),
+      'cleanup ran after the partial results',
+    );
   });
 });
