@@ -32,6 +32,7 @@ import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { PipelineJobs } from './pipeline-jobs';
 import type { ComputeKind } from './retry-strategies';
+import { allowCloudWatchLogs } from './log-encryption';
 
 /** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
 export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
@@ -118,17 +119,7 @@ export class FanoutComputeStack extends Stack {
       enableKeyRotation: true,
       removalPolicy,
     });
-    this.key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'CloudWatchLogsUseTheKey',
-        principals: [new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`)],
-        actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-        resources: ['*'],
-        conditions: {
-          ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${this.partition}:logs:${this.region}:${this.account}:log-group:*` },
-        },
-      }),
-    );
+    allowCloudWatchLogs(this.key);
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'CloudWatchAlarmsPublishToEncryptedTopics',

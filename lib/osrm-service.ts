@@ -15,6 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
+import { allowCloudWatchLogs } from './log-encryption';
 
 /** The OSRM backend image: the project's official build (osrm/osrm-backend's successor registry). */
 export const DEFAULT_OSRM_IMAGE = 'ghcr.io/project-osrm/osrm-backend:v5.27.1';
@@ -180,18 +181,7 @@ export class OsrmService extends Construct {
         enableKeyRotation: true,
         removalPolicy,
       });
-      const stack = Stack.of(this);
-      key.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'CloudWatchLogsUseTheKey',
-          principals: [new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`)],
-          actions: ['kms:Encrypt*', 'kms:Decrypt*', 'kms:ReEncrypt*', 'kms:GenerateDataKey*', 'kms:Describe*'],
-          resources: ['*'],
-          conditions: {
-            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
-          },
-        }),
-      );
+      allowCloudWatchLogs(key);
       key.addToResourcePolicy(
         new iam.PolicyStatement({
           sid: 'GrantsOnlyForAwsResources',

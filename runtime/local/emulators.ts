@@ -99,22 +99,10 @@ const SECRET_ACCESS_KEY = 'S3RVER';
 
 // ---- the emulators' own shapes (they ship no TypeScript types) ----
 
-interface S3rverRecord {
-  eventVersion: string;
-  eventSource: string;
-  awsRegion: string;
-  eventTime: string;
-  eventName: string;
-  userIdentity: { principalId: string };
-  requestParameters: { sourceIPAddress: string };
-  responseElements: { 'x-amz-request-id': string; 'x-amz-id-2': string };
-  s3: {
-    s3SchemaVersion: string;
-    configurationId: string;
-    bucket: { name: string; ownerIdentity: { principalId: string }; arn: string };
-    object: { key: string; size?: number; eTag?: string; sequencer: string };
-  };
-}
+/** What s3rver emits: an S3 event record whose object may lack size and eTag. */
+type S3rverRecord = Omit<S3EventRecordLike, 's3'> & {
+  s3: Omit<S3EventRecordLike['s3'], 'object'> & { object: { key: string; size?: number; eTag?: string; sequencer: string } };
+};
 
 interface S3rverStoredObject {
   key: string;
