@@ -84,9 +84,11 @@ export class FanoutObservability extends Construct {
       LOG_MESSAGES.runFailed,
     );
     const runsSucceeded = this.jsonMetric('RunsSucceeded', sources.stageLogs.consolidate, LOG_MESSAGES.runSucceeded, '1');
-    const itemsDone = this.jsonMetric('ItemsDone', sources.stageLogs.fanout, LOG_MESSAGES.fanoutChildDone, '$.done');
-    const itemsFailed = this.jsonMetric('ItemsFailed', sources.stageLogs.fanout, LOG_MESSAGES.fanoutChildDone, '$.failed');
-    const retries = this.jsonMetric('ItemRetries', sources.stageLogs.fanout, LOG_MESSAGES.fanoutChildDone, '$.retries');
+    // Each result part logs what is new since the previous one, so the sums are exact per minute
+    // and a resumed child does not count its earlier attempt's items again.
+    const itemsDone = this.jsonMetric('ItemsDone', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.done');
+    const itemsFailed = this.jsonMetric('ItemsFailed', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.failed');
+    const retries = this.jsonMetric('ItemRetries', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.retries');
     const failedJobs = new cloudwatch.Metric({
       namespace: 'AWS/Events',
       metricName: 'TriggeredRules',

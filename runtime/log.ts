@@ -49,4 +49,6 @@ export const LOG_EVENTS = {
   runSucceeded: 'run succeeded',
   runFailed: 'run failed',
   fanoutChildDone: 'fan-out child done',
+  /** One per result part: `done`, `failed`, `retries` since the previous one (items done per minute). */
+  fanoutProgress: 'fan-out progress',
 } as const;

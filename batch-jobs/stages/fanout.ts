@@ -84,6 +84,8 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   let pending: ResultLine[] = [];
   let lastFlush = Date.now();
   let flushing: Promise<void> = Promise.resolve();
+  // What was last reported, so each progress line carries only what is new (the metrics sum them).
+  let reported = { done, failed, retries };
   const flush = (): Promise<void> => {
     if (pending.length === 0) return flushing;
     const lines = pending;
@@ -95,6 +97,13 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     flushing = flushing.then(async () => {
       await ctx.store.put(keys.resultPart(ctx.runId, chunk, number), toJsonl(lines), { contentType: 'application/x-ndjson' });
       await ctx.table.updateChunk(ctx.runId, chunk, { ...snapshot, lastPart: number, updatedAt: nowOf(ctx) });
+      log.info(LOG_EVENTS.fanoutProgress, {
+        part: number,
+        done: snapshot.done - reported.done,
+        failed: snapshot.failed - reported.failed,
+        retries: snapshot.retries - reported.retries,
+      });
+      reported = snapshot;
     });
     return flushing;
   };

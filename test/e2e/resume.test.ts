@@ -19,7 +19,7 @@ import { S3ObjectStore } from '../../runtime/adapters/s3-object-store';
 import { SesMailer } from '../../runtime/adapters/ses-mailer';
 import { startEmulators, type LocalEmulators } from '../../runtime/local/emulators';
 import { runLocal } from '../../runtime/local/local-run';
-import { silentLogger } from '../../runtime/log';
+import { createLogger, LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { toJsonl } from '../../runtime/records/jsonl';
 import { customers, readSheets, taxConfig, TOKEN, writeCustomersCsv } from './fixtures';
@@ -66,6 +66,7 @@ describe('resuming a fan-out child', () => {
     await table.putChunks([{ runId, chunk: 1, items: 30, status: 'RUNNING', done: 15, failed: 0, retries: 2, attempt: 1, lastPart: 1, updatedAt: 0 }]);
 
     const called: number[] = [];
+    const logLines: string[] = [];
     const task: Task = {
       output: { rowColumns: [{ name: 'Tax Due', type: 'number' }] },
       run: async (item) => {
@@ -79,7 +80,7 @@ describe('resuming a fan-out child', () => {
       table,
       mailer: new SesMailer(clients.ses),
       notifier: { publishSplitDone: async () => undefined },
-      log: silentLogger,
+      log: createLogger({ sink: (line) => logLines.push(line) }),
       env: {},
       arrayIndex: 1,
       attempt: 2,
@@ -102,6 +103,10 @@ describe('resuming a fan-out child', () => {
     assert.equal(chunk!.done, 30);
     assert.equal(chunk!.attempt, 2);
     assert.equal(chunk!.retries, 2, 'retries of the earlier attempt kept');
+    // Progress lines (the dashboard's items per minute) count only this attempt's items.
+    const progress = logLines.map((l) => JSON.parse(l) as { message: string; done?: number }).filter((e) => e.message === LOG_EVENTS.fanoutProgress);
+    assert.ok(progress.length >= 3, 'a progress line per result part');
+    assert.equal(progress.reduce((sum, e) => sum + (e.done ?? 0), 0), 15);
   });
 
   it('a local run whose fan-out attempts are stopped by their timeout resumes and finishes', async () => {

@@ -475,7 +475,7 @@ describe('compute stack', () => {
 
     it('derives run and item metrics from the structured logs and charts them on one dashboard', () => {
       t.hasResourceProperties('AWS::Logs::MetricFilter', {
-        FilterPattern: '{ $.message = "fan-out child done" }',
+        FilterPattern: '{ $.message = "fan-out progress" }',
         MetricTransformations: [Match.objectLike({ MetricNamespace: 'BatchFanout', MetricName: 'ItemsDone', MetricValue: '$.done' })],
       });
       t.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
