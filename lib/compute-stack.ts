@@ -302,7 +302,7 @@ export class FanoutComputeStack extends Stack {
     this.handlers = {
       'on-intake': handler('on-intake', 'batch-fanout: an upload under intake/<pipeline>/ opens a run and submits split'),
       'on-split-done': handler('on-split-done', 'batch-fanout: split done submits fan-out, consolidate and cleanup'),
-      'on-job-failed': handler('on-job-failed', 'batch-fanout: a failed job fails its run, emails the recipients, starts cleanup'),
+      'on-job-failed': handler('on-job-failed', 'batch-fanout: a failed job fails its run, delivers partial results or emails the recipients, starts cleanup'),
     };
     const onIntake = this.handlers['on-intake'];
     const onSplitDone = this.handlers['on-split-done'];
@@ -314,7 +314,8 @@ export class FanoutComputeStack extends Stack {
     for (const jobs of this.pipelineJobs) {
       jobs.grantSubmit(onIntake.function, 'split');
       jobs.grantSubmit(onSplitDone.function, 'fanout', 'consolidate', 'cleanup');
-      jobs.grantSubmit(onJobFailed.function, 'cleanup');
+      // Cleanup, and consolidate in partial mode when fan-out failed (nothing done is lost).
+      jobs.grantSubmit(onJobFailed.function, 'consolidate', 'cleanup');
     }
     // Jobs are submitted with tags (run, pipeline): tagging at creation needs batch:TagResource.
     const tagJobs = new iam.PolicyStatement({

@@ -372,6 +372,14 @@ describe('compute stack', () => {
       assert.equal(vars.FANOUT_RUN_TTL_DAYS, '90');
     });
 
+    it('let on-job-failed submit only consolidate (partial results) and cleanup', () => {
+      const submits = statementsOf(t, 'OnJobFailedRole').filter((s) => actionsOf(s).includes('batch:SubmitJob'));
+      const text = submits.map(resourcesText).join(' ');
+      for (const stage of ['Consolidate', 'Cleanup']) assert.match(text, new RegExp(`Pipelinetaxdue${stage}Definition`));
+      assert.doesNotMatch(text, /SplitDefinition|FanoutDefinition/);
+      assert.doesNotMatch(text, /"\*"/);
+    });
+
     it('let on-split-done submit only fan-out, consolidate and cleanup, to this app\'s queues', () => {
       const submits = statementsOf(t, 'OnSplitDoneRole').filter((s) => actionsOf(s).includes('batch:SubmitJob'));
       const text = submits.map(resourcesText).join(' ');
