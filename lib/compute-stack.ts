@@ -32,7 +32,7 @@ import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { PipelineJobs } from './pipeline-jobs';
 import type { ComputeKind } from './retry-strategies';
-import { allowCloudWatchLogs } from './log-encryption';
+import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 
 /** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
 export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
@@ -128,16 +128,7 @@ export class FanoutComputeStack extends Stack {
         resources: ['*'],
       }),
     );
-    this.key.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'GrantsOnlyForAwsResources',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['kms:CreateGrant'],
-        resources: ['*'],
-        conditions: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
-      }),
-    );
+    denyGrantsExceptForAwsResources(this.key);
     const logRetention = props.logRetention;
 
     this.network = new FanoutNetwork(this, 'Network', {

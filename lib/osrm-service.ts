@@ -15,7 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
-import { allowCloudWatchLogs } from './log-encryption';
+import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 
 /** The OSRM backend image: the project's official build (osrm/osrm-backend's successor registry). */
 export const DEFAULT_OSRM_IMAGE = 'ghcr.io/project-osrm/osrm-backend:v5.27.1';
@@ -182,16 +182,7 @@ export class OsrmService extends Construct {
         removalPolicy,
       });
       allowCloudWatchLogs(key);
-      key.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid: 'GrantsOnlyForAwsResources',
-          effect: iam.Effect.DENY,
-          principals: [new iam.AnyPrincipal()],
-          actions: ['kms:CreateGrant'],
-          resources: ['*'],
-          conditions: { BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' } },
-        }),
-      );
+      denyGrantsExceptForAwsResources(key);
       logKey = key;
     }
     this.logGroup = new logs.LogGroup(this, 'Logs', {
