@@ -3,12 +3,12 @@
  * stage are looked up by pipeline; the run id reaches the container as FANOUT_RUN_ID.
  */
 import { SubmitJobCommand, type BatchClient, type SubmitJobCommandInput } from '@aws-sdk/client-batch';
-import { EnvironmentError, errorMessage } from '../errors';
+import { MAX_ARRAY_SIZE } from '../config/schema';
+import { EnvironmentError } from '../errors';
 import type { Stage } from '../model';
 import type { JobRequest, JobSubmitter } from '../ports';
+import { failedCallMessage } from './sdk-errors';
 
-/** Largest array job AWS Batch runs. */
-export const MAX_ARRAY_SIZE = 10_000;
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
 export interface BatchJobSubmitterOptions {
@@ -79,11 +79,8 @@ export class BatchJobSubmitter implements JobSubmitter {
       if (!res.jobId) throw new Error('the response has no jobId');
       return { jobId: res.jobId };
     } catch (err) {
-      const name = (err as { name?: string } | undefined)?.name;
       throw new Error(
-        `AWS Batch SubmitJob of ${job.stage} job ${job.name} (run ${job.runId}, queue ${input.jobQueue}) failed${
-          name && name !== 'Error' ? ` (${name})` : ''
-        }: ${errorMessage(err)}`,
+        failedCallMessage(`AWS Batch SubmitJob of ${job.stage} job ${job.name} (run ${job.runId}, queue ${input.jobQueue})`, err),
         { cause: err },
       );
     }

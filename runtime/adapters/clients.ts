@@ -27,7 +27,7 @@ export interface AwsClients {
 }
 
 /** Sockets kept per S3 client: stages read and write many objects at once. */
-export const S3_MAX_SOCKETS = 256;
+const S3_MAX_SOCKETS = 256;
 /** Attempts per call (the SDK's standard retry with back-off) for storage calls. */
 const STORAGE_MAX_ATTEMPTS = 6;
 
@@ -67,23 +67,23 @@ function commonConfig(env: Env): CommonConfig {
   return config;
 }
 
-function endpointConfig(env: Env, serviceId: ServiceId): { endpoint?: string } {
+/** Region, credentials and the configured endpoint (if any) of a service's client. */
+function serviceConfig(env: Env, serviceId: ServiceId): CommonConfig & { endpoint?: string } {
   const endpoint = configuredEndpoint(env, serviceId);
-  return endpoint ? { endpoint } : {};
+  return { ...commonConfig(env), ...(endpoint ? { endpoint } : {}) };
 }
 
 export function createS3Client(env: Env): S3Client {
-  const endpoint = configuredEndpoint(env, 'S3');
+  const config = serviceConfig(env, 'S3');
   return new S3Client({
-    ...commonConfig(env),
+    ...config,
     maxAttempts: STORAGE_MAX_ATTEMPTS,
     requestHandler: {
       httpAgent: new HttpAgent({ keepAlive: true, maxSockets: S3_MAX_SOCKETS }),
       httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: S3_MAX_SOCKETS }),
     },
-    ...(endpoint
+    ...(config.endpoint
       ? {
-          endpoint,
           forcePathStyle: true,
           requestChecksumCalculation: 'WHEN_REQUIRED' as const,
           responseChecksumValidation: 'WHEN_REQUIRED' as const,
@@ -92,10 +92,9 @@ export function createS3Client(env: Env): S3Client {
   });
 }
 
-export function createDynamoDocumentClient(env: Env): DynamoDBDocumentClient {
+function createDynamoDocumentClient(env: Env): DynamoDBDocumentClient {
   const client = new DynamoDBClient({
-    ...commonConfig(env),
-    ...endpointConfig(env, 'DynamoDB'),
+    ...serviceConfig(env, 'DynamoDB'),
     maxAttempts: STORAGE_MAX_ATTEMPTS,
   });
   return DynamoDBDocumentClient.from(client, {
@@ -119,13 +118,13 @@ export function createAwsClients(env: Env): AwsClients {
       return (dynamo ??= createDynamoDocumentClient(env));
     },
     get ses() {
-      return (ses ??= new SESv2Client({ ...commonConfig(env), ...endpointConfig(env, 'SESv2') }));
+      return (ses ??= new SESv2Client(serviceConfig(env, 'SESv2')));
     },
     get batch() {
-      return (batch ??= new BatchClient({ ...commonConfig(env), ...endpointConfig(env, 'Batch') }));
+      return (batch ??= new BatchClient(serviceConfig(env, 'Batch')));
     },
     get sns() {
-      return (sns ??= new SNSClient({ ...commonConfig(env), ...endpointConfig(env, 'SNS') }));
+      return (sns ??= new SNSClient(serviceConfig(env, 'SNS')));
     },
   };
 }

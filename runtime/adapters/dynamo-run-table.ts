@@ -18,9 +18,12 @@ import {
   UpdateCommand,
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
-import { ExitCode, StorageError, errorMessage } from '../errors';
+import { ExitCode, StorageError } from '../errors';
 import type { ChunkRecord, RunRecord, RunStatus } from '../model';
+import { forEachConcurrent } from '../pool';
 import type { RunTable } from '../ports';
+import { abortableSleep, backoffDelayMs, type RetryPolicy } from '../retry';
+import { failedCallMessage, sdkErrorName } from './sdk-errors';
 
 /** Key attribute names and the TTL attribute of the table (the infrastructure must match). */
 export const RUN_TABLE_SCHEMA = {
@@ -41,7 +44,7 @@ export interface DynamoRunTableOptions {
   concurrency?: number;
   /** Rounds of retrying unprocessed items before giving up. @default 10 */
   maxBatchRetries?: number;
-  /** First back-off delay for unprocessed items, ms; doubles each round (with jitter), capped at 5 s. @default 50 */
+  /** First back-off ceiling for unprocessed items, ms; doubles each round (full jitter), capped at 5 s. @default 50 */
   baseDelayMs?: number;
   /**
    * Chunk items carry a TTL this many seconds after they are written, so the chunk state of a
@@ -51,51 +54,38 @@ export interface DynamoRunTableOptions {
 }
 
 const MAX_BACKOFF_MS = 5000;
-const KEY_ATTRIBUTES = ['pk', 'sk'] as const;
+const KEY_ATTRIBUTES = [RUN_TABLE_SCHEMA.partitionKey, RUN_TABLE_SCHEMA.sortKey];
+/** What a chunk item holds beside its ChunkRecord fields. */
+const CHUNK_ITEM_ONLY = [...KEY_ATTRIBUTES, RUN_TABLE_SCHEMA.ttlAttribute];
 
 type Item = Record<string, unknown>;
 type WriteRequest = { PutRequest: { Item: Item } } | { DeleteRequest: { Key: Item } };
 
 function isConditionFailure(err: unknown): boolean {
-  return (err as { name?: string } | undefined)?.name === 'ConditionalCheckFailedException';
+  return sdkErrorName(err) === 'ConditionalCheckFailedException';
 }
 
-function stripKeys<T>(item: Item): T {
+/** A copy of `item` without the attributes `names`. */
+function omit<T>(item: Item, names: readonly string[]): T {
   const out: Item = { ...item };
-  for (const k of KEY_ATTRIBUTES) delete out[k];
+  for (const name of names) delete out[name];
   return out as T;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function* slices<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
-/** Runs `fn` over `items` with at most `concurrency` calls in flight. */
-async function forEachConcurrent<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-}
-
-function batches<T>(items: T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
-}
-
-/** `SET #f0 = :v0, ...` over the defined fields of a patch. */
-function setExpression(patch: Record<string, unknown>): {
-  expression: string;
-  names: Record<string, string>;
-  values: Record<string, unknown>;
-} | undefined {
+/** `SET #f0 = :v0, ...` over the defined fields of a patch, but those named in `ignored`. */
+function setExpression(
+  patch: object,
+  ignored: readonly string[],
+): { expression: string; names: Record<string, string>; values: Record<string, unknown> } | undefined {
   const names: Record<string, string> = {};
   const values: Record<string, unknown> = {};
   const parts: string[] = [];
   for (const [field, value] of Object.entries(patch)) {
-    if (value === undefined) continue;
+    if (value === undefined || ignored.includes(field)) continue;
     const i = parts.length;
     names[`#f${i}`] = field;
     values[`:v${i}`] = value;
@@ -107,8 +97,8 @@ function setExpression(patch: Record<string, unknown>): {
 
 export class DynamoRunTable implements RunTable {
   private readonly concurrency: number;
-  private readonly maxBatchRetries: number;
-  private readonly baseDelayMs: number;
+  /** Back-off between rounds of unprocessed batch items (an attempt per round). */
+  private readonly batchRetry: RetryPolicy;
   private readonly chunkTtlSeconds: number;
 
   constructor(
@@ -117,36 +107,29 @@ export class DynamoRunTable implements RunTable {
     opts: DynamoRunTableOptions = {},
   ) {
     this.concurrency = opts.concurrency ?? 4;
-    this.maxBatchRetries = opts.maxBatchRetries ?? 10;
-    this.baseDelayMs = opts.baseDelayMs ?? 50;
+    this.batchRetry = {
+      maxAttempts: (opts.maxBatchRetries ?? 10) + 1,
+      baseDelayMs: opts.baseDelayMs ?? 50,
+      maxDelayMs: MAX_BACKOFF_MS,
+    };
     this.chunkTtlSeconds = opts.chunkTtlSeconds ?? 30 * 24 * 3600;
   }
 
   async createRun(run: RunRecord): Promise<boolean> {
-    try {
-      await this.doc.send(
+    return this.conditional('PutItem (create run)', `run ${run.runId}`, () =>
+      this.doc.send(
         new PutCommand({
           TableName: this.tableName,
           Item: { ...run, ...runKey(run.runId), steps: run.steps ?? {} },
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
-      );
-      return true;
-    } catch (err) {
-      if (isConditionFailure(err)) return false;
-      throw this.failure('PutItem (create run)', `run ${run.runId}`, err);
-    }
+      ),
+    );
   }
 
   async getRun(runId: string): Promise<RunRecord | undefined> {
-    try {
-      const res = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: runKey(runId), ConsistentRead: true }),
-      );
-      return res.Item ? stripKeys<RunRecord>(res.Item) : undefined;
-    } catch (err) {
-      throw this.failure('GetItem', `run ${runId}`, err);
-    }
+    const item = await this.getItem(runKey(runId), `run ${runId}`);
+    return item && omit<RunRecord>(item, KEY_ATTRIBUTES);
   }
 
   async updateRun(
@@ -154,73 +137,46 @@ export class DynamoRunTable implements RunTable {
     patch: Partial<Omit<RunRecord, 'runId'>>,
     cond: { statusIn?: RunStatus[] } = {},
   ): Promise<boolean> {
-    const fields: Record<string, unknown> = { ...patch };
-    delete fields.runId;
-    const set = setExpression(fields);
+    const set = setExpression(patch, ['runId']);
     const statusIn = cond.statusIn;
     if (!set) {
       // Nothing to write: report whether the condition holds.
       const run = await this.getRun(runId);
       return run !== undefined && (statusIn === undefined || statusIn.includes(run.status));
     }
-    const names = { ...set.names };
-    const values = { ...set.values };
     let condition = 'attribute_exists(pk)';
     if (statusIn !== undefined) {
       if (statusIn.length === 0) return false;
-      names['#status'] = 'status';
-      const placeholders = statusIn.map((s, i) => {
-        values[`:s${i}`] = s;
-        return `:s${i}`;
-      });
-      condition += ` AND #status IN (${placeholders.join(', ')})`;
+      set.names['#status'] = 'status';
+      statusIn.forEach((status, i) => (set.values[`:s${i}`] = status));
+      condition += ` AND #status IN (${statusIn.map((_, i) => `:s${i}`).join(', ')})`;
     }
-    try {
-      await this.doc.send(
+    return this.conditional('UpdateItem', `run ${runId}`, () =>
+      this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: runKey(runId),
           UpdateExpression: set.expression,
           ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
+          ExpressionAttributeNames: set.names,
+          ExpressionAttributeValues: set.values,
         }),
-      );
-      return true;
-    } catch (err) {
-      if (isConditionFailure(err)) return false;
-      throw this.failure('UpdateItem', `run ${runId}`, err);
-    }
+      ),
+    );
   }
 
   async claimStep(runId: string, step: string, value: string): Promise<boolean> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: runKey(runId),
-          UpdateExpression: 'SET steps.#step = :value',
-          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(steps.#step)',
-          ExpressionAttributeNames: { '#step': step },
-          ExpressionAttributeValues: { ':value': value },
-        }),
-      );
-      return true;
-    } catch (err) {
-      if (!isConditionFailure(err)) throw this.failure('UpdateItem (claim step)', `run ${runId} step ${step}`, err);
-    }
+    const claimed = await this.conditional('UpdateItem (claim step)', `run ${runId} step ${step}`, () =>
+      this.doc.send(this.stepUpdate(runId, step, 'SET steps.#step = :value', value, ' AND attribute_not_exists(steps.#step)')),
+    );
+    if (claimed) return true;
     // Taken already, or no such run: the latter is a bug in the caller, say so.
-    if ((await this.getRun(runId)) === undefined) {
-      throw new StorageError(
-        `cannot claim step "${step}" of run ${runId} in table ${this.tableName}: the run does not exist`,
-        ExitCode.TABLE,
-      );
-    }
+    if ((await this.getRun(runId)) === undefined) throw this.missing(`claim step "${step}" of run ${runId}`, 'run');
     return false;
   }
 
   async setStep(runId: string, step: string, value: string): Promise<void> {
-    await this.updateStep(runId, step, 'SET steps.#step = :value', { ':value': value }, 'set step');
+    await this.updateStep(runId, step, 'SET steps.#step = :value', value, 'set step');
   }
 
   async releaseStep(runId: string, step: string): Promise<void> {
@@ -241,13 +197,10 @@ export class DynamoRunTable implements RunTable {
     chunk: number,
     patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>,
   ): Promise<void> {
-    const fields: Record<string, unknown> = { ...patch };
-    delete fields.runId;
-    delete fields.chunk;
-    const set = setExpression(fields);
+    const set = setExpression(patch, ['runId', 'chunk']);
     if (!set) return;
-    try {
-      await this.doc.send(
+    const updated = await this.conditional('UpdateItem', `chunk ${chunk} of run ${runId}`, () =>
+      this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
           Key: chunkKey(runId, chunk),
@@ -256,56 +209,27 @@ export class DynamoRunTable implements RunTable {
           ExpressionAttributeNames: set.names,
           ExpressionAttributeValues: set.values,
         }),
-      );
-    } catch (err) {
-      if (isConditionFailure(err)) {
-        throw new StorageError(
-          `cannot update chunk ${chunk} of run ${runId} in table ${this.tableName}: the chunk does not exist`,
-          ExitCode.TABLE,
-        );
-      }
-      throw this.failure('UpdateItem', `chunk ${chunk} of run ${runId}`, err);
-    }
+      ),
+    );
+    if (!updated) throw this.missing(`update chunk ${chunk} of run ${runId}`, 'chunk');
   }
 
   async getChunk(runId: string, chunk: number): Promise<ChunkRecord | undefined> {
-    try {
-      const res = await this.doc.send(
-        new GetCommand({ TableName: this.tableName, Key: chunkKey(runId, chunk), ConsistentRead: true }),
-      );
-      return res.Item ? this.toChunk(res.Item) : undefined;
-    } catch (err) {
-      throw this.failure('GetItem', `chunk ${chunk} of run ${runId}`, err);
-    }
+    const item = await this.getItem(chunkKey(runId, chunk), `chunk ${chunk} of run ${runId}`);
+    return item && omit<ChunkRecord>(item, CHUNK_ITEM_ONLY);
   }
 
   async getChunks(runId: string, count: number): Promise<ChunkRecord[]> {
-    const keys = Array.from({ length: count }, (_, n) => chunkKey(runId, n));
+    const keys: Item[] = Array.from({ length: count }, (_, n) => chunkKey(runId, n));
     const found: ChunkRecord[] = [];
-    await forEachConcurrent(batches(keys, READ_BATCH_SIZE), this.concurrency, async (batch) => {
-      let pending: Item[] = batch;
-      for (let round = 0; ; round++) {
-        let res;
-        try {
-          res = await this.doc.send(
-            new BatchGetCommand({
-              RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } },
-            }),
-          );
-        } catch (err) {
-          throw this.failure('BatchGetItem', `chunks of run ${runId}`, err);
-        }
-        for (const item of res.Responses?.[this.tableName] ?? []) found.push(this.toChunk(item));
-        pending = (res.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Item[];
-        if (pending.length === 0) return;
-        if (round >= this.maxBatchRetries) {
-          throw new StorageError(
-            `DynamoDB BatchGetItem on table ${this.tableName} left ${pending.length} keys of run ${runId} unprocessed after ${round + 1} attempts`,
-            ExitCode.TABLE,
-          );
-        }
-        await sleep(this.backoff(round));
-      }
+    await this.inBatches(keys, READ_BATCH_SIZE, 'BatchGetItem', `chunks of run ${runId}`, 'keys', async (pending) => {
+      const res = await this.call('BatchGetItem', `chunks of run ${runId}`, () =>
+        this.doc.send(
+          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
+        ),
+      );
+      for (const item of res.Responses?.[this.tableName] ?? []) found.push(omit<ChunkRecord>(item, CHUNK_ITEM_ONLY));
+      return (res.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Item[];
     });
     return found.sort((a, b) => a.chunk - b.chunk);
   }
@@ -317,77 +241,95 @@ export class DynamoRunTable implements RunTable {
     await this.batchWrite(requests, `delete ${count} chunks of run ${runId}`);
   }
 
-  private toChunk(item: Item): ChunkRecord {
-    const chunk = stripKeys<ChunkRecord & { expiresAt?: number }>(item);
-    delete chunk.expiresAt;
-    return chunk;
+  private async getItem(key: Item, subject: string): Promise<Item | undefined> {
+    const res = await this.call('GetItem', subject, () =>
+      this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
+    );
+    return res.Item;
   }
 
-  private async updateStep(
-    runId: string,
-    step: string,
-    expression: string,
-    values: Record<string, unknown> | undefined,
-    what: string,
-  ): Promise<void> {
-    try {
-      await this.doc.send(
-        new UpdateCommand({
-          TableName: this.tableName,
-          Key: runKey(runId),
-          UpdateExpression: expression,
-          ConditionExpression: 'attribute_exists(pk)',
-          ExpressionAttributeNames: { '#step': step },
-          ...(values ? { ExpressionAttributeValues: values } : {}),
-        }),
-      );
-    } catch (err) {
-      if (isConditionFailure(err)) {
-        throw new StorageError(
-          `cannot ${what} "${step}" of run ${runId} in table ${this.tableName}: the run does not exist`,
-          ExitCode.TABLE,
-        );
-      }
-      throw this.failure(`UpdateItem (${what})`, `run ${runId} step ${step}`, err);
-    }
+  /** An update of one entry of the run's steps map, on condition that the run exists (and `extraCondition`). */
+  private stepUpdate(runId: string, step: string, expression: string, value?: string, extraCondition = ''): UpdateCommand {
+    return new UpdateCommand({
+      TableName: this.tableName,
+      Key: runKey(runId),
+      UpdateExpression: expression,
+      ConditionExpression: `attribute_exists(pk)${extraCondition}`,
+      ExpressionAttributeNames: { '#step': step },
+      ...(value !== undefined ? { ExpressionAttributeValues: { ':value': value } } : {}),
+    });
+  }
+
+  private async updateStep(runId: string, step: string, expression: string, value: string | undefined, what: string): Promise<void> {
+    const updated = await this.conditional(`UpdateItem (${what})`, `run ${runId} step ${step}`, () =>
+      this.doc.send(this.stepUpdate(runId, step, expression, value)),
+    );
+    if (!updated) throw this.missing(`${what} "${step}" of run ${runId}`, 'run');
   }
 
   private async batchWrite(requests: WriteRequest[], what: string): Promise<void> {
-    await forEachConcurrent(batches(requests, WRITE_BATCH_SIZE), this.concurrency, async (batch) => {
-      let pending = batch;
-      for (let round = 0; ; round++) {
-        let res;
-        try {
-          res = await this.doc.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: pending } }));
-        } catch (err) {
-          throw this.failure('BatchWriteItem', what, err);
-        }
-        pending = (res.UnprocessedItems?.[this.tableName] ?? []) as WriteRequest[];
+    await this.inBatches(requests, WRITE_BATCH_SIZE, 'BatchWriteItem', what, 'items', async (pending) => {
+      const res = await this.call('BatchWriteItem', what, () =>
+        this.doc.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: pending } })),
+      );
+      return (res.UnprocessedItems?.[this.tableName] ?? []) as WriteRequest[];
+    });
+  }
+
+  /**
+   * Sends `items` in batches of `size`, `concurrency` batches in flight. `sendBatch` sends one
+   * batch and answers what the service left unprocessed, which is sent again after a back-off.
+   */
+  private async inBatches<T>(
+    items: T[],
+    size: number,
+    operation: string,
+    subject: string,
+    unit: string,
+    sendBatch: (batch: T[]) => Promise<T[]>,
+  ): Promise<void> {
+    await forEachConcurrent(slices(items, size), this.concurrency, async (batch) => {
+      for (let attempt = 1, pending = batch; ; attempt++) {
+        pending = await sendBatch(pending);
         if (pending.length === 0) return;
-        if (round >= this.maxBatchRetries) {
+        if (attempt >= this.batchRetry.maxAttempts) {
           throw new StorageError(
-            `DynamoDB BatchWriteItem on table ${this.tableName} (${what}) left ${pending.length} items unprocessed after ${round + 1} attempts`,
+            `DynamoDB ${operation} on table ${this.tableName} (${subject}) left ${pending.length} ${unit} unprocessed after ${attempt} attempts`,
             ExitCode.TABLE,
           );
         }
-        await sleep(this.backoff(round));
+        await abortableSleep(backoffDelayMs(attempt, this.batchRetry));
       }
     });
   }
 
-  /** Exponential back-off with jitter: between half and all of the doubled delay. */
-  private backoff(round: number): number {
-    const ceiling = Math.min(MAX_BACKOFF_MS, this.baseDelayMs * 2 ** round);
-    return ceiling / 2 + Math.random() * (ceiling / 2);
+  /** The answer of `send`; any failure becomes a StorageError naming the operation and subject. */
+  private async call<T>(operation: string, subject: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      throw this.failure(operation, subject, err);
+    }
   }
 
-  private failure(operation: string, subject: string, err: unknown): Error {
-    if (err instanceof StorageError) return err;
-    const name = (err as { name?: string } | undefined)?.name;
-    return new StorageError(
-      `DynamoDB ${operation} on table ${this.tableName} (${subject}) failed${name && name !== 'Error' ? ` (${name})` : ''}: ${errorMessage(err)}`,
-      ExitCode.TABLE,
-      { cause: err },
-    );
+  /** Whether the condition of `send`'s write held; any other failure becomes a StorageError. */
+  private async conditional(operation: string, subject: string, send: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await send();
+      return true;
+    } catch (err) {
+      if (isConditionFailure(err)) return false;
+      throw this.failure(operation, subject, err);
+    }
+  }
+
+  private missing(action: string, what: 'run' | 'chunk'): StorageError {
+    return new StorageError(`cannot ${action} in table ${this.tableName}: the ${what} does not exist`, ExitCode.TABLE);
+  }
+
+  private failure(operation: string, subject: string, err: unknown): StorageError {
+    return new StorageError(failedCallMessage(`DynamoDB ${operation} on table ${this.tableName} (${subject})`, err), ExitCode.TABLE, {
+      cause: err,
+    });
   }
 }

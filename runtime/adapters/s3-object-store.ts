@@ -17,8 +17,10 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { ExitCode, ObjectNotFoundError, StorageError, errorMessage } from '../errors';
+import { ExitCode, ObjectNotFoundError, StorageError } from '../errors';
+import { forEachConcurrent } from '../pool';
 import type { ObjectInfo, ObjectStore, PresignedLink } from '../ports';
+import { failedCallMessage, httpStatus, sdkErrorName } from './sdk-errors';
 
 /** Keys per DeleteObjects request (the S3 maximum). */
 export const DELETE_BATCH_SIZE = 1000;
@@ -35,22 +37,9 @@ export interface S3ObjectStoreOptions {
   queueSize?: number;
 }
 
-interface SdkError {
-  name?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function httpStatus(err: unknown): number | undefined {
-  return (err as SdkError | undefined)?.$metadata?.httpStatusCode;
-}
-
-function errorName(err: unknown): string | undefined {
-  return (err as SdkError | undefined)?.name;
-}
-
 /** A missing object (not a missing bucket, which is a storage failure). */
 function isObjectMissing(err: unknown): boolean {
-  const name = errorName(err);
+  const name = sdkErrorName(err);
   if (name === 'NoSuchBucket') return false;
   return name === 'NoSuchKey' || name === 'NotFound' || httpStatus(err) === 404;
 }
@@ -72,7 +61,7 @@ export class S3ObjectStore implements ObjectStore {
     const params = { Bucket: this.bucket, Key: key, Body: body, ContentType: opts.contentType };
     try {
       if (typeof body === 'string' || body instanceof Uint8Array) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: body }));
+        await this.client.send(new PutObjectCommand(params));
       } else {
         const upload = new Upload({
           client: this.client,
@@ -89,14 +78,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getStream(key: string): Promise<Readable> {
-    let body: Readable;
-    try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      if (!res.Body) throw new Error('response has no body');
-      body = res.Body as Readable;
-    } catch (err) {
-      throw this.readFailure('GetObject', key, err);
-    }
+    const body = (await this.getObjectBody(key)) as Readable;
     // A failure while the body streams (a reset connection) is a StorageError too.
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
     body.once('error', (err) => out.destroy(this.failure('GetObject (reading the body)', key, err)));
@@ -107,12 +89,11 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async getBytes(key: string): Promise<Buffer> {
+    const body = await this.getObjectBody(key);
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      if (!res.Body) throw new Error('response has no body');
-      return Buffer.from(await res.Body.transformToByteArray());
+      return Buffer.from(await body.transformToByteArray());
     } catch (err) {
-      throw this.readFailure('GetObject', key, err);
+      throw this.failure('GetObject (reading the body)', key, err);
     }
   }
 
@@ -140,16 +121,10 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async deleteMany(keys: string[]): Promise<void> {
-    const batches: string[][] = [];
-    for (let i = 0; i < keys.length; i += DELETE_BATCH_SIZE) batches.push(keys.slice(i, i + DELETE_BATCH_SIZE));
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < batches.length) {
-        const batch = batches[next++]!;
-        await this.deleteBatch(batch);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(DELETE_CONCURRENCY, batches.length) }, worker));
+    const batches = Array.from({ length: Math.ceil(keys.length / DELETE_BATCH_SIZE) }, (_, i) =>
+      keys.slice(i * DELETE_BATCH_SIZE, (i + 1) * DELETE_BATCH_SIZE),
+    );
+    await forEachConcurrent(batches, DELETE_CONCURRENCY, (batch) => this.deleteBatch(batch));
   }
 
   async presignGet(key: string, expiresInSeconds: number): Promise<PresignedLink> {
@@ -193,22 +168,21 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  private readFailure(operation: string, key: string, err: unknown): Error {
-    if (isObjectMissing(err)) return new ObjectNotFoundError(key);
-    return this.failure(operation, key, err);
+  /** The body of an object; a missing object is an ObjectNotFoundError. */
+  private async getObjectBody(key: string) {
+    let res;
+    try {
+      res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      throw isObjectMissing(err) ? new ObjectNotFoundError(key) : this.failure('GetObject', key, err);
+    }
+    if (!res.Body) throw this.failure('GetObject', key, new Error('response has no body'));
+    return res.Body;
   }
 
-  private failure(operation: string, key: string, err: unknown): Error {
-    if (err instanceof StorageError || err instanceof ObjectNotFoundError) return err;
-    const status = httpStatus(err);
-    const name = errorName(err);
-    const detail = [name && name !== 'Error' ? name : undefined, status ? `HTTP ${status}` : undefined]
-      .filter(Boolean)
-      .join(', ');
-    return new StorageError(
-      `S3 ${operation} of s3://${this.bucket}/${key} failed${detail ? ` (${detail})` : ''}: ${errorMessage(err)}`,
-      ExitCode.STORAGE,
-      { cause: err },
-    );
+  private failure(operation: string, key: string, err: unknown): StorageError {
+    return new StorageError(failedCallMessage(`S3 ${operation} of s3://${this.bucket}/${key}`, err, true), ExitCode.STORAGE, {
+      cause: err,
+    });
   }
 }

@@ -7,8 +7,9 @@
  */
 import { SendEmailCommand, type SESv2Client } from '@aws-sdk/client-sesv2';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { ExitCode, StorageError, errorMessage } from '../errors';
+import { ExitCode, StorageError } from '../errors';
 import type { MailMessage, Mailer } from '../ports';
+import { failedCallMessage } from './sdk-errors';
 
 /** SES v2's limit on a raw message, attachments and encoding included. */
 export const SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024;
@@ -71,11 +72,8 @@ export class SesMailer implements Mailer {
       if (!res.MessageId) throw new Error('the response has no MessageId');
       return { messageId: res.MessageId };
     } catch (err) {
-      const name = (err as { name?: string } | undefined)?.name;
       throw new StorageError(
-        `SES SendEmail from ${message.from} to ${message.to.join(', ')} ("${message.subject}", ${raw.length} bytes) failed${
-          name && name !== 'Error' ? ` (${name})` : ''
-        }: ${errorMessage(err)}`,
+        failedCallMessage(`SES SendEmail from ${message.from} to ${message.to.join(', ')} ("${message.subject}", ${raw.length} bytes)`, err),
         ExitCode.MAIL,
         { cause: err },
       );

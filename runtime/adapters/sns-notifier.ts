@@ -3,8 +3,8 @@
  * with `pipeline` and `runId` as message attributes (for subscription filter policies).
  */
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { errorMessage } from '../errors';
 import type { SplitDoneMessage, SplitDoneNotifier } from '../ports';
+import { failedCallMessage } from './sdk-errors';
 
 export class SnsSplitDoneNotifier implements SplitDoneNotifier {
   constructor(
@@ -25,13 +25,7 @@ export class SnsSplitDoneNotifier implements SplitDoneNotifier {
         }),
       );
     } catch (err) {
-      const name = (err as { name?: string } | undefined)?.name;
-      throw new Error(
-        `SNS Publish of split-done for run ${message.runId} to ${this.topicArn} failed${
-          name && name !== 'Error' ? ` (${name})` : ''
-        }: ${errorMessage(err)}`,
-        { cause: err },
-      );
+      throw new Error(failedCallMessage(`SNS Publish of split-done for run ${message.runId} to ${this.topicArn}`, err), { cause: err });
     }
   }
 }

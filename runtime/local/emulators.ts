@@ -90,7 +90,7 @@ export interface StartEmulatorsOptions {
 }
 
 /** aws-ses-v2-local's 25 MB JSON body limit, less base64 (4/3) and the request's other fields. */
-export const SES_EMULATOR_MAX_MESSAGE_BYTES = 18 * 1024 * 1024;
+const SES_EMULATOR_MAX_MESSAGE_BYTES = 18 * 1024 * 1024;
 
 const REGION = 'us-east-1';
 /** s3rver knows this key pair only; dynalite and the SES emulator accept any. */
@@ -185,7 +185,7 @@ function queryValue(value: string | string[] | undefined): string | undefined {
  * handler, whose continuation tokens need single DES (gone from OpenSSL 3). The token is the
  * last key returned, base64url-encoded; pages hold at most 1,000 keys, as on S3.
  */
-export function listObjectsV2Middleware(): KoaMiddleware {
+function listObjectsV2Middleware(): KoaMiddleware {
   return async (ctx, next) => {
     const bucketPath = /^\/([^/]+)\/?$/.exec(ctx.path);
     const q = ctx.query;
@@ -244,6 +244,24 @@ export function encodeS3EventKey(key: string): string {
     .replace(/[!'()~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
     .replace(/%20/g, '+')
     .replace(/%2F/g, '/');
+}
+
+/** An s3rver event record as S3 sends it: key URL-encoded, bucket ARN, size, eTag, a sequencer from `sequence`. */
+function toS3EventRecord(r: S3rverRecord, sequence: number): S3EventRecordLike {
+  return {
+    ...r,
+    s3: {
+      ...r.s3,
+      bucket: { ...r.s3.bucket, arn: `arn:aws:s3:::${r.s3.bucket.name}` },
+      object: {
+        key: encodeS3EventKey(r.s3.object.key),
+        size: r.s3.object.size ?? 0,
+        eTag: r.s3.object.eTag ?? '',
+        // s3rver's sequencer is the time in ms, equal for events in the same millisecond.
+        sequencer: sequence.toString(16).toUpperCase().padStart(16, '0'),
+      },
+    },
+  };
 }
 
 /** Splits a header address list ("A <a@x>, b@y") into addresses. */
@@ -369,21 +387,7 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
     s3.on('event', (event) => {
       for (const r of event.Records) {
         if (!r.eventName.startsWith('ObjectCreated:')) continue;
-        sequence += 1;
-        const record: S3EventRecordLike = {
-          ...r,
-          s3: {
-            ...r.s3,
-            bucket: { ...r.s3.bucket, arn: `arn:aws:s3:::${r.s3.bucket.name}` },
-            object: {
-              key: encodeS3EventKey(r.s3.object.key),
-              size: r.s3.object.size ?? 0,
-              eTag: r.s3.object.eTag ?? '',
-              // s3rver's sequencer is the time in ms, equal for events in the same millisecond.
-              sequencer: sequence.toString(16).toUpperCase().padStart(16, '0'),
-            },
-          },
-        };
+        const record = toS3EventRecord(r, (sequence += 1));
         // Outside s3rver's request handling, as S3 notifications are: a listener that throws
         // must not turn the upload into an HTTP 500.
         for (const listener of listeners) setImmediate(() => listener(record));
@@ -423,6 +427,7 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
       if (!res.ok) throw new Error(`SES emulator GET ${path} answered HTTP ${res.status}: ${body.slice(0, 300)}`);
       return JSON.parse(body) as unknown;
     };
+    const storedMail = async (): Promise<SesStoreEmail[]> => ((await getJson('/store')) as { emails: SesStoreEmail[] }).emails;
 
     return {
       env,
@@ -433,8 +438,7 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
         listeners.push(listener);
       },
       async listMail() {
-        const store = (await getJson('/store')) as { emails: SesStoreEmail[] };
-        return store.emails.map((e) => ({
+        return (await storedMail()).map((e) => ({
           messageId: e.messageId,
           from: e.from,
           to: addresses(e.destination.to),
@@ -454,8 +458,7 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
         // Not a raw message (Simple or Template content): the emulator rebuilds it from what it
         // parsed. Asked for an unknown id, it answers 400 and then fails again writing a second
         // response (an unhandled rejection in this process): look the id up first.
-        const store = (await getJson('/store')) as { emails: SesStoreEmail[] };
-        if (!store.emails.some((e) => e.messageId === messageId)) {
+        if (!(await storedMail()).some((e) => e.messageId === messageId)) {
           throw new Error(`the SES emulator has no message ${messageId}`);
         }
         const res = (await getJson(`/get-emlContent?messageId=${encodeURIComponent(messageId)}`)) as {
