@@ -6,14 +6,12 @@
  * One limiter limits one process. The pipeline's fleet-wide rate (`rateLimitPerSecond`) is shared
  * by dividing it among the fan-out children that run at once.
  */
-import { setMaxListeners } from 'node:events';
-import { abortReason } from './retry';
+import { abortReason, onAbort } from './retry';
 
 interface Waiter {
   resolve: () => void;
-  reject: (err: Error) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
+  /** Stops listening to the waiter's abort signal. */
+  stopListening: () => void;
 }
 
 export interface RateLimiterClock {
@@ -71,17 +69,15 @@ export class RateLimiter {
       }
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, signal };
-      if (signal) {
-        waiter.onAbort = () => {
+      const waiter: Waiter = {
+        resolve,
+        stopListening: onAbort(signal, () => {
           const at = this.queue.indexOf(waiter);
           if (at >= 0) this.queue.splice(at, 1);
           if (this.queue.length === 0) this.stopTimer();
-          reject(abortReason(signal));
-        };
-        setMaxListeners(0, signal); // shared by every waiter
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
+          reject(abortReason(signal!));
+        }),
+      };
       this.queue.push(waiter);
       this.schedule();
     });
@@ -103,7 +99,7 @@ export class RateLimiter {
       const waiter = this.queue.shift()!;
       this.tokens -= 1;
       this.granted++;
-      if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort);
+      waiter.stopListening();
       waiter.resolve();
     }
     if (this.queue.length === 0) return;

@@ -105,6 +105,17 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortReason(signal);
 }
 
+/**
+ * Calls `fn` once when `signal` aborts; returns the function that stops listening. One shutdown
+ * signal is shared by every request and waiter in flight, so the signal gets no listener limit.
+ */
+export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+  if (signal === undefined) return () => {};
+  setMaxListeners(0, signal);
+  signal.addEventListener('abort', fn, { once: true });
+  return () => signal.removeEventListener('abort', fn);
+}
+
 export function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   if (reason instanceof Error) return reason;
@@ -120,17 +131,13 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
       reject(abortReason(signal));
       return;
     }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
     const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
+      stopListening();
       resolve();
     }, ms);
-    if (signal) {
-      setMaxListeners(0, signal); // shared by every item waiting at once
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
+    const stopListening = onAbort(signal, () => {
+      clearTimeout(timer);
+      reject(abortReason(signal!));
+    });
   });
 }

@@ -7,11 +7,10 @@
  * status the way the retry policy needs it (see its TSDoc). Error messages name the method and the
  * URL with userinfo removed and secret-looking query values masked, never request headers.
  */
-import { setMaxListeners } from 'node:events';
 import { STATUS_CODES } from 'node:http';
 import { Agent, errors as undiciErrors } from 'undici';
 import { PermanentError, TransientError, errorMessage } from '../errors';
-import { abortReason } from '../retry';
+import { abortReason, onAbort } from '../retry';
 
 export interface HttpRequest {
   method: string;
@@ -83,15 +82,14 @@ export class HttpClient {
 
   /** Transport failures (timeout, reset, refused, DNS) -> TransientError naming the cause. Statuses are not classified. */
   async request(req: HttpRequest): Promise<HttpResponse> {
-    const where = `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
     let url: URL;
     try {
       url = new URL(req.url);
     } catch {
-      throw new PermanentError(`invalid URL in ${where}`);
+      throw new PermanentError(`invalid URL in ${describeRequest(req)}`);
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new PermanentError(`unsupported URL scheme "${url.protocol}" in ${where}`);
+      throw new PermanentError(`unsupported URL scheme "${url.protocol}" in ${describeRequest(req)}`);
     }
     if (req.signal?.aborted) throw abortReason(req.signal);
 
@@ -101,12 +99,7 @@ export class HttpClient {
       timedOut = true;
       controller.abort();
     }, req.timeoutMs);
-    const onCallerAbort = () => controller.abort();
-    if (req.signal) {
-      // One shutdown signal is shared by every request in flight: no listener limit on it.
-      setMaxListeners(0, req.signal);
-      req.signal.addEventListener('abort', onCallerAbort, { once: true });
-    }
+    const stopListening = onAbort(req.signal, () => controller.abort());
     try {
       const res = await this.agent.request({
         origin: url.origin,
@@ -118,7 +111,7 @@ export class HttpClient {
         headersTimeout: req.timeoutMs,
         bodyTimeout: req.timeoutMs,
       });
-      const body = await readBody(res.body, this.maxResponseBytes, where);
+      const body = await readBody(res.body, this.maxResponseBytes, req);
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(res.headers)) {
         if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
@@ -126,15 +119,15 @@ export class HttpClient {
       return { status: res.statusCode, headers, body };
     } catch (err) {
       if (req.signal?.aborted) throw abortReason(req.signal);
-      if (timedOut) throw new TransientError(`timed out after ${req.timeoutMs} ms: ${where}`);
+      if (timedOut) throw new TransientError(`timed out after ${req.timeoutMs} ms: ${describeRequest(req)}`);
       if (err instanceof PermanentError || err instanceof TransientError) throw err;
       if (err instanceof undiciErrors.InvalidArgumentError) {
-        throw new PermanentError(`invalid request ${where}: ${errorMessage(err)}`);
+        throw new PermanentError(`invalid request ${describeRequest(req)}: ${errorMessage(err)}`);
       }
-      throw new TransientError(`${transportCause(err)}: ${where}`);
+      throw new TransientError(`${transportCause(err)}: ${describeRequest(req)}`);
     } finally {
       clearTimeout(timer);
-      req.signal?.removeEventListener('abort', onCallerAbort);
+      stopListening();
     }
   }
 
@@ -146,22 +139,18 @@ export class HttpClient {
    */
   async requestJson(req: HttpRequest): Promise<unknown> {
     const res = await this.request(req);
-    const where = `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
-    const statusLine = `HTTP ${res.status}${reasonPhrase(res.status) ? ` ${reasonPhrase(res.status)}` : ''}`;
-    const excerpt = bodyExcerpt(res.body);
-    const message = `${statusLine} from ${where}${excerpt ? `: ${excerpt}` : ''}`;
     if (res.status >= 200 && res.status < 300) {
       if (res.body.trim() === '') return null;
       try {
         return JSON.parse(res.body) as unknown;
       } catch {
-        throw new TransientError(`unparseable JSON in ${statusLine} from ${where}${excerpt ? `: ${excerpt}` : ''}`);
+        throw new TransientError(`unparseable JSON in ${describeResponse(req, res)}`);
       }
     }
     if (isTransientStatus(res.status)) {
-      throw new TransientError(message, parseRetryAfter(res.headers['retry-after']));
+      throw new TransientError(describeResponse(req, res), parseRetryAfter(res.headers['retry-after']));
     }
-    throw new PermanentError(message);
+    throw new PermanentError(describeResponse(req, res));
   }
 
   /** Closes the sockets once the requests in flight have finished. Safe to call twice. */
@@ -224,8 +213,16 @@ export function describeUrl(raw: string): string {
   return url.toString();
 }
 
-function reasonPhrase(status: number): string {
-  return STATUS_CODES[status] ?? '';
+/** "GET <url as describeUrl shows it>"; built only when a message needs it. */
+function describeRequest(req: HttpRequest): string {
+  return `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
+}
+
+/** "HTTP 404 Not Found from GET <url>: <short body excerpt>". */
+function describeResponse(req: HttpRequest, res: HttpResponse): string {
+  const reason = STATUS_CODES[res.status];
+  const excerpt = bodyExcerpt(res.body);
+  return `HTTP ${res.status}${reason ? ` ${reason}` : ''} from ${describeRequest(req)}${excerpt ? `: ${excerpt}` : ''}`;
 }
 
 function bodyExcerpt(body: string): string {
@@ -246,14 +243,18 @@ function transportCause(err: unknown): string {
   return found.startsWith('UND_ERR') ? cause : `${cause} (${found})`;
 }
 
-async function readBody(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }, max: number, where: string): Promise<string> {
+async function readBody(
+  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
+  max: number,
+  req: HttpRequest,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body) {
     size += chunk.length;
     if (size > max) {
       body.destroy();
-      throw new PermanentError(`response body larger than ${max} bytes from ${where}`);
+      throw new PermanentError(`response body larger than ${max} bytes from ${describeRequest(req)}`);
     }
     chunks.push(chunk);
   }
