@@ -17,10 +17,11 @@
  * One call per attempt: retries, back-off and the rate limit belong to the fan-out stage.
  */
 import type { ColumnType, HttpLookupTaskConfig } from '../../runtime/config/schema';
-import { ConfigError, normaliseHeader } from '../../runtime/config/schema';
+import { ConfigError } from '../../runtime/config/schema';
 import { EnvironmentError, PermanentError, TransientError, errorMessage } from '../../runtime/errors';
 import type { HttpClient } from '../../runtime/http/client';
 import type { Cell, Row, WorkItem } from '../../runtime/model';
+import { columnLookup } from './columns';
 import type { Task, TaskOutputShape } from './task';
 
 const SOURCE = 'http-lookup task';
@@ -80,7 +81,7 @@ export function createHttpLookupTask(config: HttpLookupTaskConfig, deps: { clien
     output: describeHttpLookupOutput(config),
     async run(item: WorkItem, ctx) {
       try {
-        const row = rowLookup(item);
+        const row = item.d[0] ?? {};
         const target = url.fill(row);
         const answer = await client.requestJson({
           method: config.method,
@@ -104,19 +105,10 @@ export function createHttpLookupTask(config: HttpLookupTaskConfig, deps: { clien
 }
 
 // ---------------------------------------------------------------------------------------------
-// Item values
+// Item values: placeholders are filled from the item's first row; each placeholder's column
+// lookup is made once, at task creation (columns.ts).
 
-type RowLookup = (name: string) => { found: boolean; value: Cell };
-
-function rowLookup(item: WorkItem): RowLookup {
-  const row = item.d[0] ?? {};
-  const byName = new Map<string, Cell>();
-  for (const [k, v] of Object.entries(row)) byName.set(normaliseHeader(k), v);
-  return (name) => {
-    const key = normaliseHeader(name);
-    return byName.has(key) ? { found: true, value: byName.get(key) ?? null } : { found: false, value: null };
-  };
-}
+type ColumnLookup = ReturnType<typeof columnLookup>;
 
 function cellText(value: Cell): string {
   return value === null ? '' : String(value);
@@ -130,7 +122,7 @@ const PLACEHOLDER = /\{([^{}]+)\}/g;
 const DOT_SEGMENT = /^(\.|%2e){1,2}$/i;
 
 interface CompiledUrl {
-  fill(row: RowLookup): string;
+  fill(row: Row): string;
 }
 
 function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
@@ -145,12 +137,13 @@ function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
       problems.push(`url: "${originMatch[0]}" is not a valid origin`);
     }
   }
+  const originLength = originMatch?.[0].length ?? 0;
   const queryAt = template.search(/[?#]/);
-  const parts: ({ text: string } | { column: string; inPath: boolean })[] = [];
+  const parts: ({ text: string } | { column: string; read: ColumnLookup; inPath: boolean })[] = [];
   let last = 0;
   for (const m of template.matchAll(PLACEHOLDER)) {
     parts.push({ text: template.slice(last, m.index) });
-    parts.push({ column: m[1], inPath: queryAt < 0 || m.index < queryAt });
+    parts.push({ column: m[1], read: columnLookup(m[1]), inPath: queryAt < 0 || m.index < queryAt });
     last = m.index + m[0].length;
   }
   parts.push({ text: template.slice(last) });
@@ -163,8 +156,8 @@ function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
           out += part.text;
           continue;
         }
-        const { found, value } = row(part.column);
-        if (!found) throw new PermanentError(`the item has no column "${part.column}" for the URL`);
+        const value = part.read(row);
+        if (value === undefined) throw new PermanentError(`the item has no column "${part.column}" for the URL`);
         const text = cellText(value);
         if (text === '' && part.inPath) throw new PermanentError(`column "${part.column}" is empty; the URL path needs it`);
         let encoded: string;
@@ -187,7 +180,7 @@ function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
       if (parsed.origin !== origin) {
         throw new PermanentError(`the filled URL leaves the configured origin ${origin}: ${describeFilled(out)}`);
       }
-      const pathPart = out.slice(originMatch![0].length).split(/[?#]/)[0];
+      const pathPart = out.slice(originLength).split(/[?#]/)[0];
       if (pathPart.split('/').some((segment) => DOT_SEGMENT.test(segment))) {
         throw new PermanentError(`the filled URL has a "." or ".." path segment: ${describeFilled(out)}`);
       }
@@ -204,11 +197,12 @@ function describeFilled(url: string): string {
 // JSON body template
 
 interface CompiledBody {
-  fill(row: RowLookup): string;
+  fill(row: Row): string;
 }
 
 function compileBodyTemplate(template: string, problems: string[]): CompiledBody {
-  const parts: ({ text: string } | { column: string; inString: boolean })[] = [];
+  type Placeholder = { column: string; read: ColumnLookup; inString: boolean };
+  const parts: ({ text: string } | Placeholder)[] = [];
   let text = '';
   let inString = false;
   for (let i = 0; i < template.length; i++) {
@@ -228,7 +222,7 @@ function compileBodyTemplate(template: string, problems: string[]): CompiledBody
       if (m && (inString || !/[:,]/.test(m[1]))) {
         parts.push({ text });
         text = '';
-        parts.push({ column: m[1].trim(), inString });
+        parts.push({ column: m[1].trim(), read: columnLookup(m[1].trim()), inString });
         i += m[0].length - 1;
         continue;
       }
@@ -237,19 +231,19 @@ function compileBodyTemplate(template: string, problems: string[]): CompiledBody
   }
   parts.push({ text });
 
-  const render = (value: (column: string, inString: boolean) => string) =>
-    parts.map((p) => ('text' in p ? p.text : value(p.column, p.inString))).join('');
+  const render = (value: (part: Placeholder) => string) =>
+    parts.map((p) => ('text' in p ? p.text : value(p))).join('');
   try {
-    JSON.parse(render((_c, s) => (s ? 'x' : '0')));
+    JSON.parse(render((p) => (p.inString ? 'x' : '0')));
   } catch (err) {
     problems.push(`body: the template is not valid JSON once its placeholders are filled (${errorMessage(err)})`);
   }
 
   return {
     fill(row) {
-      return render((column, inString) => {
-        const { found, value } = row(column);
-        if (!found) throw new PermanentError(`the item has no column "${column}" for the request body`);
+      return render(({ column, read, inString }) => {
+        const value = read(row);
+        if (value === undefined) throw new PermanentError(`the item has no column "${column}" for the request body`);
         return inString ? JSON.stringify(cellText(value)).slice(1, -1) : JSON.stringify(value);
       });
     },

@@ -4,8 +4,9 @@
  *
  * Pure functions, no I/O: the task (osrm-match.ts) and the tests share them.
  */
-import { normaliseHeader, type OsrmMatchTaskConfig } from '../../runtime/config/schema';
+import type { OsrmMatchTaskConfig } from '../../runtime/config/schema';
 import type { Cell, Row } from '../../runtime/model';
+import { columnReader } from './columns';
 
 /** One usable fix, with where it came from. */
 export interface GpsPoint {
@@ -109,26 +110,6 @@ function parseNumber(value: Cell): number | undefined {
 
 function show(value: Cell): string {
   return typeof value === 'string' ? `"${value}"` : String(value);
-}
-
-/** Finds a column's value in a row: exact key first, then case- and space-insensitively. */
-export function columnReader(name: string): (row: Row) => Cell {
-  const wanted = normaliseHeader(name);
-  let cachedKey: string | undefined;
-  return (row) => {
-    if (cachedKey !== undefined && cachedKey in row) return row[cachedKey] ?? null;
-    if (name in row) {
-      cachedKey = name;
-      return row[name] ?? null;
-    }
-    for (const key of Object.keys(row)) {
-      if (normaliseHeader(key) === wanted) {
-        cachedKey = key;
-        return row[key] ?? null;
-      }
-    }
-    return null;
-  };
 }
 
 export type PointReader = (rows: readonly Row[], rowNumbers: readonly number[]) => TripPoints;

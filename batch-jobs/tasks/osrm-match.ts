@@ -21,79 +21,79 @@
  * The base URL is `env.FANOUT_OSRM_BASE_URL` when set (the OSRM service deployed on AWS by
  * lib/osrm-service.ts), else the task config's `baseUrl`.
  */
-import { ConfigError, type OsrmMatchTaskConfig } from '../../runtime/config/schema';
+import { ConfigError, type ColumnType, type OsrmMatchTaskConfig } from '../../runtime/config/schema';
 import type { Env } from '../../runtime/env';
-import { EnvironmentError, PermanentError, TransientError } from '../../runtime/errors';
+import { EnvironmentError, PermanentError, TransientError, errorMessage } from '../../runtime/errors';
 import type { HttpClient } from '../../runtime/http/client';
-import type { Cell, Row, WorkItem } from '../../runtime/model';
+import type { Row, WorkItem } from '../../runtime/model';
 import { buildMatchUrl, haversineM, normaliseBaseUrl, readMatchResponse, type MatchPoint } from './osrm-match-api';
-import { columnReader, createPointReader, type GpsPoint } from './osrm-match-points';
+import { columnReader } from './columns';
+import { createPointReader, type GpsPoint } from './osrm-match-points';
 import { planWindows, stitch, type Window, type WindowResult } from './osrm-match-windows';
-import type { Task, TaskContext, TaskOutputShape, TaskResult } from './task';
+import type { OutputColumn, Task, TaskContext, TaskOutputShape, TaskResult } from './task';
 
 /** Environment variable that overrides the config's base URL (set by the infrastructure). */
 export const OSRM_BASE_URL_ENV = 'FANOUT_OSRM_BASE_URL';
 
-/** Result columns per point (Results sheet), in order. */
-export const OSRM_ROW_COLUMNS = {
-  matchedLongitude: 'Matched longitude',
-  matchedLatitude: 'Matched latitude',
-  matchDistance: 'Match distance (m)',
-  matchingIndex: 'Matching index',
-  timeOrder: 'Order in trip',
-  dropped: 'Dropped because',
-} as const;
+/** key -> [header, type], in sheet order. */
+type ColumnTable = Record<string, readonly [string, ColumnType]>;
 
-/** Item fields per trip (the `Trips` sheet), in order. */
-export const OSRM_TRIP_COLUMNS = {
-  tripId: 'Trip id',
-  points: 'Points',
-  pointsMatched: 'Points matched',
-  distance: 'Matched distance (m)',
-  duration: 'Duration (s)',
-  confidence: 'Mean confidence',
-  matchings: 'Matchings',
-  note: 'Note',
-} as const;
+/** Result columns per point (Results sheet). */
+const ROW_COLUMNS = {
+  matchedLongitude: ['Matched longitude', 'number'],
+  matchedLatitude: ['Matched latitude', 'number'],
+  matchDistance: ['Match distance (m)', 'number'],
+  matchingIndex: ['Matching index', 'integer'],
+  timeOrder: ['Order in trip', 'integer'],
+  dropped: ['Dropped because', 'text'],
+} as const satisfies ColumnTable;
 
-export function describeOsrmMatchOutput(config: OsrmMatchTaskConfig): TaskOutputShape {
-  void config; // the shape does not depend on options today; kept for the TaskOutputShape contract
-  const r = OSRM_ROW_COLUMNS;
-  const t = OSRM_TRIP_COLUMNS;
-  return {
-    rowColumns: [
-      { name: r.matchedLongitude, type: 'number' },
-      { name: r.matchedLatitude, type: 'number' },
-      { name: r.matchDistance, type: 'number' },
-      { name: r.matchingIndex, type: 'integer' },
-      { name: r.timeOrder, type: 'integer' },
-      { name: r.dropped, type: 'text' },
-    ],
-    itemSheet: {
-      name: 'Trips',
-      keyColumn: t.tripId,
-      columns: [
-        { name: t.tripId, type: 'text' },
-        { name: t.points, type: 'integer' },
-        { name: t.pointsMatched, type: 'integer' },
-        { name: t.distance, type: 'number' },
-        { name: t.duration, type: 'number' },
-        { name: t.confidence, type: 'number' },
-        { name: t.matchings, type: 'integer' },
-        { name: t.note, type: 'text' },
-      ],
-    },
-  };
+/** Item fields per trip (the `Trips` sheet). */
+const TRIP_COLUMNS = {
+  tripId: ['Trip id', 'text'],
+  points: ['Points', 'integer'],
+  pointsMatched: ['Points matched', 'integer'],
+  distance: ['Matched distance (m)', 'number'],
+  duration: ['Duration (s)', 'number'],
+  confidence: ['Mean confidence', 'number'],
+  matchings: ['Matchings', 'integer'],
+  note: ['Note', 'text'],
+} as const satisfies ColumnTable;
+
+type Headers<C extends ColumnTable> = { readonly [K in keyof C]: C[K][0] };
+
+function headersOf<C extends ColumnTable>(columns: C): Headers<C> {
+  return Object.fromEntries(Object.entries(columns).map(([key, [name]]) => [key, name])) as Headers<C>;
+}
+
+function outputColumns(columns: ColumnTable): OutputColumn[] {
+  return Object.values(columns).map(([name, type]) => ({ name, type }));
+}
+
+/** Result column headers per point (Results sheet). */
+export const OSRM_ROW_COLUMNS = headersOf(ROW_COLUMNS);
+
+/** Item field headers per trip (the `Trips` sheet). */
+export const OSRM_TRIP_COLUMNS = headersOf(TRIP_COLUMNS);
+
+/** The shape does not depend on the task's options. */
+const OSRM_OUTPUT: TaskOutputShape = {
+  rowColumns: outputColumns(ROW_COLUMNS),
+  itemSheet: { name: 'Trips', keyColumn: OSRM_TRIP_COLUMNS.tripId, columns: outputColumns(TRIP_COLUMNS) },
+};
+
+export function describeOsrmMatchOutput(_config: OsrmMatchTaskConfig): TaskOutputShape {
+  return OSRM_OUTPUT;
 }
 
 /** The base URL the task calls: the environment override, else the config; validated. */
 export function resolveOsrmBaseUrl(config: Pick<OsrmMatchTaskConfig, 'baseUrl'>, env: Env): string {
-  const fromEnv = env[OSRM_BASE_URL_ENV]?.trim();
+  const fromEnv = env[OSRM_BASE_URL_ENV]?.trim() || undefined;
   try {
-    return normaliseBaseUrl(fromEnv !== undefined && fromEnv !== '' ? fromEnv : config.baseUrl);
+    return normaliseBaseUrl(fromEnv ?? config.baseUrl);
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    if (fromEnv !== undefined && fromEnv !== '') {
+    const message = errorMessage(err);
+    if (fromEnv !== undefined) {
       throw new EnvironmentError(`environment variable ${OSRM_BASE_URL_ENV}: ${message}`);
     }
     throw new ConfigError('osrm-match task', [`baseUrl: ${message}`]);
@@ -131,6 +131,19 @@ function round(n: number, decimals: number): number {
   return Math.round(n * f) / f;
 }
 
+/** A point's result row without a match. */
+function unmatchedRow(timeOrder: number | null, dropped: string | null): Row {
+  const R = OSRM_ROW_COLUMNS;
+  return {
+    [R.matchedLongitude]: null,
+    [R.matchedLatitude]: null,
+    [R.matchDistance]: null,
+    [R.matchingIndex]: null,
+    [R.timeOrder]: timeOrder,
+    [R.dropped]: dropped,
+  };
+}
+
 function summarise(reasons: string[], max = 5): string {
   const shown = reasons.slice(0, max).join('; ');
   return reasons.length > max ? `${shown}; and ${reasons.length - max} more` : shown;
@@ -140,7 +153,6 @@ export function createOsrmMatchTask(config: OsrmMatchTaskConfig, deps: { client:
   const baseUrl = resolveOsrmBaseUrl(config, deps.env);
   const readPoints = createPointReader(config);
   const readTripId = columnReader(config.columns.tripId);
-  const output = describeOsrmMatchOutput(config);
   const cache = new WindowCache(1024);
   const R = OSRM_ROW_COLUMNS;
   const T = OSRM_TRIP_COLUMNS;
@@ -202,27 +214,11 @@ export function createOsrmMatchTask(config: OsrmMatchTaskConfig, deps: { client:
 
     const stitched = stitch(windows, answered, points.length);
     const perRow: Row[] = item.d.map(() => ({}));
-    for (const bad of invalid) {
-      perRow[bad.index] = {
-        [R.matchedLongitude]: null,
-        [R.matchedLatitude]: null,
-        [R.matchDistance]: null,
-        [R.matchingIndex]: null,
-        [R.timeOrder]: null,
-        [R.dropped]: `invalid input (${bad.reason})`,
-      };
-    }
+    for (const bad of invalid) perRow[bad.index] = unmatchedRow(null, `invalid input (${bad.reason})`);
     let matched = 0;
     for (const sp of stitched.points) {
       const p = points[sp.point];
-      const row: Record<string, Cell> = {
-        [R.matchedLongitude]: null,
-        [R.matchedLatitude]: null,
-        [R.matchDistance]: null,
-        [R.matchingIndex]: null,
-        [R.timeOrder]: sp.point + 1,
-        [R.dropped]: sp.dropped ?? null,
-      };
+      const row = unmatchedRow(sp.point + 1, sp.dropped ?? null);
       if (sp.location !== undefined) {
         matched++;
         const [lon, lat] = sp.location;
@@ -255,5 +251,5 @@ export function createOsrmMatchTask(config: OsrmMatchTaskConfig, deps: { client:
   }
 
   // No close(): the HTTP client is owned, and closed, by whoever created it (tasks/index.ts).
-  return { output, run };
+  return { output: OSRM_OUTPUT, run };
 }

@@ -4,6 +4,7 @@
  * one attempt and says how it went by returning a result or throwing
  * TransientError (retry) / PermanentError (the item fails with that reason).
  */
+import type { ColumnType } from '../../runtime/config/schema';
 import type { Row, WorkItem } from '../../runtime/model';
 
 export interface TaskContext {
@@ -20,17 +21,22 @@ export interface TaskResult {
   perRow?: Row[];
 }
 
+export interface OutputColumn {
+  name: string;
+  type: ColumnType;
+}
+
 /** Columns a task adds to the workbook; known without running it (consolidate needs them). */
 export interface TaskOutputShape {
   /** Columns added to every row of the Results sheet, in order. */
-  rowColumns: { name: string; type: 'text' | 'number' | 'integer' | 'date' | 'boolean' }[];
+  rowColumns: OutputColumn[];
   /**
    * A per-item sheet (e.g. `Trips`) for item-level fields. When absent, item-level fields are
    * written on each of the item's rows under `rowColumns`.
    */
   itemSheet?: {
     name: string;
-    columns: { name: string; type: 'text' | 'number' | 'integer' | 'date' | 'boolean' }[];
+    columns: OutputColumn[];
     /** The column that holds the item's group key; filled by consolidate when the item failed. */
     keyColumn?: string;
   };
