@@ -11,7 +11,9 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPipelinesConfig } from '../config/pipelines';
-import { ConfigError, findPipeline, loadConfigFile, type AppConfig } from '../runtime/config/schema';
+import { startOsrmTestServer } from '../examples/map-match/osrm-test-server';
+import { DEMO_TOKEN, startDemoDataSource } from '../examples/tax-due/demo-data-source';
+import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig } from '../runtime/config/schema';
 import { errorMessage } from '../runtime/errors';
 import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../runtime/local/local-run';
 import { createProgressView } from './progress-view';
@@ -117,6 +119,42 @@ async function runCommand(io: Io, args: string[]): Promise<number> {
   return execute(io, { file, pipeline: values.pipeline, config, outDir: values.out }, values.json ?? false);
 }
 
+/** A bundled example: a local stand-in for its outside service, and the run to make against it. */
+interface Demo {
+  start(): Promise<{ url: string; close(): Promise<void> }>;
+  describe(url: string): string;
+  run(url: string): Omit<LocalRunOptions, 'outDir'>;
+}
+
+const DEMOS: Record<string, Demo> = {
+  'tax-due': {
+    start: () => startDemoDataSource({ port: 0, token: DEMO_TOKEN }),
+    describe: (url) => `demo data source on ${url} (slow and flaky on purpose)`,
+    run: (url) => {
+      const base = loadPipelinesConfig();
+      const pipelines = base.pipelines.map((p) =>
+        p.name === 'tax-due' && p.task.type === 'http-lookup' ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, url) } } : p,
+      );
+      return {
+        file: join(PROJECT_ROOT, 'examples', 'tax-due', 'customers.xlsx'),
+        pipeline: 'tax-due',
+        config: { ...base, pipelines },
+        env: { TAX_API_TOKEN: DEMO_TOKEN },
+      };
+    },
+  },
+  'map-match': {
+    start: () => startOsrmTestServer({ port: 0 }),
+    describe: (url) => `OSRM test server on ${url}`,
+    run: (url) => ({
+      file: join(PROJECT_ROOT, 'examples', 'map-match', 'gps-points.csv'),
+      pipeline: 'map-match',
+      config: loadConfigFile(join(PROJECT_ROOT, 'examples', 'map-match', 'pipelines.json')),
+      env: { FANOUT_OSRM_BASE_URL: url },
+    }),
+  },
+};
+
 async function demoCommand(io: Io, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -125,61 +163,15 @@ async function demoCommand(io: Io, args: string[]): Promise<number> {
   });
   const which = positionals[0] ?? 'tax-due';
   const json = values.json ?? false;
-  const say = (line: string) => {
-    if (!json) io.err.write(`${line}\n`);
-  };
-  if (which === 'tax-due') {
-    const { startDemoDataSource } = await import('../examples/tax-due/demo-data-source');
-    const token = 'demo-token';
-    const source = await startDemoDataSource({ port: 0, token });
-    try {
-      const base = loadPipelinesConfig();
-      const config: AppConfig = {
-        ...base,
-        pipelines: base.pipelines.map((p) =>
-          p.name === 'tax-due' && p.task.type === 'http-lookup'
-            ? { ...p, task: { ...p.task, url: p.task.url.replace(/^https?:\/\/[^/]+/, source.url.replace(/\/$/, '')) } }
-            : p,
-        ),
-      };
-      say(`demo data source on ${source.url} (slow and flaky on purpose)`);
-      return await execute(
-        io,
-        {
-          file: join(PROJECT_ROOT, 'examples', 'tax-due', 'customers.xlsx'),
-          pipeline: 'tax-due',
-          config,
-          outDir: values.out,
-          env: { TAX_API_TOKEN: token },
-        },
-        json,
-      );
-    } finally {
-      await source.close();
-    }
+  const demo = DEMOS[which];
+  if (!demo) throw new UsageError(`unknown demo "${which}"; choose ${Object.keys(DEMOS).join(' or ')}`);
+  const server = await demo.start();
+  try {
+    if (!json) io.err.write(`${demo.describe(server.url)}\n`);
+    return await execute(io, { ...demo.run(server.url), outDir: values.out }, json);
+  } finally {
+    await server.close();
   }
-  if (which === 'map-match') {
-    const { startOsrmTestServer } = await import('../examples/map-match/osrm-test-server');
-    const server = await startOsrmTestServer({ port: 0 });
-    try {
-      const config = loadConfigFile(join(PROJECT_ROOT, 'examples', 'map-match', 'pipelines.json'));
-      say(`OSRM test server on ${server.url}`);
-      return await execute(
-        io,
-        {
-          file: join(PROJECT_ROOT, 'examples', 'map-match', 'gps-points.csv'),
-          pipeline: 'map-match',
-          config,
-          outDir: values.out,
-          env: { FANOUT_OSRM_BASE_URL: server.url },
-        },
-        json,
-      );
-    } finally {
-      await server.close();
-    }
-  }
-  throw new UsageError(`unknown demo "${which}"; choose tax-due or map-match`);
 }
 
 function checkConfigCommand(io: Io, args: string[]): number {

@@ -118,7 +118,8 @@ export const keys = {
     `work/${runId}/results/${n}/${String(part).padStart(6, '0')}.jsonl`,
   workPrefix: (runId: string) => `work/${runId}/`,
   result: (pipeline: string, inputName: string, runId: string, ext = 'xlsx') =>
-    `results/${pipeline}/${inputName.replace(/\.[^.]+$/, '')}.${runId}.${ext}`,
+    keys.resultFile(pipeline, `${inputName.replace(/\.[^.]+$/, '')}.${runId}.${ext}`),
+  resultFile: (pipeline: string, fileName: string) => `results/${pipeline}/${fileName}`,
 };
 
 /** Job stages; the stage is the container's command. */

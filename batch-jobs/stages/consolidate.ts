@@ -13,12 +13,11 @@ import { LOG_EVENTS } from '../../runtime/log';
 import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
 import { PARTIAL_ENV } from '../../runtime/handlers/fail-run';
 import type { MailMessage } from '../../runtime/ports';
-import { keys, type Cell, type ResultLine, type RunRecord, type WorkItem } from '../../runtime/model';
-import { readJsonl } from '../../runtime/records/jsonl';
+import { keys, type Cell, type ResultLine, type RunRecord } from '../../runtime/model';
 import { createResultWorkbook, type WorkbookColumn } from '../../runtime/workbook/result-workbook';
 import type { TaskOutputShape } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
-import { readResultParts } from './fanout';
+import { readChunk, readResultParts } from './fanout';
 
 export interface ConsolidateOptions {
   describeOutput: (run: RunRecord) => TaskOutputShape;
@@ -61,8 +60,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
   const errorCols: WorkbookColumn[] = [
     { name: 'Rows', type: 'text' },
     ...(pipeline.input.groupBy ? [{ name: pipeline.input.groupBy, type: 'text' as ColumnType }] : inputCols),
-    { name: 'Error', type: 'text' },
-    { name: 'Attempts', type: 'integer' },
+    ...statusCols.slice(1), // Error, Attempts
   ];
   if (!partial) await ctx.table.updateRun(ctx.runId, { status: 'CONSOLIDATING' }, { statusIn: ['FANNING_OUT', 'CONSOLIDATING'] });
 
@@ -87,8 +85,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     try {
       for (let n = 0; n < chunkCount; n++) {
         const { outcomes } = await readResultParts(ctx, ctx.runId, n);
-        const chunkKey = keys.chunk(ctx.runId, n);
-        for await (const item of readJsonl<WorkItem>(await ctx.store.getStream(chunkKey), chunkKey)) {
+        for await (const item of readChunk(ctx, ctx.runId, n)) {
           let outcome: ResultLine | undefined = outcomes.get(item.i);
           if (!outcome) {
             // Never drop a record silently: an item without an outcome is reported as failed.
@@ -103,13 +100,15 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
             };
           }
           outcome.s === 'done' ? succeeded++ : failed++;
-          const status: Cell[] = [outcome.s, outcome.e ?? null, outcome.a];
+          // Item-level fields go on each row unless the task has its own item sheet for them.
+          const itemFields = shape.itemSheet ? undefined : outcome.f;
           for (let j = 0; j < item.d.length; j++) {
             const row = item.d[j]!;
             const per = outcome.p?.[j];
             const values: Cell[] = inputColumns.map((c) => row[c] ?? null);
-            for (const c of shape.rowColumns) values.push(per?.[c.name] ?? (shape.itemSheet ? null : (outcome.f?.[c.name] ?? null)));
-            await workbook.addResult([...values, ...status]);
+            for (const c of shape.rowColumns) values.push(per?.[c.name] ?? itemFields?.[c.name] ?? null);
+            values.push(outcome.s, outcome.e ?? null, outcome.a);
+            await workbook.addResult(values);
           }
           const rows = item.r.join(', ');
           if (outcome.s === 'failed') {
@@ -124,7 +123,9 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
             await workbook.addItem([
               rows,
               ...sheet.columns.map((c) => outcome.f?.[c.name] ?? (c.name === sheet.keyColumn ? (item.k ?? null) : null)),
-              ...status,
+              outcome.s,
+              outcome.e ?? null,
+              outcome.a,
             ]);
           }
         }
@@ -160,7 +161,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     await ctx.store.put(resultKey, createReadStream(files.workbookPath), { contentType: XLSX_TYPE });
     const extraResultKeys: string[] = [];
     for (const csv of files.csvPaths) {
-      const key = `results/${run.pipeline}/${basename(csv)}`;
+      const key = keys.resultFile(run.pipeline, basename(csv));
       await ctx.store.put(key, createReadStream(csv), { contentType: 'text/csv; charset=utf-8' });
       extraResultKeys.push(key);
     }

@@ -36,6 +36,12 @@ export interface FanoutResult {
   parts: number;
 }
 
+/** The work items of chunk `n`, streamed in input order. */
+export async function* readChunk(ctx: Pick<StageContext, 'store'>, runId: string, n: number): AsyncIterable<WorkItem> {
+  const key = keys.chunk(runId, n);
+  yield* readJsonl<WorkItem>(await ctx.store.getStream(key), key);
+}
+
 /** Reads the outcomes recorded so far for a chunk: item index -> last line, and the highest part number. */
 export async function readResultParts(
   ctx: Pick<StageContext, 'store'>,
@@ -64,9 +70,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const log = ctx.log.child({ runId: ctx.runId, chunk, attempt: ctx.attempt });
 
   const items: WorkItem[] = [];
-  for await (const item of readJsonl<WorkItem>(await ctx.store.getStream(keys.chunk(ctx.runId, chunk)), keys.chunk(ctx.runId, chunk))) {
-    items.push(item);
-  }
+  for await (const item of readChunk(ctx, ctx.runId, chunk)) items.push(item);
   const previous = await readResultParts(ctx, ctx.runId, chunk);
   const prior = await ctx.table.getChunk(ctx.runId, chunk);
   const todo = items.filter((it) => !previous.outcomes.has(it.i));

@@ -269,6 +269,11 @@ export function loadConfigFile(path: string): AppConfig {
   return parseAppConfig(raw, path);
 }
 
+/** A URL template with its scheme, host and port replaced (e.g. to point a pipeline at a local stand-in). */
+export function replaceOrigin(urlTemplate: string, origin: string): string {
+  return urlTemplate.replace(/^https?:\/\/[^/]+/, origin.replace(/\/$/, ''));
+}
+
 export function findPipeline(config: AppConfig, name: string): PipelineConfig | undefined {
   return config.pipelines.find((p) => p.name === name);
 }

@@ -11,7 +11,7 @@ import { errorMessage } from '../errors';
 import { failureMail } from '../mail/messages';
 import { LOG_EVENTS } from '../log';
 import type { RunRecord } from '../model';
-import { jobName, nowOf, type HandlerDeps } from './deps';
+import { nowOf, submitChain, type HandlerDeps } from './deps';
 
 export interface FailRunOptions {
   reason: string;
@@ -70,14 +70,7 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
   if ((opts.cleanup ?? true) && current.config !== undefined) {
     if (await deps.table.claimStep(run.runId, 'failure-cleanup', 'submitting')) {
       try {
-        const { jobId } = await deps.jobs.submit({
-          name: jobName(current.pipeline, 'cleanup', run.runId),
-          stage: 'cleanup',
-          runId: run.runId,
-          pipeline: current.pipeline,
-          compute: current.config.compute,
-        });
-        await deps.table.setStep(run.runId, 'failure-cleanup', jobId);
+        await submitChain(deps, { ...current, config: current.config }, [{ step: 'failure-cleanup', stage: 'cleanup' }]);
       } catch (err) {
         await deps.table.releaseStep(run.runId, 'failure-cleanup');
         log.error('could not submit cleanup', { error: errorMessage(err) });
@@ -91,28 +84,18 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
 /** Consolidate (partial mode), then cleanup after it; false when it could not be submitted. */
 async function submitPartialResults(deps: HandlerDeps, run: RunRecord): Promise<boolean> {
   if (!(await deps.table.claimStep(run.runId, 'partial-results', 'submitting'))) return true;
-  const base = { runId: run.runId, pipeline: run.pipeline, compute: run.config!.compute };
+  const chainRun = { ...run, config: run.config! };
   try {
-    const consolidate = await deps.jobs.submit({
-      ...base,
-      name: jobName(run.pipeline, 'partial', run.runId),
-      stage: 'consolidate',
-      environment: { [PARTIAL_ENV]: '1' },
-    });
-    await deps.table.setStep(run.runId, 'partial-results', consolidate.jobId);
+    const [consolidate] = await submitChain(deps, chainRun, [
+      { step: 'partial-results', stage: 'consolidate', label: 'partial', environment: { [PARTIAL_ENV]: '1' } },
+    ]);
     try {
-      const cleanup = await deps.jobs.submit({
-        ...base,
-        name: jobName(run.pipeline, 'cleanup', run.runId),
-        stage: 'cleanup',
-        dependsOn: [consolidate.jobId],
-      });
-      await deps.table.setStep(run.runId, 'partial-cleanup', cleanup.jobId);
+      await submitChain(deps, chainRun, [{ step: 'partial-cleanup', stage: 'cleanup' }], consolidate);
     } catch (err) {
       // The partial results still go out; the bucket's lifecycle removes work/ files later.
       deps.log.error('could not submit cleanup after the partial results', { error: errorMessage(err) });
     }
-    deps.log.info('partial results submitted', { runId: run.runId, consolidate: consolidate.jobId });
+    deps.log.info('partial results submitted', { runId: run.runId, consolidate });
     return true;
   } catch (err) {
     deps.log.error('could not submit the partial results; sending the plain failure email', { error: errorMessage(err) });

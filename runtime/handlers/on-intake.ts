@@ -9,7 +9,7 @@ import { errorMessage } from '../errors';
 import { LOG_EVENTS } from '../log';
 import type { RunRecord } from '../model';
 import { failRun } from './fail-run';
-import { jobName, nowOf, type HandlerDeps } from './deps';
+import { nowOf, submitChain, type HandlerDeps } from './deps';
 
 /** An S3 ObjectCreated notification, key already URL-decoded. */
 export interface ObjectCreated {
@@ -122,14 +122,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
 
   if (!(await deps.table.claimStep(runId, 'split', 'submitting'))) return { action: 'duplicate', runId };
   try {
-    const { jobId } = await deps.jobs.submit({
-      name: jobName(pipeline.name, 'split', runId),
-      stage: 'split',
-      runId,
-      pipeline: pipeline.name,
-      compute: pipeline.compute,
-    });
-    await deps.table.setStep(runId, 'split', jobId);
+    const [jobId] = await submitChain(deps, { ...run, config: pipeline }, [{ step: 'split', stage: 'split' }]);
     log.info(LOG_EVENTS.runOpened, { jobId, size: ev.size });
     return { action: 'started', runId, jobId };
   } catch (err) {

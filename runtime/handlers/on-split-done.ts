@@ -5,7 +5,7 @@
  */
 import { errorMessage } from '../errors';
 import type { SplitDoneMessage } from '../ports';
-import { jobName, type HandlerDeps } from './deps';
+import { submitChain, type HandlerDeps } from './deps';
 
 export type SplitDoneOutcome =
   | { action: 'submitted'; fanout: string; consolidate: string; cleanup: string }
@@ -40,33 +40,16 @@ export async function handleSplitDone(deps: HandlerDeps, msg: SplitDoneMessage):
     log.info('duplicate split-done message');
     return { action: 'duplicate' };
   }
-  const base = { runId: run.runId, pipeline: run.pipeline, compute: run.config.compute };
   try {
-    const fanout = await deps.jobs.submit({
-      ...base,
-      name: jobName(run.pipeline, 'fanout', run.runId),
-      stage: 'fanout',
-      arraySize: chunks > 1 ? chunks : undefined,
-    });
-    await deps.table.setStep(run.runId, 'fanout', fanout.jobId);
-    const consolidate = await deps.jobs.submit({
-      ...base,
-      name: jobName(run.pipeline, 'consolidate', run.runId),
-      stage: 'consolidate',
-      dependsOn: [fanout.jobId],
-    });
-    await deps.table.setStep(run.runId, 'consolidate', consolidate.jobId);
-    const cleanup = await deps.jobs.submit({
-      ...base,
-      name: jobName(run.pipeline, 'cleanup', run.runId),
-      stage: 'cleanup',
-      dependsOn: [consolidate.jobId],
-    });
-    await deps.table.setStep(run.runId, 'cleanup', cleanup.jobId);
+    const [fanout, consolidate, cleanup] = (await submitChain(deps, { ...run, config: run.config }, [
+      { step: 'fanout', stage: 'fanout', arraySize: chunks > 1 ? chunks : undefined },
+      { step: 'consolidate', stage: 'consolidate' },
+      { step: 'cleanup', stage: 'cleanup' },
+    ])) as [string, string, string];
     await deps.table.setStep(run.runId, 'chain', 'submitted');
     await deps.table.updateRun(run.runId, { status: 'FANNING_OUT' }, { statusIn: ['STARTED', 'SPLITTING'] });
-    log.info('fan-out, consolidate and cleanup submitted', { chunks, fanout: fanout.jobId });
-    return { action: 'submitted', fanout: fanout.jobId, consolidate: consolidate.jobId, cleanup: cleanup.jobId };
+    log.info('fan-out, consolidate and cleanup submitted', { chunks, fanout });
+    return { action: 'submitted', fanout, consolidate, cleanup };
   } catch (err) {
     // Jobs already submitted keep running; only an untouched chain may be claimed again.
     const current = await deps.table.getRun(run.runId);

@@ -245,7 +245,6 @@ export class LocalJobRunner implements JobSubmitter {
         this.procs.add(child);
         let reason: string | undefined;
         let lastErr = '';
-        const pending: Promise<unknown>[] = [];
         const out = (chunk: Buffer) => this.log?.write(prefixLines(label, chunk));
         child.stdout?.on('data', out);
         child.stderr?.on('data', (chunk: Buffer) => {
@@ -276,9 +275,7 @@ export class LocalJobRunner implements JobSubmitter {
           if (killTimer) clearTimeout(killTimer);
           this.procs.delete(child);
           if (!reason && code !== 0) reason = lastErrorLine(lastErr) ?? `exit code ${code ?? signal}`;
-          void Promise.all(pending).then(() =>
-            resolve({ index, attempt, exitCode: code, signal, reason, startedAt, stoppedAt: Date.now() }),
-          );
+          resolve({ index, attempt, exitCode: code, signal, reason, startedAt, stoppedAt: Date.now() });
         });
       });
     } finally {

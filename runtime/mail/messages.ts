@@ -64,10 +64,23 @@ export function resultMail(o: ResultMailOptions): MailMessage {
       '',
     );
   }
-  if (o.attachment) lines.push(`The results are attached (${o.attachment.filename}).`);
+  lines.push(...deliveryLines(o, 'results'));
+  return {
+    from: run.sender,
+    to: o.to,
+    subject: resultSubject(run),
+    text: lines.join('\n'),
+    attachments: o.attachment ? [o.attachment] : undefined,
+  };
+}
+
+/** How the workbook reaches the reader: attached, or a link and until when it works; where it is stored. */
+function deliveryLines(o: ResultMailOptions, what: string): string[] {
+  const lines: string[] = [];
+  if (o.attachment) lines.push(`The ${what} are attached (${o.attachment.filename}).`);
   if (o.link) {
     lines.push(
-      o.attachment ? 'You can also download them here:' : 'The results are too large to attach; download them here:',
+      o.attachment ? 'You can also download them here:' : `The ${what} are too large to attach; download them here:`,
       o.link.url,
       `(the link works until ${when(o.link.expiresAt.getTime())}; after that, ask the platform team for the file ${o.resultKeys[0] ?? ''})`,
     );
@@ -79,13 +92,7 @@ export function resultMail(o: ResultMailOptions): MailMessage {
     );
   }
   lines.push('', `Stored as: ${o.resultKeys.map((k) => `s3://${o.bucket}/${k}`).join(', ')}`);
-  return {
-    from: run.sender,
-    to: o.to,
-    subject: resultSubject(run),
-    text: lines.join('\n'),
-    attachments: o.attachment ? [o.attachment] : undefined,
-  };
+  return lines;
 }
 
 export interface FailureMailOptions {
@@ -148,15 +155,7 @@ export function partialResultMail(o: PartialResultMailOptions): MailMessage {
     'Upload those rows again (or the whole file) once the problem is fixed.',
     '',
   ];
-  if (o.attachment) lines.push(`The partial results are attached (${o.attachment.filename}).`);
-  if (o.link) {
-    lines.push(
-      'The partial results are too large to attach; download them here:',
-      o.link.url,
-      `(the link works until ${when(o.link.expiresAt.getTime())})`,
-    );
-  }
-  lines.push('', `Stored as: ${o.resultKeys.map((k) => `s3://${o.bucket}/${k}`).join(', ')}`);
+  lines.push(...deliveryLines(o, 'partial results'));
   return {
     from: run.sender,
     to: o.to,

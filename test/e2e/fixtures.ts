@@ -4,7 +4,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import ExcelJS from 'exceljs';
-import { parseAppConfig, type AppConfig, type AppConfigInput } from '../../runtime/config/schema';
+import { parseAppConfig, replaceOrigin, type AppConfig, type AppConfigInput } from '../../runtime/config/schema';
 import { pipelinesConfig } from '../../config/pipelines';
 import { isKnownCustomer, MAX_YEAR, MIN_YEAR, taxDueFor } from '../../examples/tax-due/demo-data-source';
 
@@ -16,7 +16,7 @@ type PipelineInput = AppConfigInput['pipelines'][number];
 export function taxConfig(url: string, overrides: Partial<PipelineInput> = {}, top: Partial<AppConfigInput> = {}): AppConfig {
   const base = pipelinesConfig.pipelines.find((p) => p.name === 'tax-due')!;
   if (base.task.type !== 'http-lookup') throw new Error('tax-due is an http-lookup pipeline');
-  const task = { ...base.task, url: base.task.url.replace(/^https?:\/\/[^/]+/, url.replace(/\/$/, '')) };
+  const task = { ...base.task, url: replaceOrigin(base.task.url, url) };
   return parseAppConfig({
     sender: 'fanout@example.com',
     operatorRecipients: ['ops@example.com'],
