@@ -4,7 +4,8 @@
  * runner, exactly as on AWS but for the runner and the event wiring. Writes the result workbook
  * and the email (.eml, as the SES emulator received it) to the output folder.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -167,11 +168,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     await mkdir(outDir, { recursive: true });
     let resultFile: string | undefined;
     if (run?.resultKey) {
-      resultFile = join(outDir, basename(run.resultKey));
-      await writeFile(resultFile, await store.getBytes(run.resultKey));
-      for (const extra of run.extraResultKeys ?? []) {
-        await writeFile(join(outDir, basename(extra)), await store.getBytes(extra));
+      // Streamed: a result CSV past Excel's row limit can be larger than memory should hold.
+      for (const key of [run.resultKey, ...(run.extraResultKeys ?? [])]) {
+        await pipeline(await store.getStream(key), createWriteStream(join(outDir, basename(key))));
       }
+      resultFile = join(outDir, basename(run.resultKey));
     }
     const mails = await emulators.listMail();
     const emailFiles: string[] = [];
