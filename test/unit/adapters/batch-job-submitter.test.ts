@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BatchClient, type BatchClientConfig } from '@aws-sdk/client-batch';
+import { BatchClient } from '@aws-sdk/client-batch';
 import { BatchJobSubmitter } from '../../../runtime/adapters/batch-job-submitter';
 import { EnvironmentError } from '../../../runtime/errors';
 import type { JobRequest } from '../../../runtime/ports';
-import { capturingHandler, offlineClientConfig } from './fixtures';
+import { capturingClient } from './fixtures';
 
 const QUEUE = 'arn:aws:batch:us-east-1:123456789012:job-queue/tax-due';
 const DEFS = {
@@ -14,17 +14,16 @@ const DEFS = {
   cleanup: 'arn:aws:batch:us-east-1:123456789012:job-definition/cleanup:1',
 };
 
-function setup() {
-  const capture = capturingHandler({
+/** A submitter whose client captures the serialized request and gets `response` (by default a submitted job). */
+function setup(
+  response: Parameters<typeof capturingClient>[1] = {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ jobArn: 'arn:aws:batch:us-east-1:123456789012:job/abc', jobName: 'x', jobId: 'job-123' }),
-  });
-  const client = new BatchClient({
-    ...offlineClientConfig,
-    requestHandler: capture.handler as BatchClientConfig['requestHandler'],
-  });
+  },
+) {
+  const { client, requests } = capturingClient(BatchClient, response);
   const submitter = new BatchJobSubmitter(client, { queues: { 'tax-due': QUEUE }, jobDefinitions: { 'tax-due': DEFS } });
-  return { submitter, requests: capture.requests };
+  return { submitter, requests };
 }
 
 const fanoutJob: JobRequest = {
@@ -130,16 +129,11 @@ describe('BatchJobSubmitter', () => {
 
   it('reports a service error with the job and queue', async () => {
     // given a client whose service answers 400 ClientException
-    const capture = capturingHandler({
+    const { submitter } = setup({
       statusCode: 400,
       headers: { 'content-type': 'application/json', 'x-amzn-errortype': 'ClientException' },
       body: JSON.stringify({ message: 'job queue is disabled' }),
     });
-    const client = new BatchClient({
-      ...offlineClientConfig,
-      requestHandler: capture.handler as BatchClientConfig['requestHandler'],
-    });
-    const submitter = new BatchJobSubmitter(client, { queues: { 'tax-due': QUEUE }, jobDefinitions: { 'tax-due': DEFS } });
 
     // when / then
     await assert.rejects(submitter.submit(fanoutJob), (err: unknown) => {

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { createAwsClients } from '../../../runtime/adapters/clients';
 import { S3ObjectStore } from '../../../runtime/adapters/s3-object-store';
 import { SesMailer } from '../../../runtime/adapters/ses-mailer';
-import { encodeS3EventKey, startEmulators, type S3EventRecordLike } from '../../../runtime/local/emulators';
+import { encodeS3EventKey, type S3EventRecordLike } from '../../../runtime/local/emulators';
 import { startEmulatorFixture, type EmulatorFixture } from './fixtures';
 
 const MiB = 1024 * 1024;
@@ -209,24 +205,20 @@ describe('local emulators', () => {
 
   it('keeps the mail of two emulator sets in one process apart', async () => {
     // given a second set of emulators
-    const dir = await mkdtemp(join(tmpdir(), 'fanout-emu2-'));
-    const other = await startEmulators({ dataDir: dir });
-    const otherClients = createAwsClients(other.env);
+    const other = await startEmulatorFixture();
     try {
       // when each receives one message
       await new SesMailer(fx.clients.ses).send({ from: 'a@example.com', to: ['one@example.com'], subject: 'first set', text: 't' });
-      await new SesMailer(otherClients.ses).send({ from: 'a@example.com', to: ['two@example.com'], subject: 'second set', text: 't' });
+      await new SesMailer(other.clients.ses).send({ from: 'a@example.com', to: ['two@example.com'], subject: 'second set', text: 't' });
 
       // then each lists only its own
       const mine = (await fx.emu.listMail()).map((m) => m.subject);
-      const theirs = (await other.listMail()).map((m) => m.subject);
+      const theirs = (await other.emu.listMail()).map((m) => m.subject);
       assert.ok(mine.includes('first set'));
       assert.ok(!mine.includes('second set'));
       assert.deepEqual(theirs, ['second set']);
     } finally {
-      otherClients.ses.destroy();
-      await other.stop();
-      await rm(dir, { recursive: true, force: true });
+      await other.close();
     }
   });
 
@@ -236,9 +228,7 @@ describe('local emulators', () => {
 
   it('closes every server on stop, even with clients still connected', async () => {
     // given a running set with keep-alive connections open to each server
-    const dir = await mkdtemp(join(tmpdir(), 'fanout-emu3-'));
-    const emu = await startEmulators({ dataDir: dir });
-    const clients = createAwsClients(emu.env);
+    const { emu, clients, close } = await startEmulatorFixture();
     await new S3ObjectStore(clients.s3, emu.bucket).put('k', 'v');
     await new SesMailer(clients.ses).send({ from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't' });
     const ports = [emu.env.AWS_ENDPOINT_URL_S3!, emu.env.AWS_ENDPOINT_URL_DYNAMODB!, emu.env.AWS_ENDPOINT_URL_SESV2!].map(portOf);
@@ -249,9 +239,7 @@ describe('local emulators', () => {
 
     // then nothing listens any more
     for (const port of ports) assert.equal(await canConnect(port), false, `port ${port} still open`);
-    clients.s3.destroy();
-    clients.ses.destroy();
-    await rm(dir, { recursive: true, force: true });
+    await close(); // a second stop is a no-op
   });
 });
 

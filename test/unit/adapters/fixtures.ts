@@ -82,3 +82,15 @@ export const offlineClientConfig = {
   region: 'us-east-1',
   credentials: { accessKeyId: 'AKIDTEST', secretAccessKey: 'secret' },
 } as const;
+
+/**
+ * A client of class `Client` whose requests are captured by `capturingHandler(response)`, with
+ * offline credentials: nothing leaves the process.
+ */
+export function capturingClient<C>(
+  Client: new (config: typeof offlineClientConfig & { requestHandler: never }) => C,
+  response: Parameters<typeof capturingHandler>[0],
+): { client: C; requests: CapturedRequest[] } {
+  const capture = capturingHandler(response);
+  return { client: new Client({ ...offlineClientConfig, requestHandler: capture.handler as never }), requests: capture.requests };
+}

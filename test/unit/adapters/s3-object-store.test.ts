@@ -6,19 +6,27 @@ import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../../runtime/adapters/clients';
 import { S3ObjectStore } from '../../../runtime/adapters/s3-object-store';
 import { ExitCode, ObjectNotFoundError, StorageError } from '../../../runtime/errors';
-import { capturingHandler, offlineClientConfig, startEmulatorFixture, type EmulatorFixture } from './fixtures';
+import type { Env } from '../../../runtime/env';
+import { forEachConcurrent } from '../../../runtime/pool';
+import { capturingClient, offlineClientConfig, startEmulatorFixture, type EmulatorFixture } from './fixtures';
 
 const MiB = 1024 * 1024;
 
 async function putMany(store: S3ObjectStore, keys: string[]): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < keys.length) {
-      const key = keys[next++]!;
-      await store.put(key, key);
-    }
-  };
-  await Promise.all(Array.from({ length: 32 }, worker));
+  await forEachConcurrent(keys, 32, (key) => store.put(key, key));
+}
+
+/** An S3 client on `env` that calls `note` with the name and input of each command it sends. */
+function notingS3Client(env: Env, note: (commandName: string, input: unknown) => void): S3Client {
+  const client = createS3Client(env);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      note(context.commandName ?? '?', args.input);
+      return next(args);
+    },
+    { step: 'initialize', name: 'noteCommands' },
+  );
+  return client;
 }
 
 async function listKeys(store: S3ObjectStore, prefix: string): Promise<string[]> {
@@ -53,15 +61,8 @@ describe('S3ObjectStore against s3rver', () => {
     const pieces = Array.from({ length: data.length / (64 * 1024) }, (_, i) => data.subarray(i * 64 * 1024, (i + 1) * 64 * 1024));
 
     // and a store whose client notes the commands it sends
-    const client = createS3Client(fx.emu.env);
     const commands: string[] = [];
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        commands.push(context.commandName ?? '?');
-        return next(args);
-      },
-      { step: 'initialize', name: 'noteCommands' },
-    );
+    const client = notingS3Client(fx.emu.env, (name) => commands.push(name));
     const partStore = new S3ObjectStore(client, fx.emu.bucket, { partSize: 5 * MiB });
 
     // when it is put and read back as a stream and as bytes
@@ -118,16 +119,10 @@ describe('S3ObjectStore against s3rver', () => {
 
     // and a store whose client notes the size of each DeleteObjects request
     // (s3rver itself accepts more than S3's 1,000 keys per request)
-    const client = createS3Client(fx.emu.env);
     const batchSizes: number[] = [];
-    client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const input = args.input as { Delete?: { Objects?: unknown[] } };
-        if (context.commandName === 'DeleteObjectsCommand') batchSizes.push(input.Delete?.Objects?.length ?? 0);
-        return next(args);
-      },
-      { step: 'initialize', name: 'noteDeleteBatches' },
-    );
+    const client = notingS3Client(fx.emu.env, (name, input) => {
+      if (name === 'DeleteObjectsCommand') batchSizes.push((input as { Delete?: { Objects?: unknown[] } }).Delete?.Objects?.length ?? 0);
+    });
 
     // when
     await new S3ObjectStore(client, fx.emu.bucket).deleteMany(keys);
@@ -144,11 +139,10 @@ describe('S3ObjectStore against s3rver', () => {
 
   it('sends nothing for an empty key list', async () => {
     // given a store whose client captures requests
-    const capture = capturingHandler({ body: '' });
-    const client = new S3Client({ ...offlineClientConfig, requestHandler: capture.handler as S3ClientConfig['requestHandler'] });
+    const capture = capturingClient(S3Client, { body: '' });
 
     // when
-    await new S3ObjectStore(client, 'bucket-z').deleteMany([]);
+    await new S3ObjectStore(capture.client, 'bucket-z').deleteMany([]);
 
     // then (DeleteObjects with no keys is a MalformedXML error on S3)
     assert.equal(capture.requests.length, 0);
@@ -226,7 +220,7 @@ describe('S3ObjectStore against s3rver', () => {
 
   it('reports the keys a DeleteObjects response lists as not deleted', async () => {
     // given an S3 answer (documented DeleteResult shape) with two per-key errors
-    const capture = capturingHandler({
+    const capture = capturingClient(S3Client, {
       headers: { 'content-type': 'application/xml' },
       body:
         '<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
@@ -234,11 +228,7 @@ describe('S3ObjectStore against s3rver', () => {
         '<Error><Key>k/2</Key><Code>InternalError</Code><Message>try again</Message></Error>' +
         '</DeleteResult>',
     });
-    const client = new S3Client({
-      ...offlineClientConfig,
-      requestHandler: capture.handler as S3ClientConfig['requestHandler'],
-    });
-    const failing = new S3ObjectStore(client, 'bucket-x');
+    const failing = new S3ObjectStore(capture.client, 'bucket-x');
 
     // when / then
     await assert.rejects(failing.deleteMany(['k/1', 'k/2', 'k/3']), (err: unknown) => {

@@ -107,22 +107,19 @@ describe('SesMailer against aws-ses-v2-local', () => {
 
   it('measures the raw size as sent: base64 makes an attachment about 4/3 larger', async () => {
     // given a 30 KiB attachment
-    const content = randomBytes(30 * 1024);
-    const raw = await buildRawMessage({
+    const message: MailMessage = {
       from: 'a@example.com',
       to: ['b@example.com'],
       subject: 's',
       text: 't',
-      attachments: [{ filename: 'x.bin', content, contentType: 'application/octet-stream' }],
-    });
+      attachments: [{ filename: 'x.bin', content: randomBytes(30 * 1024), contentType: 'application/octet-stream' }],
+    };
+    const raw = await buildRawMessage(message);
 
     // then a 40 KiB limit (more than the attachment) is exceeded
     assert.ok(raw.length > 40 * 1024, `raw message is only ${raw.length} bytes`);
     const mailer40k = new SesMailer(fx.clients.ses, { maxMessageBytes: 40 * 1024 });
-    await assert.rejects(
-      mailer40k.send({ from: 'a@example.com', to: ['b@example.com'], subject: 's', text: 't', attachments: [{ filename: 'x.bin', content, contentType: 'application/octet-stream' }] }),
-      MessageTooLargeError,
-    );
+    await assert.rejects(mailer40k.send(message), MessageTooLargeError);
   });
 
   it('defaults to the SES v2 limit of 40 MB', () => {

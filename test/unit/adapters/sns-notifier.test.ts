@@ -1,22 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SNSClient, type SNSClientConfig } from '@aws-sdk/client-sns';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { SnsSplitDoneNotifier } from '../../../runtime/adapters/sns-notifier';
-import { capturingHandler, offlineClientConfig } from './fixtures';
+import { capturingClient } from './fixtures';
 
 const TOPIC = 'arn:aws:sns:us-east-1:123456789012:split-done';
 
 describe('SnsSplitDoneNotifier', () => {
   it('publishes the split-done message as a form-encoded Publish with pipeline and runId attributes', async () => {
     // given a notifier whose client captures the serialized request
-    const capture = capturingHandler({
+    const capture = capturingClient(SNSClient, {
       headers: { 'content-type': 'text/xml' },
       body:
         '<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>m-1</MessageId></PublishResult>' +
         '<ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></PublishResponse>',
     });
-    const client = new SNSClient({ ...offlineClientConfig, requestHandler: capture.handler as SNSClientConfig['requestHandler'] });
-    const notifier = new SnsSplitDoneNotifier(client, TOPIC);
+    const notifier = new SnsSplitDoneNotifier(capture.client, TOPIC);
 
     // when
     await notifier.publishSplitDone({ runId: 'run-7', pipeline: 'tax-due', chunks: 3, items: 25_000 });
@@ -47,15 +46,14 @@ describe('SnsSplitDoneNotifier', () => {
 
   it('reports a failed publish with the run and topic', async () => {
     // given a topic that does not exist
-    const capture = capturingHandler({
+    const capture = capturingClient(SNSClient, {
       statusCode: 404,
       headers: { 'content-type': 'text/xml' },
       body:
         '<ErrorResponse><Error><Type>Sender</Type><Code>NotFound</Code><Message>Topic does not exist</Message></Error>' +
         '<RequestId>r-2</RequestId></ErrorResponse>',
     });
-    const client = new SNSClient({ ...offlineClientConfig, requestHandler: capture.handler as SNSClientConfig['requestHandler'] });
-    const notifier = new SnsSplitDoneNotifier(client, TOPIC);
+    const notifier = new SnsSplitDoneNotifier(capture.client, TOPIC);
 
     // when / then
     await assert.rejects(notifier.publishSplitDone({ runId: 'run-8', pipeline: 'tax-due', chunks: 1, items: 1 }), (err: unknown) => {
