@@ -16,16 +16,14 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createTask } from '../batch-jobs/tasks/index';
 import { loadPipelinesConfig } from '../config/pipelines';
+import { flagValue } from '../examples/cli';
 import { customerRows } from '../examples/tax-due/make-customers';
 import type { WorkItem } from '../runtime/model';
 import { forEachConcurrent } from '../runtime/pool';
 import { runWithRetry } from '../runtime/retry';
 
 const args = process.argv.slice(2);
-const arg = (flag: string, fallback: string) => {
-  const at = args.indexOf(flag);
-  return at >= 0 && args[at + 1] !== undefined ? args[at + 1] : fallback;
-};
+const arg = (flag: string, fallback: string) => flagValue(args, flag, fallback);
 const ITEMS = Number(arg('--items', '5000'));
 const CONCURRENCIES = arg('--concurrency', '8,32,64,128,256').split(',').map(Number);
 const LATENCY = arg('--latency', '50-150');

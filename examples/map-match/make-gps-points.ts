@@ -17,14 +17,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { flagValue, isMain } from '../cli';
 import { lineCoord, SPACING_M, STREETS, toLonLat, type XY } from './road-network';
 import { mulberry32 } from '../seeded-random';
 
 export const GPS_COLUMNS = ['trip_id', 'timestamp', 'latitude', 'longitude', 'accuracy_m'] as const;
-
-/** The seeded PRNG behind the data set, so the file is the same on every machine. */
-export const seededRandom = mulberry32;
 
 function gaussian(rand: () => number): number {
   const u = Math.max(rand(), 1e-12);
@@ -136,7 +134,7 @@ function isoBerlin(seconds: number): string {
 
 /** All rows of the example data set, shuffled, without the header. */
 export function generateGpsRows(seed = 20240501): CsvRow[] {
-  const rand = seededRandom(seed);
+  const rand = mulberry32(seed);
   const rows: CsvRow[] = [];
   const base = Date.UTC(2024, 4, 1, 6, 0, 0) / 1000;
   const sizes = [48, 120, 75, 160, 95, 210, 250, 36, 140, 60, 180, 90, 40, 300, 110, 55, 30, 130, 70, 105];
@@ -201,10 +199,8 @@ export function toCsv(rows: readonly CsvRow[]): string {
   return [GPS_COLUMNS.join(','), ...rows.map((r) => r.map(quote).join(','))].join('\n') + '\n';
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const args = process.argv.slice(2);
-  const i = args.indexOf('--out');
-  const out = i >= 0 && args[i + 1] ? args[i + 1] : join(dirname(fileURLToPath(import.meta.url)), 'gps-points.csv');
+if (isMain(import.meta.url)) {
+  const out = flagValue(process.argv.slice(2), '--out', join(dirname(fileURLToPath(import.meta.url)), 'gps-points.csv'));
   const rows = generateGpsRows();
   writeFileSync(out, toCsv(rows));
   console.log(`wrote ${rows.length} rows of ${new Set(rows.map((r) => r[0])).size} trips to ${out}`);

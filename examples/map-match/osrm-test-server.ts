@@ -28,7 +28,8 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { haversineM } from '../../batch-jobs/tasks/osrm-match-api';
+import { flagValue, isMain } from '../cli';
 import { lineCoord, phantomXY, route, snap, SPEED_MPS, streetName, toLonLat, toXY, type Phantom, type XY } from './road-network';
 
 /** Injected fault for request number `n` (1-based): an HTTP answer, a reset connection, or no answer. */
@@ -262,14 +263,6 @@ function round6(n: number): number {
   return Math.round(n * 1e6) / 1e6;
 }
 
-function haversineM(a: [number, number], b: [number, number]): number {
-  const rad = Math.PI / 180;
-  const dLat = (b[1] - a[1]) * rad;
-  const dLon = (b[0] - a[0]) * rad;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a[1] * rad) * Math.cos(b[1] * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * 6_371_008.8 * Math.asin(Math.min(1, Math.sqrt(h)));
-}
-
 function hint(p: Phantom): string {
   return Buffer.from(`${p.kind}:${p.line}:${p.along.toFixed(1)}`).toString('base64');
 }
@@ -354,7 +347,7 @@ export function matchTrace(q: MatchQuery, maxMatchingSize: number): Record<strin
       const ph = snapped[k]!;
       const loc = toLonLat(phantomXY(ph));
       const location: [number, number] = [round6(loc[0]), round6(loc[1])];
-      const off = haversineM(q.coordinates[k], location);
+      const off = haversineM(q.coordinates[k][1], q.coordinates[k][0], location[1], location[0]);
       offSum += off;
       radiusSum += q.radiuses?.[k] ?? DEFAULT_RADIUS_M;
       tracepoints[k] = {
@@ -481,15 +474,10 @@ export async function startOsrmTestServer(opts: OsrmTestServerOptions = {}): Pro
   };
 }
 
-function argValue(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isMain(import.meta.url)) {
   const args = process.argv.slice(2);
-  const port = Number(argValue(args, '--port') ?? 5000);
-  const maxMatchingSize = Number(argValue(args, '--max-matching-size') ?? 100);
+  const port = Number(flagValue(args, '--port', '5000'));
+  const maxMatchingSize = Number(flagValue(args, '--max-matching-size', '100'));
   const srv = await startOsrmTestServer({ port, maxMatchingSize });
   console.log(`OSRM test server on ${srv.url} (match service, --max-matching-size ${maxMatchingSize}); Ctrl-C to stop`);
   const sample = [0, 1, 2]

@@ -17,8 +17,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { realpathSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { isMain } from '../cli';
 import { mulberry32 } from '../seeded-random';
 
 /** The token the demo expects unless told otherwise (the `tax-due` pipeline reads it from TAX_API_TOKEN). */
@@ -245,8 +244,6 @@ function fnv1a(text: string): number {
   return h >>> 0;
 }
 
-export { mulberry32 };
-
 // ---------------------------------------------------------------------------------------------
 // Standalone
 
@@ -315,13 +312,4 @@ async function main(): Promise<void> {
   process.once('SIGTERM', stop);
 }
 
-function isMain(): boolean {
-  if (!process.argv[1]) return false;
-  try {
-    return realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isMain()) void main();
+if (isMain(import.meta.url)) void main();

@@ -16,7 +16,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ExcelJS from 'exceljs';
 import Papa from 'papaparse';
-import { mulberry32 } from './demo-data-source';
+import { flagValue, isMain } from '../cli';
+import { mulberry32 } from '../seeded-random';
 
 export const XLSX_HEADER = [' customer  ID', 'Name ', 'TAX YEAR', 'Postcode'];
 export const CSV_HEADER = ['Customer ID ', 'NAME', 'Tax  Year', ' postcode'];
@@ -102,10 +103,7 @@ export function customersCsv(rows: CustomerRow[]): string {
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
-  const arg = (flag: string, fallback: string) => {
-    const at = args.indexOf(flag);
-    return at >= 0 && args[at + 1] !== undefined ? args[at + 1] : fallback;
-  };
+  const arg = (flag: string, fallback: string) => flagValue(args, flag, fallback);
   const here = dirname(fileURLToPath(import.meta.url));
   const out = arg('--out', here);
   const xlsxRows = Number(arg('--rows', '2400'));
@@ -116,4 +114,4 @@ async function main(): Promise<void> {
   console.log(`wrote ${join(out, 'customers.xlsx')} (${xlsxRows} rows) and ${join(out, 'customers.csv')} (${csvRows} rows)`);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) void main();
+if (isMain(import.meta.url)) void main();

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { createOsrmMatchTask, OSRM_ROW_COLUMNS as R, OSRM_TRIP_COLUMNS as T } from '../../../batch-jobs/tasks/osrm-match';
 import type { TaskContext, TaskResult } from '../../../batch-jobs/tasks/task';
-import { drive, seededRandom, type Fix } from '../../../examples/map-match/make-gps-points';
+import { drive, type Fix } from '../../../examples/map-match/make-gps-points';
+import { mulberry32 } from '../../../examples/seeded-random';
 import { answer, startOsrmTestServer, type OsrmTestFault, type OsrmTestServer } from '../../../examples/map-match/osrm-test-server';
 import { lineCoord, STREETS, toLonLat } from '../../../examples/map-match/road-network';
 import { osrmMatchTaskSchema, ConfigError, type OsrmMatchTaskConfig } from '../../../runtime/config/schema';
@@ -38,7 +39,7 @@ function itemOf(rows: Row[], i = 0): WorkItem {
 
 function trip(n: number, seed = 7): Fix[] {
   // No outliers, so every fix is matched and joins can be checked point by point.
-  return drive(seededRandom(seed), { fixes: n, startTime: START, intervalS: [2, 4], outlierRate: 0 });
+  return drive(mulberry32(seed), { fixes: n, startTime: START, intervalS: [2, 4], outlierRate: 0 });
 }
 
 const ctx = (): TaskContext => ({ attempt: 1, signal: new AbortController().signal });
@@ -169,7 +170,7 @@ describe('osrm-match task against the OSRM test server', () => {
     it('sorts shuffled rows by time and returns results aligned with the input rows', async () => {
       // given a trip whose rows are shuffled
       const fixes = trip(60, 3);
-      const rand = seededRandom(99);
+      const rand = mulberry32(99);
       const order = fixes.map((_, k) => k).sort(() => rand() - 0.5);
       const rows = order.map((k) => rowOf(fixes[k]));
       // when matched
@@ -222,7 +223,7 @@ describe('osrm-match task against the OSRM test server', () => {
 
   describe('OSRM error codes', () => {
     it('NoSegment: a trip far from every road', async () => {
-      const far = drive(seededRandom(1), { fixes: 20, startTime: START, offset: { x: 6000, y: 0 } });
+      const far = drive(mulberry32(1), { fixes: 20, startTime: START, offset: { x: 6000, y: 0 } });
       await assert.rejects(run(itemOf(far.map((f) => rowOf(f)))), (err: unknown) => {
         assert.ok(err instanceof PermanentError);
         assert.match(err.message, /^trip T1: OSRM NoSegment: .*\(server: Could not find a matching segment for any coordinate\.\)$/);
