@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { createAwsClients } from '../runtime/adapters/clients';
 import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
-import { SesMailer } from '../runtime/adapters/ses-mailer';
+import { SES_MAX_MESSAGE_BYTES, SesMailer } from '../runtime/adapters/ses-mailer';
 import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
 import { ConfigError } from '../runtime/config/schema';
 import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
@@ -80,7 +80,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
         : stage === 'split'
           ? new SnsSplitDoneNotifier(clients.sns, requireEnv(env, 'FANOUT_SPLIT_DONE_TOPIC_ARN', 'the split-done SNS topic ARN'))
           : { publishSplitDone: async () => { throw new Error('only split announces'); } };
-    const maxMessageBytes = optionalIntEnv(env, 'FANOUT_MAIL_MAX_BYTES', 40 * 1024 * 1024, 1024);
+    const maxMessageBytes = optionalIntEnv(env, 'FANOUT_MAIL_MAX_BYTES', SES_MAX_MESSAGE_BYTES, 1024);
     ctx = {
       runId,
       store: new S3ObjectStore(clients.s3, requireEnv(env, 'FANOUT_BUCKET', 'the pipeline bucket name')),
