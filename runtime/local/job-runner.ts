@@ -11,6 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { MAX_ARRAY_SIZE } from '../config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../errors';
 import type { BatchJobFailedDetail } from '../handlers/on-job-failed';
 import type { Stage } from '../model';
@@ -89,8 +90,8 @@ export class LocalJobRunner implements JobSubmitter {
   }
 
   async submit(request: JobRequest): Promise<{ jobId: string }> {
-    if (request.arraySize !== undefined && (request.arraySize < 2 || request.arraySize > 10_000)) {
-      throw new Error(`array size must be 2..10,000, got ${request.arraySize}`);
+    if (request.arraySize !== undefined && (request.arraySize < 2 || request.arraySize > MAX_ARRAY_SIZE)) {
+      throw new Error(`array size must be 2..${MAX_ARRAY_SIZE.toLocaleString('en-US')}, got ${request.arraySize}`);
     }
     for (const dep of request.dependsOn ?? []) {
       if (!this.jobs.has(dep)) throw new Error(`job ${request.name} depends on unknown job ${dep}`);
