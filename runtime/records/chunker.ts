@@ -45,7 +45,7 @@ export interface ChunkingResult {
   invalidItems: number;
 }
 
-export const DEFAULT_MEMORY_ROWS_LIMIT = 200_000;
+const DEFAULT_MEMORY_ROWS_LIMIT = 200_000;
 const PARTITIONS = 64;
 /** Partitions still larger than the memory limit are split again, up to this depth. */
 const MAX_SPLIT_DEPTH = 3;

@@ -8,13 +8,13 @@ import { TextEncodingError } from './bytes';
 import type { RawRow, RawSource } from './raw';
 
 /** Delimiters a .csv may use, detected from the header line. */
-export const CSV_DELIMITERS = [',', ';', '|', '\t'] as const;
+const CSV_DELIMITERS = [',', ';', '|', '\t'] as const;
 
 /** A record that grows past this without its closing quote is an error, not a reason to run out of memory. */
 const MAX_RECORD_CHARS = 16 * 1024 * 1024;
 
 /** Counts each candidate delimiter outside quotes in the first line; the most frequent wins (comma on a tie or none). */
-export function detectDelimiter(text: string): string {
+function detectDelimiter(text: string): string {
   const counts = new Map<string, number>(CSV_DELIMITERS.map((d) => [d, 0]));
   let inQuotes = false;
   for (let i = 0; i < text.length; i++) {
@@ -36,7 +36,7 @@ export function detectDelimiter(text: string): string {
 }
 
 /** The line ending of the first record: \r\n, \n or \r. */
-export function detectNewline(text: string): '\r\n' | '\n' | '\r' {
+function detectNewline(text: string): '\r\n' | '\n' | '\r' {
   let inQuotes = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];

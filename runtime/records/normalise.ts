@@ -32,7 +32,7 @@ const MIN_UNIX_SECONDS = 100_000_000;
 const MIN_UNIX_MILLIS = 100_000_000_000;
 
 /** Quotes a value for a problem message, cut to a readable length. */
-export function quoteValue(value: unknown): string {
+function quoteValue(value: unknown): string {
   let s = typeof value === 'string' ? value : value instanceof ExcelDate ? excelSerialToIso(value) ?? String(value.serial) : String(value);
   if (s.length > 60) s = `${s.slice(0, 57)}...`;
   return JSON.stringify(s);
@@ -115,7 +115,7 @@ const COMMA_GROUPED = /^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/;
  * Parses number text. Thousands separators are accepted only where they cannot be a decimal
  * comma: "1,234.50" and "1,234,567" are read, "1,234" alone is ambiguous and "1,5" is refused.
  */
-export function parseNumberText(text: string): { ok: true; value: number } | { ok: false; problem: string } {
+function parseNumberText(text: string): { ok: true; value: number } | { ok: false; problem: string } {
   const s = text.trim();
   if (PLAIN_NUMBER.test(s)) {
     const n = Number(s);
@@ -143,14 +143,15 @@ const ISO_DATE_TIME =
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-function validDate(y: number, m: number, d: number): boolean {
+/** Whether year-month-day (month 1-12) is a day of the Gregorian calendar. */
+export function validDate(y: number, m: number, d: number): boolean {
   if (m < 1 || m > 12 || d < 1) return false;
   const leap = m === 2 && y % 4 === 0 && (y % 100 !== 0 || y % 400 === 0);
   return d <= DAYS_IN_MONTH[m - 1]! + (leap ? 1 : 0);
 }
 
 /** Digits of s[from..to) as a number, or -1 when one is not a digit. */
-function digits(s: string, from: number, to: number): number {
+export function digits(s: string, from: number, to: number): number {
   let n = 0;
   for (let i = from; i < to; i++) {
     const c = s.charCodeAt(i) - 48;
@@ -161,7 +162,7 @@ function digits(s: string, from: number, to: number): number {
 }
 
 /** Parses date text: ISO 8601 forms, or a number (Excel serial, UNIX seconds or milliseconds). */
-export function parseDateText(text: string, date1904 = false): string | null {
+function parseDateText(text: string, date1904 = false): string | null {
   const s = text.trim();
   if (s.length === 10 && s.charCodeAt(4) === 45 && s.charCodeAt(7) === 45) {
     // YYYY-MM-DD, the common case, without a regular expression.
@@ -198,8 +199,9 @@ export function parseDateText(text: string, date1904 = false): string | null {
 const TRUE_WORDS = new Set(['true', 'yes', '1']);
 const FALSE_WORDS = new Set(['false', 'no', '0']);
 
-function isBlank(raw: RawCell): boolean {
-  return raw === null || (typeof raw === 'string' && raw.trim() === '');
+/** An empty cell: none at all, null, or only whitespace. */
+export function isBlank(raw: RawCell | undefined): boolean {
+  return raw === null || raw === undefined || (typeof raw === 'string' && raw.trim() === '');
 }
 
 /** The cell as text, the way it reads in the file (used for `text` columns and header cells). */

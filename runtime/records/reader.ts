@@ -13,7 +13,7 @@ import { InputError } from '../errors';
 import type { Cell, Row } from '../model';
 import { decodeText, peek, sniff, type Sniffed } from './bytes';
 import { openCsv } from './csv';
-import { normaliseCell, rawToText, type RawCell } from './normalise';
+import { isBlank, normaliseCell, rawToText } from './normalise';
 import { columnLetter, type RawRow, type RawSource } from './raw';
 import { openXlsx } from './xlsx';
 
@@ -161,10 +161,6 @@ class RowPuller {
   }
 }
 
-function isBlank(cell: RawCell | undefined): boolean {
-  return cell === undefined || cell === null || (typeof cell === 'string' && cell.trim() === '');
-}
-
 function isEmptyRow(row: RawRow): boolean {
   const cells = row.cells;
   for (let i = 0; i < cells.length; i++) if (!isBlank(cells[i])) return false;
@@ -216,8 +212,7 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
     );
   }
 
-  const present = new Set(output.map((c) => normaliseHeader(c.name)));
-  const missing = opts.columns.filter((c) => c.required && !present.has(normaliseHeader(c.name)));
+  const missing = opts.columns.filter((c) => c.required && !seen.has(normaliseHeader(c.name)));
   if (missing.length > 0) {
     throw new InputError(
       `${where}: required column${missing.length > 1 ? 's' : ''} ${missing.map((c) => `"${c.name}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing from the header row (row ${header.rowNumber}). Headers found: ${found}. Add the missing column${missing.length > 1 ? 's' : ''} (header matching ignores case and extra spaces) and upload the file again.`,

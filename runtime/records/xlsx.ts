@@ -43,7 +43,7 @@ const MAX_SMALL_PART = 64 * 1024 * 1024;
 const BUILTIN_DATE_FORMATS = new Set([14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58]);
 
 /** Whether a custom number format code shows a date or time. */
-export function isDateFormatCode(code: string): boolean {
+function isDateFormatCode(code: string): boolean {
   const stripped = code
     .replace(/"[^"]*"/g, '') // literal text
     .replace(/\\./g, '') // escaped characters
@@ -56,7 +56,7 @@ export function isDateFormatCode(code: string): boolean {
 }
 
 /** Shared strings packed as UTF-8 in 1 MB blocks: a few bytes per string instead of a JS string each. */
-export class SharedStrings {
+class SharedStrings {
   private static readonly BLOCK = 1024 * 1024;
   private blocks: Buffer[] = [];
   private current = Buffer.alloc(0);

@@ -2,7 +2,8 @@
  * The fixed parts of a SpreadsheetML package (ECMA-376): content types, relationships, styles,
  * the workbook part, and the head and tail of a streamed worksheet part.
  */
-import { columnLetters, escapeXmlAttr, STYLE } from './cells';
+import { columnLetter } from '../records/raw';
+import { escapeXmlAttr, STYLE } from './cells';
 
 const XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n';
 const NS_MAIN = 'http://schemas.openxmlformats.org/spreadsheetml/2006/main';
@@ -11,8 +12,8 @@ const NS_PKG_REL = 'http://schemas.openxmlformats.org/package/2006/relationships
 const CT = 'application/vnd.openxmlformats-officedocument.spreadsheetml';
 
 /** Excel's format codes for the two date styles. */
-export const DATE_FORMAT = 'yyyy-mm-dd';
-export const DATE_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss';
+const DATE_FORMAT = 'yyyy-mm-dd';
+const DATE_TIME_FORMAT = 'yyyy-mm-dd hh:mm:ss';
 
 export function contentTypesXml(sheetCount: number): string {
   let sheets = '';
@@ -109,8 +110,8 @@ export function stylesXml(): string {
 }
 
 /** `'Sheet name'!$A$1:$J$20` */
-export function absoluteRange(sheetName: string, columns: number, lastRow: number): string {
-  return `'${sheetName.replace(/'/g, "''")}'!$A$1:$${columnLetters(columns - 1)}$${lastRow}`;
+function absoluteRange(sheetName: string, columns: number, lastRow: number): string {
+  return `'${sheetName.replace(/'/g, "''")}'!$A$1:$${columnLetter(columns - 1)}$${lastRow}`;
 }
 
 export interface WorkbookSheetEntry {
@@ -175,7 +176,7 @@ export function sheetHeadXml(o: SheetHeadOptions): string {
 
 /** Everything of a worksheet part after its last row. */
 export function sheetTailXml(filter?: { columns: number; lastRow: number }): string {
-  const autoFilter = filter ? `<autoFilter ref="A1:${columnLetters(filter.columns - 1)}${filter.lastRow}"/>` : '';
+  const autoFilter = filter ? `<autoFilter ref="A1:${columnLetter(filter.columns - 1)}${filter.lastRow}"/>` : '';
   return (
     `</sheetData>${autoFilter}` +
     '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>' +
@@ -183,4 +184,3 @@ export function sheetTailXml(filter?: { columns: number; lastRow: number }): str
   );
 }
 
-export { STYLE };

@@ -24,17 +24,8 @@ import { finished } from 'node:stream/promises';
 import { ZipFile } from 'yazl';
 import type { ColumnType } from '../config/schema';
 import type { Cell } from '../model';
-import {
-  cellXml,
-  columnLetters,
-  csvField,
-  csvText,
-  displayLength,
-  neutraliseFormula,
-  STYLE,
-  textCellXml,
-  XLSX_MAX_COLUMNS,
-} from './cells';
+import { columnLetter } from '../records/raw';
+import { cellXml, csvField, csvText, displayLength, STYLE, textCellXml, XLSX_MAX_COLUMNS } from './cells';
 import {
   appPropsXml,
   contentTypesXml,
@@ -47,8 +38,6 @@ import {
   workbookXml,
   type WorkbookSheetEntry,
 } from './ooxml-parts';
-
-export { neutraliseFormula };
 
 /** Excel's row limit, header row included. */
 export const EXCEL_MAX_ROWS = 1_048_576;
@@ -122,7 +111,6 @@ const SHEET_NAME_FORBIDDEN = /[\\/?*[\]:]/;
 const RESERVED_SHEET_NAMES = ['results', 'errors', 'summary', 'history'];
 
 type SheetKey = 'results' | 'errors' | 'items';
-type CsvMode = 'none' | 'precaution' | 'full';
 
 function noop(): void {}
 
@@ -218,7 +206,6 @@ interface SheetStreamOptions {
   columns: readonly WorkbookColumn[];
   xml: BufferedSink;
   csv: CsvCopy | undefined;
-  csvMode: CsvMode;
   maxDataRows: number;
   selected: boolean;
 }
@@ -228,7 +215,6 @@ class SheetStream {
   readonly name: string;
   readonly columns: readonly WorkbookColumn[];
   readonly csv: CsvCopy | undefined;
-  readonly csvMode: CsvMode;
   /** Data rows added. */
   rows = 0;
   /** Data rows in the xlsx sheet. */
@@ -245,11 +231,10 @@ class SheetStream {
     this.columns = o.columns;
     this.xml = o.xml;
     this.csv = o.csv;
-    this.csvMode = o.csvMode;
     this.maxDataRows = o.maxDataRows;
     this.selected = o.selected;
     this.types = o.columns.map((c) => c.type);
-    this.letters = o.columns.map((_, i) => columnLetters(i));
+    this.letters = o.columns.map((_, i) => columnLetter(i));
   }
 
   get truncated(): boolean {
@@ -427,7 +412,6 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
 
   const sheets: Record<SheetKey, SheetStream | undefined> = { results: undefined, errors: undefined, items: undefined };
   const tempParts: { path: string; part: string }[] = [];
-  const csvPathsOpened: string[] = [];
   defs.forEach((def, i) => {
     const part = `xl/worksheets/sheet${i + 1}.xml`;
     let stream: Writable;
@@ -442,19 +426,16 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
       tempParts.push({ path, part });
     }
     const hint = opts.expectedRows?.[def.key];
-    const csvMode: CsvMode = hint === undefined ? 'precaution' : hint > maxDataRows ? 'full' : 'none';
+    // No hint: a precautionary copy (deleted by finish() if the sheet fits); a hint past the limit: the full copy.
     let csv: CsvCopy | undefined;
-    if (csvMode !== 'none') {
-      const csvPath = join(opts.dir, csvFileName(opts.baseName, def.name));
-      csvPathsOpened.push(csvPath);
-      csv = new CsvCopy(csvPath, def.columns);
+    if (hint === undefined || hint > maxDataRows) {
+      csv = new CsvCopy(join(opts.dir, csvFileName(opts.baseName, def.name)), def.columns);
     }
     sheets[def.key] = new SheetStream({
       name: def.name,
       columns: def.columns,
       xml: new BufferedSink(stream),
       csv,
-      csvMode,
       maxDataRows,
       selected: i === 0,
     });
@@ -475,9 +456,8 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
     const outClosed = out.closed ? Promise.resolve() : new Promise<void>((resolve) => out.once('close', () => resolve()));
     out.destroy();
     await Promise.all([...closed, outClosed]);
-    await Promise.all(
-      [workbookPath, ...csvPathsOpened, tmpDir].map((p) => rm(p, { recursive: true, force: true })),
-    );
+    const csvPaths = Object.values(sheets).flatMap((s) => (s?.csv ? [s.csv.path] : []));
+    await Promise.all([workbookPath, ...csvPaths, tmpDir].map((p) => rm(p, { recursive: true, force: true })));
   }
 
   async function finish(summary: ReadonlyArray<readonly [string, Cell]>): Promise<ResultWorkbookFiles> {
