@@ -40,6 +40,8 @@ const json = (status: number, body: unknown, headers: Record<string, string> = {
 
 describe('HttpClient', () => {
   let server: Awaited<ReturnType<typeof startServer>>;
+  const client = new HttpClient({ connections: 1 });
+  const getJson = (path: string, timeoutMs = 2_000) => client.requestJson({ method: 'GET', url: `${server.url}${path}`, timeoutMs });
   const echoes: { method?: string; headers: IncomingMessage['headers']; body: string }[] = [];
 
   before(async () => {
@@ -75,29 +77,29 @@ describe('HttpClient', () => {
       },
     });
   });
-  after(() => server.close());
+  after(async () => {
+    await client.close();
+    await server.close();
+  });
 
   it('given many sequential and parallel requests, reuses keep-alive sockets up to `connections`', async () => {
-    const client = new HttpClient({ connections: 4 });
+    const pooled = new HttpClient({ connections: 4 });
     const before = server.sockets();
     for (let round = 0; round < 10; round++) {
       await Promise.all(
-        Array.from({ length: 4 }, () => client.requestJson({ method: 'GET', url: `${server.url}/ok`, timeoutMs: 2_000 })),
+        Array.from({ length: 4 }, () => pooled.requestJson({ method: 'GET', url: `${server.url}/ok`, timeoutMs: 2_000 })),
       );
     }
-    await client.close();
+    await pooled.close();
     assert.ok(server.sockets() - before <= 4, `opened ${server.sockets() - before} sockets for 40 requests`);
   });
 
   it('given a 2xx JSON answer, returns the parsed body', async () => {
-    const client = new HttpClient({ connections: 1 });
-    const body = await client.requestJson({ method: 'GET', url: `${server.url}/ok`, timeoutMs: 2_000 });
-    await client.close();
+    const body = await getJson('/ok');
     assert.deepEqual(body, { taxDue: 12.5 });
   });
 
   it('given a method, headers and a body, sends them as given', async () => {
-    const client = new HttpClient({ connections: 1 });
     await client.requestJson({
       method: 'POST',
       url: `${server.url}/echo`,
@@ -105,7 +107,6 @@ describe('HttpClient', () => {
       body: '{"id":"007"}',
       timeoutMs: 2_000,
     });
-    await client.close();
     const last = echoes.at(-1)!;
     assert.equal(last.method, 'POST');
     assert.equal(last.headers['x-api-key'], 'k1');
@@ -113,56 +114,45 @@ describe('HttpClient', () => {
   });
 
   it('given a server slower than the timeout, fails with a TransientError saying it timed out', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/slow`, timeoutMs: 150 }),
+      getJson('/slow', 150),
       (err: unknown) => err instanceof TransientError && /timed out after 150 ms: GET http:\/\/127\.0\.0\.1:\d+\/slow/.test(err.message),
     );
-    await client.close();
   });
 
   it('given a server that resets the connection, fails with a TransientError naming the cause', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/reset`, timeoutMs: 2_000 }),
+      getJson('/reset'),
       (err: unknown) => err instanceof TransientError && /(connection reset|closed by the server).*GET .*\/reset/.test(err.message),
     );
-    await client.close();
   });
 
   it('given nobody listening on the port, fails with a TransientError saying the connection was refused', async () => {
     const dead = await startServer({});
     const url = `${dead.url}/ok`;
     await dead.close();
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
       client.requestJson({ method: 'GET', url, timeoutMs: 2_000 }),
       (err: unknown) => err instanceof TransientError && /connection refused \(ECONNREFUSED\)/.test(err.message),
     );
-    await client.close();
   });
 
   it('given a 429 with Retry-After in seconds, fails with a TransientError carrying the delay', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/busy`, timeoutMs: 2_000 }),
+      getJson('/busy'),
       (err: unknown) =>
         err instanceof TransientError && err.retryAfterMs === 3_000 && /^HTTP 429 Too Many Requests from GET /.test(err.message),
     );
-    await client.close();
   });
 
   it('given a 503, fails with a TransientError', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/unavailable`, timeoutMs: 2_000 }),
+      getJson('/unavailable'),
       (err: unknown) => err instanceof TransientError && err.retryAfterMs === undefined && /HTTP 503 Service Unavailable/.test(err.message),
     );
-    await client.close();
   });
 
   it('given a 404, fails with a PermanentError naming status, request and a body excerpt', async () => {
-    const client = new HttpClient({ connections: 1 });
     const url = `${server.url}/missing?year=2023&api_key=s3cr3t`;
     await assert.rejects(
       client.requestJson({ method: 'GET', url, timeoutMs: 2_000 }),
@@ -170,58 +160,45 @@ describe('HttpClient', () => {
         err instanceof PermanentError &&
         err.message === `HTTP 404 Not Found from GET ${server.url}/missing?year=2023&api_key=***: {"error":"no such customer"}`,
     );
-    await client.close();
   });
 
   it('given another 4xx, fails with a PermanentError', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/forbidden`, timeoutMs: 2_000 }),
+      getJson('/forbidden'),
       (err: unknown) => err instanceof PermanentError && /HTTP 403 Forbidden/.test(err.message),
     );
-    await client.close();
   });
 
   it('given a redirect, does not follow it and fails with a PermanentError', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/moved`, timeoutMs: 2_000 }),
+      getJson('/moved'),
       (err: unknown) => err instanceof PermanentError && /HTTP 302 Found/.test(err.message),
     );
-    await client.close();
   });
 
   it('given a 2xx with a body that is not JSON, fails with a TransientError', async () => {
-    const client = new HttpClient({ connections: 1 });
     await assert.rejects(
-      client.requestJson({ method: 'GET', url: `${server.url}/bad-json`, timeoutMs: 2_000 }),
+      getJson('/bad-json'),
       (err: unknown) => err instanceof TransientError && /^unparseable JSON in HTTP 200 OK from GET /.test(err.message),
     );
-    await client.close();
   });
 
   it('given a 204 without body, returns null', async () => {
-    const client = new HttpClient({ connections: 1 });
-    assert.equal(await client.requestJson({ method: 'GET', url: `${server.url}/empty`, timeoutMs: 2_000 }), null);
-    await client.close();
+    assert.equal(await getJson('/empty'), null);
   });
 
   it('given a plain request, returns status, headers and body without classifying the status', async () => {
-    const client = new HttpClient({ connections: 1 });
     const res = await client.request({ method: 'GET', url: `${server.url}/missing`, timeoutMs: 2_000 });
-    await client.close();
     assert.equal(res.status, 404);
     assert.equal(res.headers['content-type'], 'application/json');
     assert.equal(res.body, '{"error":"no such customer"}');
   });
 
   it('given the caller aborts, rejects with the caller\'s reason rather than a TransientError', async () => {
-    const client = new HttpClient({ connections: 1 });
     const controller = new AbortController();
     const pending = client.request({ method: 'GET', url: `${server.url}/slow`, timeoutMs: 5_000, signal: controller.signal });
     setTimeout(() => controller.abort(new Error('child shutting down')), 20);
     await assert.rejects(pending, (err: unknown) => !(err instanceof TransientError) && /child shutting down/.test(String(err)));
-    await client.close();
   });
 });
 

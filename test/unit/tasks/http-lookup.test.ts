@@ -65,6 +65,8 @@ describe('http-lookup task', () => {
     return { i: 0, r: [2], d: [row] };
   }
 
+  const lookupTask = (cfg: HttpLookupTaskConfig = config()) => createHttpLookupTask(cfg, { client, credential: TOKEN });
+
   const ctx = { attempt: 1, signal: new AbortController().signal };
   const customer = (id: string, extra: Row = {}): WorkItem => item({ 'Customer ID': id, 'Tax Year': 2023, ...extra });
 
@@ -75,43 +77,43 @@ describe('http-lookup task', () => {
 
   it('given an id with leading zeros, puts it in the path and the year in the query', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 10 });
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await runOnce(task, customer('000123'));
     assert.equal(seen[0].rawUrl, '/customers/000123/tax-due?year=2023');
   });
 
   it('given a value with "../" and "?", encodes it so it stays one path segment', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 10 });
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await runOnce(task, customer('../admin?drop=1#x'));
     assert.equal(seen[0].rawUrl, '/customers/..%2Fadmin%3Fdrop%3D1%23x/tax-due?year=2023');
   });
 
   it('given a value that is exactly "..", fails the item without calling', async () => {
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await assert.rejects(runOnce(task, customer('..')), (err: unknown) => err instanceof PermanentError && /would change the URL path/.test(err.message));
     assert.equal(seen.length, 0);
   });
 
   it('given an empty value for a path placeholder, fails the item without calling', async () => {
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await assert.rejects(runOnce(task, customer('')), (err: unknown) => err instanceof PermanentError && /"Customer ID" is empty/.test(err.message));
     assert.equal(seen.length, 0);
   });
 
   it('given a template whose host is a placeholder, refuses it at creation', () => {
     const bad = { ...config(), url: 'http://{Customer ID}/x' };
-    assert.throws(() => createHttpLookupTask(bad, { client, credential: TOKEN }), (err: unknown) => err instanceof ConfigError && /fixed host/.test(err.message));
+    assert.throws(() => lookupTask(bad), (err: unknown) => err instanceof ConfigError && /fixed host/.test(err.message));
   });
 
   it('given a placeholder glued to the port, refuses it at creation', () => {
     const bad = { ...config(), url: `${base}{Customer ID}/x` };
-    assert.throws(() => createHttpLookupTask(bad, { client, credential: TOKEN }), ConfigError);
+    assert.throws(() => lookupTask(bad), ConfigError);
   });
 
   it('given values of any kind, the request never leaves the template origin', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 1 });
-    const task = createHttpLookupTask({ ...config(), url: `${base}/x/{Customer ID}` }, { client, credential: TOKEN });
+    const task = lookupTask({ ...config(), url: `${base}/x/{Customer ID}` });
     for (const id of ['@evil.example.com', '//evil.example.com/', '\\\\evil.example.com', 'http://evil.example.com', '%2e%2e']) {
       await runOnce(task, customer(id));
       assert.equal(seen.length, 1, `value ${id} reached the configured server`);
@@ -121,7 +123,7 @@ describe('http-lookup task', () => {
 
   it('given a {credential} header, sends the credential in it', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 1 });
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await runOnce(task, customer('1'));
     assert.equal(seen[0].headers.authorization, `Bearer ${TOKEN}`);
     assert.equal(seen[0].headers.accept, 'application/json');
@@ -136,7 +138,7 @@ describe('http-lookup task', () => {
 
   it('given an error answer that echoes the credential, keeps the credential out of the message', async () => {
     reply = (r, res) => send(res, 401, { error: `token ${String(r.headers.authorization)} is not valid`, hint: encodeURIComponent(TOKEN) });
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await assert.rejects(runOnce(task, customer('1')), (err: unknown) => {
       assert.ok(err instanceof PermanentError);
       assert.match(err.message, /^HTTP 401 Unauthorized from GET /);
@@ -151,7 +153,7 @@ describe('http-lookup task', () => {
       res.writeHead(429, { 'retry-after': '2' });
       res.end(`slow down ${String(r.headers.authorization)}`);
     };
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await assert.rejects(runOnce(task, customer('1')), (err: unknown) => {
       assert.ok(err instanceof TransientError);
       assert.equal(err.retryAfterMs, 2_000);
@@ -167,7 +169,7 @@ describe('http-lookup task', () => {
       url: `${base}/lookup`,
       body: '{"customer": {"id": "{Customer ID}", "year": {Tax Year}}, "note": "for {Name}", "postcode": {Postcode}}',
     });
-    const task = createHttpLookupTask(cfg, { client, credential: TOKEN });
+    const task = lookupTask(cfg);
     await runOnce(task, customer('007', { Name: 'O"Brien\\ \n =1+1', Postcode: null }));
     assert.equal(seen[0].method, 'POST');
     assert.equal(seen[0].headers['content-type'], 'application/json');
@@ -180,7 +182,7 @@ describe('http-lookup task', () => {
 
   it('given a body template that is not JSON, refuses it at creation', () => {
     const cfg = config({ method: 'POST', url: `${base}/lookup`, body: '{"id": {Customer ID}' });
-    assert.throws(() => createHttpLookupTask(cfg, { client, credential: TOKEN }), (err: unknown) => err instanceof ConfigError && /body/.test(err.message));
+    assert.throws(() => lookupTask(cfg), (err: unknown) => err instanceof ConfigError && /body/.test(err.message));
   });
 
   it('given result paths, reads nested fields and coerces them to their column types', async () => {
@@ -209,7 +211,7 @@ describe('http-lookup task', () => {
         { column: 'Not an object', path: 'data.code.x', type: 'text' },
       ],
     });
-    const task = createHttpLookupTask(cfg, { client, credential: TOKEN });
+    const task = lookupTask(cfg);
     const result = await runOnce(task, customer('1'));
     assert.deepEqual(result, {
       fields: {
@@ -228,7 +230,7 @@ describe('http-lookup task', () => {
 
   it('given a value that cannot be coerced, fails the item naming the field', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 'n/a' });
-    const task = createHttpLookupTask(config(), { client, credential: TOKEN });
+    const task = lookupTask();
     await assert.rejects(
       runOnce(task, customer('1')),
       (err: unknown) => err instanceof PermanentError && err.message === 'response field "taxDue" (column "Tax Due"): expected a number, got "n/a"',
@@ -237,7 +239,7 @@ describe('http-lookup task', () => {
 
   it('given a malformed result path, refuses it at creation', () => {
     const cfg = config({ results: [{ column: 'X', path: 'a..b', type: 'text' }] });
-    assert.throws(() => createHttpLookupTask(cfg, { client, credential: TOKEN }), (err: unknown) => err instanceof ConfigError && /results\[0\]\.path/.test(err.message));
+    assert.throws(() => lookupTask(cfg), (err: unknown) => err instanceof ConfigError && /results\[0\]\.path/.test(err.message));
   });
 
   it('given paths in every accepted form, parses them into steps', () => {
