@@ -2,7 +2,7 @@
  * Test fixtures for the records tests: inputs as streams, workbooks written with exceljs, and
  * hand-made zips for the xlsx shapes exceljs never writes (no r attributes, prefixed XML, ...).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -72,7 +72,6 @@ export async function streamedWorkbookBytes(rows: unknown[][], useSharedStrings:
     for (const r of rows) ws.addRow(r).commit();
     ws.commit();
     await wb.commit();
-    const { readFile } = await import('node:fs/promises');
     return readFile(filename);
   });
 }
@@ -87,26 +86,25 @@ export function makeZip(files: Record<string, string | Buffer>, deflate = false)
     const stored = deflate ? deflateRawSync(data) : data;
     const nameBytes = Buffer.from(name, 'utf8');
     const crc = crc32(data);
+    // The local header and the central directory record share these fields, from "version
+    // needed" to the name's length (the central record has "version made by" before them).
+    const fields = (header: Buffer, at: number) => {
+      header.writeUInt16LE(20, at); // version needed
+      header.writeUInt16LE(0x0800, at + 2); // UTF-8 names
+      header.writeUInt16LE(deflate ? 8 : 0, at + 4);
+      header.writeUInt32LE(crc, at + 10);
+      header.writeUInt32LE(stored.length, at + 14);
+      header.writeUInt32LE(data.length, at + 18);
+      header.writeUInt16LE(nameBytes.length, at + 22);
+    };
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6);
-    local.writeUInt16LE(deflate ? 8 : 0, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(stored.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(nameBytes.length, 26);
+    fields(local, 4);
     locals.push(local, nameBytes, stored);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE(20, 4);
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x0800, 8);
-    central.writeUInt16LE(deflate ? 8 : 0, 10);
-    central.writeUInt32LE(crc, 16);
-    central.writeUInt32LE(stored.length, 20);
-    central.writeUInt32LE(data.length, 24);
-    central.writeUInt16LE(nameBytes.length, 28);
+    central.writeUInt16LE(20, 4); // version made by
+    fields(central, 6);
     central.writeUInt32LE(offset, 42);
     centrals.push(central, nameBytes);
     offset += local.length + nameBytes.length + stored.length;

@@ -5,7 +5,12 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import ExcelJS from 'exceljs';
 import type { Cell } from '../../../runtime/model';
-import { createResultWorkbook, type WorkbookColumn } from '../../../runtime/workbook/result-workbook';
+import {
+  createResultWorkbook,
+  type ResultWorkbook,
+  type ResultWorkbookOptions,
+  type WorkbookColumn,
+} from '../../../runtime/workbook/result-workbook';
 
 const dirs: string[] = [];
 after(() => {
@@ -32,6 +37,13 @@ const ERRORS: WorkbookColumn[] = [
 /** Row limit of the tests' workbooks: a header and 4 data rows. */
 const LIMIT = 5;
 
+/** A workbook `run` in a new temp dir with the tests' columns and row limit. */
+async function openWorkbook(opts: Partial<ResultWorkbookOptions> = {}): Promise<{ dir: string; wb: ResultWorkbook }> {
+  const dir = tempDir();
+  const wb = await createResultWorkbook({ dir, baseName: 'run', results: RESULTS, errors: ERRORS, maxRowsPerSheet: LIMIT, ...opts });
+  return { dir, wb };
+}
+
 function resultRow(i: number): Cell[] {
   return [String(i).padStart(5, '0'), -i - 0.5, '2024-03-01', i === 5 ? '=1+2' : `note, "${i}"`];
 }
@@ -51,8 +63,7 @@ function csvLines(path: string): string[] {
 
 describe('result workbook past the row limit', () => {
   it('keeps the first rows in the sheet and writes every row to CSV alongside, when not told to expect it', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({ dir, baseName: 'run', results: RESULTS, errors: ERRORS, maxRowsPerSheet: LIMIT });
+    const { dir, wb } = await openWorkbook();
     for (let i = 0; i < 7; i++) await wb.addResult(resultRow(i));
     await wb.addError(['00001', 'HTTP 404']);
     const files = await wb.finish([['Run', 'r-1']]);
@@ -71,8 +82,7 @@ describe('result workbook past the row limit', () => {
   });
 
   it('writes all rows to the CSV copy, neutralising formula-looking text and keeping numbers and dates', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({ dir, baseName: 'run', results: RESULTS, errors: ERRORS, maxRowsPerSheet: LIMIT });
+    const { wb } = await openWorkbook();
     for (let i = 0; i < 7; i++) await wb.addResult(resultRow(i));
     const files = await wb.finish([]);
 
@@ -85,8 +95,7 @@ describe('result workbook past the row limit', () => {
   });
 
   it('notes the truncated sheet and its CSV file in the Summary', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({ dir, baseName: 'run', results: RESULTS, errors: ERRORS, maxRowsPerSheet: LIMIT });
+    const { wb } = await openWorkbook();
     for (let i = 0; i < 6; i++) await wb.addResult(resultRow(i));
     const files = await wb.finish([['Run', 'r-1']]);
 
@@ -97,15 +106,9 @@ describe('result workbook past the row limit', () => {
   });
 
   it('writes the CSV from the start for a sheet expected past the limit', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({
-      dir,
-      baseName: 'run',
-      results: RESULTS,
-      errors: ERRORS,
+    const { dir, wb } = await openWorkbook({
       itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }] },
       expectedRows: { results: 2, errors: 10, items: 1 },
-      maxRowsPerSheet: LIMIT,
     });
     await wb.addResult(resultRow(0));
     for (let i = 0; i < 10; i++) await wb.addError([String(i), `boom ${i}`]);
@@ -120,15 +123,7 @@ describe('result workbook past the row limit', () => {
   });
 
   it('names the CSV after a truncated item sheet', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({
-      dir,
-      baseName: 'run',
-      results: RESULTS,
-      errors: ERRORS,
-      itemSheet: { name: 'GPS Trips', columns: [{ name: 'trip', type: 'text' }] },
-      maxRowsPerSheet: LIMIT,
-    });
+    const { dir, wb } = await openWorkbook({ itemSheet: { name: 'GPS Trips', columns: [{ name: 'trip', type: 'text' }] } });
     for (let i = 0; i < 5; i++) await wb.addItem([`t${i}`]);
     const files = await wb.finish([]);
 
@@ -137,15 +132,7 @@ describe('result workbook past the row limit', () => {
   });
 
   it('refuses a row past the limit of a sheet whose hint said it would fit, rather than lose it', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({
-      dir,
-      baseName: 'run',
-      results: RESULTS,
-      errors: ERRORS,
-      expectedRows: { results: 3 },
-      maxRowsPerSheet: LIMIT,
-    });
+    const { dir, wb } = await openWorkbook({ expectedRows: { results: 3 } });
     for (let i = 0; i < 4; i++) await wb.addResult(resultRow(i));
     assert.throws(() => wb.addResult(resultRow(4)), RangeError);
     await wb.abort();
@@ -153,15 +140,7 @@ describe('result workbook past the row limit', () => {
   });
 
   it('deletes the CSV of a sheet expected past the limit that fitted after all', async () => {
-    const dir = tempDir();
-    const wb = await createResultWorkbook({
-      dir,
-      baseName: 'run',
-      results: RESULTS,
-      errors: ERRORS,
-      expectedRows: { results: 100 },
-      maxRowsPerSheet: LIMIT,
-    });
+    const { dir, wb } = await openWorkbook({ expectedRows: { results: 100 } });
     await wb.addResult(resultRow(0));
     const files = await wb.finish([]);
 
