@@ -1,5 +1,5 @@
 /**
- * Reading a configured column from an item's row: the exact key first, then case- and
+ * Reading item rows. A configured column is found by its exact key first, then case- and
  * space-insensitively (`normaliseHeader`). The key found is remembered, since the rows a task
  * sees share their keys, so the usual read is one property lookup.
  */
@@ -27,4 +27,14 @@ export function columnLookup(name: string): (row: Row) => Cell | undefined {
 export function columnReader(name: string): (row: Row) => Cell {
   const lookup = columnLookup(name);
   return (row) => lookup(row) ?? null;
+}
+
+/** A finite number, or decimal text of one ("12.50", " -3e2 "); anything else is undefined. */
+export function toNumber(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const s = value.trim();
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
 }

@@ -21,7 +21,7 @@ import { ConfigError } from '../../runtime/config/schema';
 import { EnvironmentError, PermanentError, TransientError, errorMessage } from '../../runtime/errors';
 import type { HttpClient } from '../../runtime/http/client';
 import type { Cell, Row, WorkItem } from '../../runtime/model';
-import { columnLookup } from './columns';
+import { columnLookup, toNumber } from './columns';
 import type { Task, TaskOutputShape } from './task';
 
 const SOURCE = 'http-lookup task';
@@ -343,17 +343,6 @@ export function coerce(value: unknown, type: ColumnType, what: string): Cell {
       return iso === undefined ? fail('a date') : iso;
     }
   }
-}
-
-function toNumber(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  if (typeof value === 'string') {
-    const s = value.trim();
-    if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) return undefined;
-    const n = Number(s);
-    return Number.isFinite(n) ? n : undefined;
-  }
-  return undefined;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import type { OsrmMatchTaskConfig } from '../../runtime/config/schema';
 import type { Cell, Row } from '../../runtime/model';
-import { columnReader } from './columns';
+import { columnReader, toNumber } from './columns';
 
 /** One usable fix, with where it came from. */
 export interface GpsPoint {
@@ -100,14 +100,6 @@ export function parseTimestamp(value: Cell): { ok: true; seconds: number } | { o
   return { ok: true, seconds };
 }
 
-function parseNumber(value: Cell): number | undefined {
-  if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
-  if (typeof value !== 'string') return undefined;
-  const t = value.trim();
-  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/.test(t)) return undefined;
-  return Number(t);
-}
-
 function show(value: Cell): string {
   return typeof value === 'string' ? `"${value}"` : String(value);
 }
@@ -137,8 +129,8 @@ export function createPointReader(config: Pick<OsrmMatchTaskConfig, 'columns' | 
       if (!t.ok) problems.push(t.reason);
       const latCell = readLat(row);
       const lonCell = readLon(row);
-      const lat = parseNumber(latCell);
-      const lon = parseNumber(lonCell);
+      const lat = toNumber(latCell);
+      const lon = toNumber(lonCell);
       if (latCell === null || latCell === '') problems.push('latitude is empty');
       else if (lat === undefined) problems.push(`latitude ${show(latCell)} is not a number`);
       else if (lat < -90 || lat > 90) problems.push(`latitude ${lat} is outside -90..90`);
@@ -150,7 +142,7 @@ export function createPointReader(config: Pick<OsrmMatchTaskConfig, 'columns' | 
       if (readAccuracy !== undefined) {
         const accCell = readAccuracy(row);
         if (accCell !== null && accCell !== '') {
-          const acc = parseNumber(accCell);
+          const acc = toNumber(accCell);
           if (acc === undefined || acc < 0) problems.push(`accuracy ${show(accCell)} is not a distance in metres`);
           else if (acc > 0) radiusM = acc;
         }
