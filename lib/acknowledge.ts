@@ -8,7 +8,7 @@ import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference';
 import type { IConstruct } from 'constructs';
 
 /** Plugin name of `@cdklabs/cdk-validator-cfnguard`: its findings are acknowledged as `<name>::<rule>`. */
-export const CFN_GUARD_NAMESPACE = 'cdk-validator-cfnguard';
+const CFN_GUARD_NAMESPACE = 'cdk-validator-cfnguard';
 
 /** Acknowledges one cdk-nag finding (e.g. `AwsSolutions-IAM5[Action::s3:GetObject*]`) on one resource. */
 export function acknowledgeNag(resource: IConstruct, id: string, reason: string): void {
@@ -63,7 +63,7 @@ function asArray(v: unknown): unknown[] {
 }
 
 /** The wildcard findings of a policy document, as cdk-nag IAM5 computes them. */
-export function wildcardFindings(document: { Statement?: Record<string, unknown>[] }): WildcardFinding[] {
+function wildcardFindings(document: { Statement?: Record<string, unknown>[] }): WildcardFinding[] {
   const out: WildcardFinding[] = [];
   for (const statement of document.Statement ?? []) {
     if (statement.Effect !== 'Allow') continue;

@@ -76,18 +76,9 @@ export class BatchCompute extends Construct {
       batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
       batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
     ].map((reason) => ({ reason, maxTime: stuck }));
-    this.queues = {
-      'fargate-spot': new batch.JobQueue(this, 'FargateSpotQueue', {
-        computeEnvironments: [{ computeEnvironment: this.fargateSpot, order: 1 }],
-        priority: 1,
-        jobStateTimeLimitActions: timeLimits,
-      }),
-      'ec2-spot': new batch.JobQueue(this, 'Ec2SpotQueue', {
-        computeEnvironments: [{ computeEnvironment: this.ec2Spot, order: 1 }],
-        priority: 1,
-        jobStateTimeLimitActions: timeLimits,
-      }),
-    };
+    const queue = (id: string, computeEnvironment: batch.IComputeEnvironment) =>
+      new batch.JobQueue(this, id, { computeEnvironments: [{ computeEnvironment, order: 1 }], priority: 1, jobStateTimeLimitActions: timeLimits });
+    this.queues = { 'fargate-spot': queue('FargateSpotQueue', this.fargateSpot), 'ec2-spot': queue('Ec2SpotQueue', this.ec2Spot) };
 
     const instanceRole = this.ec2Spot.node.tryFindChild('InstanceProfileRole')?.node.defaultChild;
     if (instanceRole) {
@@ -97,10 +88,5 @@ export class BatchCompute extends Construct {
         'The ECS agent on Batch-managed instances needs this AWS-managed policy to register and pull images; jobs use their own job role.',
       );
     }
-  }
-
-  /** All job queues, for rules and grants. */
-  get allQueues(): batch.JobQueue[] {
-    return Object.values(this.queues);
   }
 }

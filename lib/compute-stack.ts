@@ -6,7 +6,6 @@
  */
 import { Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
-import type * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -26,13 +25,13 @@ import { STAGES, type Stage } from '../runtime/model';
 import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
 import { BatchCompute } from './batch-compute';
 import { PREFIX } from './data-stack';
-import { HandlerFunction } from './handler-function';
+import { HandlerFunction, type HandlerName } from './handler-function';
 import { FanoutNetwork } from './network';
 import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { PipelineJobs } from './pipeline-jobs';
-import type { ComputeKind } from './retry-strategies';
 import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
+import { pascal } from './construct-ids';
 
 /** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
 export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
@@ -91,9 +90,6 @@ export interface FanoutComputeStackProps extends StackProps {
   readonly osrm?: ManagedOsrmProps;
 }
 
-/** The handlers, by the file name of their entry under `lambda/`. */
-export type HandlerName = 'on-intake' | 'on-split-done' | 'on-job-failed';
-
 export class FanoutComputeStack extends Stack {
   readonly network: FanoutNetwork;
   readonly batchCompute: BatchCompute;
@@ -132,10 +128,7 @@ export class FanoutComputeStack extends Stack {
     const logRetention = props.logRetention;
 
     this.network = new FanoutNetwork(this, 'Network', {
-      vpcId: props.network.vpcId,
-      maxAzs: props.network.maxAzs,
-      natGateways: props.network.natGateways,
-      gatewayEndpoints: props.network.gatewayEndpoints,
+      ...props.network,
       logRetention,
       logKey: this.key,
       removalPolicy,
@@ -144,9 +137,7 @@ export class FanoutComputeStack extends Stack {
       vpc: this.network.vpc,
       vpcSubnets: this.network.jobSubnets,
       securityGroup: this.network.jobSecurityGroup,
-      fargateSpotMaxVcpus: props.compute.fargateSpotMaxVcpus,
-      ec2SpotMaxVcpus: props.compute.ec2SpotMaxVcpus,
-      ec2InstanceTypes: props.compute.ec2InstanceTypes,
+      ...props.compute,
     });
 
     this.splitDoneTopic = new sns.Topic(this, 'SplitDoneTopic', {
@@ -219,11 +210,7 @@ export class FanoutComputeStack extends Stack {
       this.osrmService = new OsrmService(this, 'Osrm', {
         vpc: this.network.vpc,
         dataBucket: bucket,
-        extractKey: props.osrm.extractKey,
-        profile: props.osrm.profile,
-        cpu: props.osrm.cpu,
-        memoryLimitMiB: props.osrm.memoryLimitMiB,
-        idleTimeout: props.osrm.idleTimeout,
+        ...props.osrm,
         // ALB log delivery is granted to the region's ELB account: without a region at synth
         // (environment-agnostic), no ALB logs; osrm-routed still logs every request.
         accessLogBucket: Token.isUnresolved(this.region) ? undefined : props.osrm.accessLogBucket,
@@ -248,7 +235,7 @@ export class FanoutComputeStack extends Stack {
       (pipeline) =>
         new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
           pipeline,
-          queue: this.batchCompute.queues[pipeline.compute as ComputeKind],
+          queue: this.batchCompute.queues[pipeline.compute],
           image,
           jobs: props.jobs,
           jobRoles,
@@ -256,25 +243,16 @@ export class FanoutComputeStack extends Stack {
           environment: stageEnvironment,
           osrmBaseUrl: this.osrmService?.url,
           assignPublicIp: this.network.jobsNeedPublicIp,
-          maxParallelChildren:
-            pipeline.compute === 'ec2-spot'
-              ? props.compute.ec2SpotMaxVcpus / Math.ceil(props.jobs.fanout.vcpus)
-              : props.compute.fargateSpotMaxVcpus / props.jobs.fanout.vcpus,
+          queueMaxVcpus: pipeline.compute === 'ec2-spot' ? props.compute.ec2SpotMaxVcpus : props.compute.fargateSpotMaxVcpus,
         }),
     );
 
     // Handlers.
-    const queuesByPipeline: Record<string, string> = {};
-    const definitionsByPipeline: Record<string, Record<Stage, string>> = {};
-    for (const jobs of this.pipelineJobs) {
-      queuesByPipeline[jobs.pipelineName] = jobs.queue.jobQueueArn;
-      definitionsByPipeline[jobs.pipelineName] = jobs.definitionArns();
-    }
     const handlerEnvironment = {
       FANOUT_BUCKET: bucket.bucketName,
       FANOUT_TABLE: table.tableName,
-      FANOUT_JOB_QUEUES: this.toJsonString(queuesByPipeline),
-      FANOUT_JOB_DEFINITIONS: this.toJsonString(definitionsByPipeline),
+      FANOUT_JOB_QUEUES: this.toJsonString(Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.queue.jobQueueArn]))),
+      FANOUT_JOB_DEFINITIONS: this.toJsonString(Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.definitionArns()]))),
       FANOUT_RUN_TTL_DAYS: String(props.runRecordDays),
     };
     const configJson = JSON.stringify(props.pipelines);
@@ -339,7 +317,7 @@ export class FanoutComputeStack extends Stack {
       eventPattern: {
         source: ['aws.batch'],
         detailType: ['Batch Job State Change'],
-        detail: { status: ['FAILED'], jobQueue: this.batchCompute.allQueues.map((q: batch.IJobQueue) => q.jobQueueArn) },
+        detail: { status: ['FAILED'], jobQueue: Object.values(this.batchCompute.queues).map((q) => q.jobQueueArn) },
       },
     });
     this.failedJobsRule.addTarget(
@@ -353,15 +331,8 @@ export class FanoutComputeStack extends Stack {
     this.observability = new FanoutObservability(this, 'Observability', {
       topicKey: this.key,
       operatorEmail: props.operatorEmail,
-    });
-    this.observability.observe({
-      handlers: (Object.entries(this.handlers) as [HandlerName, HandlerFunction][]).map(([name, h]) => ({
-        name,
-        function: h.function,
-        logGroup: h.logGroup,
-        deadLetterQueue: h.deadLetterQueue,
-      })),
-      stageLogs: { fanout: logGroups.fanout, consolidate: logGroups.consolidate },
+      handlers: this.handlers,
+      stageLogs: logGroups,
       failedJobsRule: this.failedJobsRule,
     });
 
@@ -372,7 +343,7 @@ export class FanoutComputeStack extends Stack {
         let estimate = OTHER_HANDLER_ENV_BYTES;
         for (const jobs of this.pipelineJobs) {
           // "name":"<queue arn>", and "name":{"split":"<arn>",...}
-          estimate += 2 * (jobs.pipelineName.length + 6) + arn(jobs.queue as unknown as IConstruct);
+          estimate += 2 * (jobs.pipelineName.length + 6) + arn(jobs.queue);
           for (const [stage, def] of Object.entries(jobs.definitions)) estimate += stage.length + 6 + arn(def);
         }
         return estimate > LAMBDA_ENV_LIMIT_BYTES
@@ -419,22 +390,6 @@ export class FanoutComputeStack extends Stack {
         "CDK's own S3 notifications custom resource: it only calls the S3 API at deployment time.",
       );
     }
-    for (const [name, h] of Object.entries(this.handlers)) {
-      const fn = cfnOf(h.function);
-      acknowledgeNag(
-        fn,
-        'AwsSolutions-L1',
-        `${name} runs on Node.js 22.x on purpose: the runtime code targets Node 20/22 APIs and is tested on them; move to 24.x after testing.`,
-      );
-      acknowledgeGuard(
-        fn,
-        'lambda_inside_vpc_check',
-        `${name} only calls AWS APIs (DynamoDB, S3, Batch, SES) and reaches no private resource; inside the VPC it would need NAT or interface endpoints for the same calls.`,
-      );
-      const dlq = cfnOf(h.deadLetterQueue);
-      acknowledgeNag(dlq, 'AwsSolutions-SQS3', `This queue is the dead-letter destination of ${name}; it has no dead-letter queue of its own.`);
-      acknowledgeGuard(dlq, 'sqs_dlq_check', `This queue is the dead-letter destination of ${name}; it has no dead-letter queue of its own.`);
-    }
   }
 }
 
@@ -477,8 +432,4 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
 function maxOsrmPoints(config: AppConfig): number | undefined {
   const points = config.pipelines.flatMap((p) => (p.task.type === 'osrm-match' ? [p.task.maxPoints] : []));
   return points.length > 0 ? Math.max(...points) : undefined;
-}
-
-function pascal(name: string): string {
-  return name.replace(/(^|-)([a-z])/g, (_m, _d, c: string) => c.toUpperCase());
 }

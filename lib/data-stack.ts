@@ -48,13 +48,18 @@ export class FanoutDataStack extends Stack {
     super(scope, id, props);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     const destroy = removalPolicy === RemovalPolicy.DESTROY;
-
-    this.accessLogBucket = new s3.Bucket(this, 'AccessLogs', {
+    const bucketDefaults = {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       enforceSSL: true,
       encryption: s3.BucketEncryption.S3_MANAGED,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       versioned: true,
+      removalPolicy,
+      autoDeleteObjects: destroy,
+    } satisfies s3.BucketProps;
+
+    this.accessLogBucket = new s3.Bucket(this, 'AccessLogs', {
+      ...bucketDefaults,
       lifecycleRules: [
         {
           id: 'expire-access-logs',
@@ -63,16 +68,10 @@ export class FanoutDataStack extends Stack {
           abortIncompleteMultipartUploadAfter: Duration.days(1),
         },
       ],
-      removalPolicy,
-      autoDeleteObjects: destroy,
     });
 
     this.bucket = new s3.Bucket(this, 'PipelineBucket', {
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      enforceSSL: true,
-      encryption: s3.BucketEncryption.S3_MANAGED,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      versioned: true,
+      ...bucketDefaults,
       serverAccessLogsBucket: this.accessLogBucket,
       serverAccessLogsPrefix: 'pipeline-bucket/',
       lifecycleRules: [
@@ -97,8 +96,6 @@ export class FanoutDataStack extends Stack {
         { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
-      removalPolicy,
-      autoDeleteObjects: destroy,
     });
 
     this.table = new dynamodb.Table(this, 'RunTable', {
@@ -126,10 +123,11 @@ export class FanoutDataStack extends Stack {
       );
     }
     const logs = cfnOf(this.accessLogBucket);
-    acknowledgeNag(logs, 'AwsSolutions-S1', 'This is the access-log destination; logging its own access would log the logging.');
-    acknowledgeGuard(logs, 's3_bucket_logging_enabled_check', 'This is the access-log destination; logging its own access would log the logging.');
-    for (const bucket of [this.accessLogBucket, this.bucket]) {
-      const res = cfnOf(bucket);
+    const pipeline = cfnOf(this.bucket);
+    const selfLogging = 'This is the access-log destination; logging its own access would log the logging.';
+    acknowledgeNag(logs, 'AwsSolutions-S1', selfLogging);
+    acknowledgeGuard(logs, 's3_bucket_logging_enabled_check', selfLogging);
+    for (const res of [logs, pipeline]) {
       acknowledgeGuard(
         res,
         's3_bucket_object_lock_enabled_check',
@@ -142,12 +140,12 @@ export class FanoutDataStack extends Stack {
       );
     }
     acknowledgeGuard(
-      cfnOf(this.accessLogBucket),
+      logs,
       's3_event_notifications_enabled_check',
       'Nothing reacts to access-log objects, so the log bucket has no event notifications.',
     );
     acknowledgeGuard(
-      cfnOf(this.bucket),
+      pipeline,
       's3_event_notifications_enabled_check',
       'The intake notifications are set by the compute stack (Custom::S3BucketNotifications), which this rule cannot see in the bucket properties.',
     );

@@ -12,12 +12,16 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { join } from 'node:path';
+import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
+
+/** The handlers, by the file name of their entry under `lambda/`. */
+export type HandlerName = 'on-intake' | 'on-split-done' | 'on-job-failed';
 
 export interface HandlerFunctionProps {
   /** Repository root (holds package-lock.json, tsconfig.json and `lambda/`). */
   readonly projectRoot: string;
   /** File name under `lambda/` without extension, e.g. `on-intake`. */
-  readonly entryName: string;
+  readonly entryName: HandlerName;
   readonly description: string;
   /** Environment (the Lambda limit is 4 KB in total; the pipelines config is not in here). */
   readonly environment: Record<string, string>;
@@ -102,6 +106,25 @@ export class HandlerFunction extends Construct {
         logLevel: nodejs.LogLevel.WARNING,
       },
     });
+    this.acknowledgeFindings(props.entryName);
+  }
+
+  private acknowledgeFindings(name: HandlerName): void {
+    const fn = cfnOf(this.function);
+    acknowledgeNag(
+      fn,
+      'AwsSolutions-L1',
+      `${name} runs on Node.js 22.x on purpose: the runtime code targets Node 20/22 APIs and is tested on them; move to 24.x after testing.`,
+    );
+    acknowledgeGuard(
+      fn,
+      'lambda_inside_vpc_check',
+      `${name} only calls AWS APIs (DynamoDB, S3, Batch, SES) and reaches no private resource; inside the VPC it would need NAT or interface endpoints for the same calls.`,
+    );
+    const dlq = cfnOf(this.deadLetterQueue);
+    const dlqReason = `This queue is the dead-letter destination of ${name}; it has no dead-letter queue of its own.`;
+    acknowledgeNag(dlq, 'AwsSolutions-SQS3', dlqReason);
+    acknowledgeGuard(dlq, 'sqs_dlq_check', dlqReason);
   }
 }
 
@@ -109,7 +132,7 @@ export class HandlerFunction extends Construct {
  * The bundle's first line: a `require` for CommonJS dependencies inside an ESM bundle, and the
  * pipelines config as the default of FANOUT_CONFIG.
  */
-export function configBanner(configJson: string): string {
+function configBanner(configJson: string): string {
   return [
     "import { createRequire as __fanoutCreateRequire } from 'node:module';",
     'const require = __fanoutCreateRequire(import.meta.url);',

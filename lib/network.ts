@@ -7,7 +7,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { acknowledgeGuard } from './acknowledge';
+import { acknowledgeGuard, cfnOf } from './acknowledge';
 
 export interface FanoutNetworkProps {
   /** Existing VPC id, looked up at synth (needs account and region). @default - a new VPC */
@@ -73,7 +73,7 @@ export class FanoutNetwork extends Construct {
       if (this.jobsNeedPublicIp) {
         for (const subnet of vpc.publicSubnets) {
           acknowledgeGuard(
-            subnet.node.defaultChild ?? subnet,
+            cfnOf(subnet),
             'subnet_auto_assign_public_ip_disabled_check',
             'network.natGateways is 0: the jobs run in this subnet and need a public IP to reach ECR, AWS APIs and the data source; their security group allows no inbound traffic.',
           );

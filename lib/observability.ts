@@ -14,39 +14,31 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { LOG_EVENTS } from '../runtime/log';
+import type { Stage } from '../runtime/model';
+import { pascal } from './construct-ids';
+import type { HandlerName } from './handler-function';
 
 /** CloudWatch namespace of the app's own metrics. */
-export const METRICS_NAMESPACE = 'BatchFanout';
-
-/**
- * Log lines the metrics are derived from (runtime/log.ts writes one JSON object per line with a
- * `message` field); defined once in runtime/log.ts and used by the handlers and stages.
- */
-export const LOG_MESSAGES = LOG_EVENTS;
+const METRICS_NAMESPACE = 'BatchFanout';
 
 export interface FanoutObservabilityProps {
   /** Key the operator topic is encrypted with (its policy must let CloudWatch use it). */
   readonly topicKey: kms.IKey;
   /** Subscribed to the operator topic. @default - no subscription */
   readonly operatorEmail?: string;
-  /** Dashboard name. @default - generated */
-  readonly dashboardName?: string;
+  /** The Lambda handlers. */
+  readonly handlers: Readonly<Record<HandlerName, HandlerLogs>>;
+  /** Log group of each job stage. Metrics are derived from the runtime's structured log lines (runtime/log.ts LOG_EVENTS). */
+  readonly stageLogs: Readonly<Record<Stage, logs.ILogGroup>>;
+  /** The EventBridge rule that matches this app's failed Batch jobs. */
+  readonly failedJobsRule: events.IRule;
 }
 
+/** What is observed of a handler (a HandlerFunction). */
 export interface HandlerLogs {
-  readonly name: string;
   readonly function: lambda.IFunction;
   readonly logGroup: logs.ILogGroup;
   readonly deadLetterQueue: sqs.IQueue;
-}
-
-export interface ObservedSources {
-  /** Lambda handlers, by name (`on-intake`, ...). */
-  readonly handlers: readonly HandlerLogs[];
-  /** Log group of each job stage. */
-  readonly stageLogs: { readonly fanout: logs.ILogGroup; readonly consolidate: logs.ILogGroup };
-  /** The EventBridge rule that matches this app's failed Batch jobs. */
-  readonly failedJobsRule: events.IRule;
 }
 
 /**
@@ -68,42 +60,34 @@ export class FanoutObservability extends Construct {
     if (props.operatorEmail !== undefined) {
       this.operatorTopic.addSubscription(new subscriptions.EmailSubscription(props.operatorEmail));
     }
-    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
-      dashboardName: props.dashboardName,
-      defaultInterval: Duration.hours(24),
-    });
-  }
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(24) });
 
-  /** Metric filters, alarms and dashboard widgets over the app's handlers, jobs and failed-job rule. */
-  observe(sources: ObservedSources): void {
-    const handler = (name: string) => sources.handlers.find((h) => h.name === name);
-    const runsStarted = this.countLines('RunsStarted', [handler('on-intake')?.logGroup], LOG_MESSAGES.runOpened);
-    const runsFailed = this.countLines(
-      'RunsFailed',
-      [handler('on-intake')?.logGroup, handler('on-job-failed')?.logGroup],
-      LOG_MESSAGES.runFailed,
-    );
-    const runsSucceeded = this.jsonMetric('RunsSucceeded', sources.stageLogs.consolidate, LOG_MESSAGES.runSucceeded, '1');
+    // Metric filters, alarms and dashboard widgets over the handlers, jobs and failed-job rule.
+    const { handlers, stageLogs } = props;
+    const runsStarted = this.countLines('RunsStarted', [handlers['on-intake'].logGroup], LOG_EVENTS.runOpened);
+    const runsFailed = this.countLines('RunsFailed', [handlers['on-intake'].logGroup, handlers['on-job-failed'].logGroup], LOG_EVENTS.runFailed);
+    const runsSucceeded = this.jsonMetric('RunsSucceeded', stageLogs.consolidate, LOG_EVENTS.runSucceeded, '1');
     // Each result part logs what is new since the previous one, so the sums are exact per minute
     // and a resumed child does not count its earlier attempt's items again.
-    const itemsDone = this.jsonMetric('ItemsDone', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.done');
-    const itemsFailed = this.jsonMetric('ItemsFailed', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.failed');
-    const retries = this.jsonMetric('ItemRetries', sources.stageLogs.fanout, LOG_MESSAGES.fanoutProgress, '$.retries');
+    const itemsDone = this.jsonMetric('ItemsDone', stageLogs.fanout, LOG_EVENTS.fanoutProgress, '$.done');
+    const itemsFailed = this.jsonMetric('ItemsFailed', stageLogs.fanout, LOG_EVENTS.fanoutProgress, '$.failed');
+    const retries = this.jsonMetric('ItemRetries', stageLogs.fanout, LOG_EVENTS.fanoutProgress, '$.retries');
     const failedJobs = new cloudwatch.Metric({
       namespace: 'AWS/Events',
       metricName: 'TriggeredRules',
-      dimensionsMap: { RuleName: sources.failedJobsRule.ruleName },
+      dimensionsMap: { RuleName: props.failedJobsRule.ruleName },
       statistic: 'Sum',
       period: Duration.minutes(5),
     });
 
     this.alarm('FailedJobsAlarm', failedJobs, 'An AWS Batch job of this app failed for good (after its retries).');
     this.alarm('FailedRunsAlarm', runsFailed, 'A run ended FAILED (bad input, or a job that failed for good).');
-    for (const h of sources.handlers) {
+    const observed = Object.entries(handlers) as [HandlerName, HandlerLogs][];
+    for (const [name, h] of observed) {
       this.alarm(
-        `${pascal(h.name)}DeadLettersAlarm`,
+        `${pascal(name)}DeadLettersAlarm`,
         h.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: 'Maximum' }),
-        `Events the ${h.name} handler could not process are waiting in its dead-letter queue.`,
+        `Events the ${name} handler could not process are waiting in its dead-letter queue.`,
       );
     }
 
@@ -128,20 +112,18 @@ export class FanoutObservability extends Construct {
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Handler errors',
-        left: sources.handlers.map((h) => h.function.metricErrors({ label: h.name, period: Duration.minutes(5) })),
+        left: observed.map(([name, h]) => h.function.metricErrors({ label: name, period: Duration.minutes(5) })),
         width: 12,
       }),
       new cloudwatch.GraphWidget({
         title: 'Dead-lettered events',
-        left: sources.handlers.map((h) =>
-          h.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: h.name, period: Duration.minutes(5) }),
-        ),
+        left: observed.map(([name, h]) => h.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: name, period: Duration.minutes(5) })),
         width: 12,
       }),
     );
   }
 
-  private alarm(id: string, metric: cloudwatch.IMetric, description: string): cloudwatch.Alarm {
+  private alarm(id: string, metric: cloudwatch.IMetric, description: string): void {
     const alarm = new cloudwatch.Alarm(this, id, {
       metric,
       threshold: 1,
@@ -152,39 +134,25 @@ export class FanoutObservability extends Construct {
     });
     alarm.addAlarmAction(new actions.SnsAction(this.operatorTopic));
     this.alarms.push(alarm);
-    return alarm;
   }
 
   /** Counts lines that contain a phrase (works for Lambda JSON logs, where the line is nested). */
-  private countLines(metricName: string, groups: (logs.ILogGroup | undefined)[], phrase: string): cloudwatch.Metric {
-    groups.forEach((group, i) => {
-      if (!group) return;
-      new logs.MetricFilter(this, `${metricName}Filter${i}`, {
-        logGroup: group,
-        filterPattern: logs.FilterPattern.literal(`"${phrase}"`),
-        metricNamespace: METRICS_NAMESPACE,
-        metricName,
-        metricValue: '1',
-        defaultValue: 0,
-      });
-    });
-    return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic: 'Sum', period: Duration.minutes(5) });
+  private countLines(metricName: string, groups: logs.ILogGroup[], phrase: string): cloudwatch.Metric {
+    groups.forEach((logGroup, i) => this.metricFilter(`${metricName}Filter${i}`, logGroup, metricName, logs.FilterPattern.literal(`"${phrase}"`), '1'));
+    return this.metric(metricName);
   }
 
   /** A metric from a JSON log line with this `message`, valued by a field (or 1). */
-  private jsonMetric(metricName: string, group: logs.ILogGroup, message: string, value: string): cloudwatch.Metric {
-    new logs.MetricFilter(this, `${metricName}Filter`, {
-      logGroup: group,
-      filterPattern: logs.FilterPattern.stringValue('$.message', '=', message),
-      metricNamespace: METRICS_NAMESPACE,
-      metricName,
-      metricValue: value,
-      defaultValue: 0,
-    });
+  private jsonMetric(metricName: string, logGroup: logs.ILogGroup, message: string, value: string): cloudwatch.Metric {
+    this.metricFilter(`${metricName}Filter`, logGroup, metricName, logs.FilterPattern.stringValue('$.message', '=', message), value);
+    return this.metric(metricName);
+  }
+
+  private metricFilter(id: string, logGroup: logs.ILogGroup, metricName: string, filterPattern: logs.IFilterPattern, metricValue: string): void {
+    new logs.MetricFilter(this, id, { logGroup, filterPattern, metricNamespace: METRICS_NAMESPACE, metricName, metricValue, defaultValue: 0 });
+  }
+
+  private metric(metricName: string): cloudwatch.Metric {
     return new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName, statistic: 'Sum', period: Duration.minutes(5) });
   }
-}
-
-function pascal(name: string): string {
-  return name.replace(/(^|-)([a-z])/g, (_m, _d, c: string) => c.toUpperCase());
 }

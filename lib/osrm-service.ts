@@ -218,10 +218,11 @@ export class OsrmService extends Construct {
       memoryLimitMiB: FETCH_MEMORY_MIB,
       readonlyRootFilesystem: true,
     });
-    fetch.addMountPoints(
+    const mountPoints: ecs.MountPoint[] = [
       { containerPath: '/data', sourceVolume: 'data', readOnly: false },
       { containerPath: '/tmp', sourceVolume: 'tmp', readOnly: false },
-    );
+    ];
+    fetch.addMountPoints(...mountPoints);
 
     const osrm = this.taskDefinition.addContainer('osrm', {
       image: props.image ?? ecs.ContainerImage.fromRegistry(DEFAULT_OSRM_IMAGE),
@@ -234,10 +235,7 @@ export class OsrmService extends Construct {
       memoryLimitMiB: memoryLimitMiB - FETCH_MEMORY_MIB,
       readonlyRootFilesystem: true,
     });
-    osrm.addMountPoints(
-      { containerPath: '/data', sourceVolume: 'data', readOnly: false },
-      { containerPath: '/tmp', sourceVolume: 'tmp', readOnly: false },
-    );
+    osrm.addMountPoints(...mountPoints);
     osrm.addContainerDependencies({ container: fetch, condition: ecs.ContainerDependencyCondition.SUCCESS });
 
     const serviceSecurityGroup = new ec2.SecurityGroup(this, 'ServiceSecurityGroup', {

@@ -12,7 +12,8 @@ import { Construct } from 'constructs';
 import type { JobSettings } from '../config/deployment';
 import type { PipelineConfig } from '../runtime/config/schema';
 import { STAGES, type Stage } from '../runtime/model';
-import { StageJobDefinition } from './stage-job-definition';
+import { pascal } from './construct-ids';
+import { containerVcpus, StageJobDefinition } from './stage-job-definition';
 
 export interface PipelineJobsProps {
   readonly pipeline: PipelineConfig;
@@ -32,19 +33,17 @@ export interface PipelineJobsProps {
   /** Fargate tasks get a public IP (no NAT). @default false */
   readonly assignPublicIp?: boolean;
   /**
-   * Most fan-out children the pipeline's queue can run at once (its max vCPUs over a child's);
-   * set as FANOUT_MAX_CHILDREN so a fleet-wide rate limit is shared by the children that really
-   * run together. @default - not set: children divide the rate by the chunk count
+   * Max vCPUs of the pipeline's queue. Over a fan-out child's vCPUs, it gives the most children the
+   * queue can run at once, set as FANOUT_MAX_CHILDREN so a fleet-wide rate limit is shared by the
+   * children that really run together. @default - not set: children divide the rate by the chunk count
    */
-  readonly maxParallelChildren?: number;
+  readonly queueMaxVcpus?: number;
 }
 
 export class PipelineJobs extends Construct {
   readonly pipelineName: string;
   readonly queue: batch.IJobQueue;
   readonly definitions: Readonly<Record<Stage, batch.EcsJobDefinition>>;
-  /** The data-source credential, when the pipeline's task names a secret. */
-  readonly credential?: secretsmanager.ISecret;
 
   constructor(scope: Construct, id: string, props: PipelineJobsProps) {
     super(scope, id);
@@ -53,14 +52,14 @@ export class PipelineJobs extends Construct {
     this.queue = props.queue;
 
     const credential = pipeline.task.type === 'http-lookup' ? pipeline.task.credential : undefined;
-    const fanoutSecrets: Record<string, batch.Secret> = {};
-    if (credential?.secretName !== undefined) {
-      this.credential = secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName);
-      fanoutSecrets[credential.env] = batch.Secret.fromSecretsManager(this.credential);
-    }
+    const fanoutSecrets =
+      credential?.secretName !== undefined
+        ? { [credential.env]: batch.Secret.fromSecretsManager(secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName)) }
+        : undefined;
     const fanoutEnvironment: Record<string, string> = { ...props.environment.fanout };
-    if (props.maxParallelChildren !== undefined) {
-      fanoutEnvironment.FANOUT_MAX_CHILDREN = String(Math.max(1, Math.floor(props.maxParallelChildren)));
+    if (props.queueMaxVcpus !== undefined) {
+      const children = props.queueMaxVcpus / containerVcpus(pipeline.compute, props.jobs.fanout.vcpus);
+      fanoutEnvironment.FANOUT_MAX_CHILDREN = String(Math.max(1, Math.floor(children)));
     }
     if (pipeline.task.type === 'osrm-match' && props.osrmBaseUrl !== undefined) {
       fanoutEnvironment.FANOUT_OSRM_BASE_URL = props.osrmBaseUrl;
@@ -69,7 +68,7 @@ export class PipelineJobs extends Construct {
     const definitions = {} as Record<Stage, batch.EcsJobDefinition>;
     for (const stage of STAGES) {
       const settings = props.jobs[stage];
-      definitions[stage] = new StageJobDefinition(this, stageId(stage), {
+      definitions[stage] = new StageJobDefinition(this, pascal(stage), {
         stage,
         compute: pipeline.compute,
         image: props.image,
@@ -81,7 +80,7 @@ export class PipelineJobs extends Construct {
         logGroup: props.logGroups[stage],
         streamPrefix: pipeline.name,
         environment: stage === 'fanout' ? fanoutEnvironment : props.environment[stage],
-        secrets: stage === 'fanout' && Object.keys(fanoutSecrets).length > 0 ? fanoutSecrets : undefined,
+        secrets: stage === 'fanout' ? fanoutSecrets : undefined,
         assignPublicIp: props.assignPublicIp,
       }).definition;
     }
@@ -99,8 +98,4 @@ export class PipelineJobs extends Construct {
     for (const stage of STAGES) out[stage] = this.definitions[stage].jobDefinitionArn;
     return out;
   }
-}
-
-function stageId(stage: Stage): string {
-  return `${stage[0]!.toUpperCase()}${stage.slice(1)}`;
 }

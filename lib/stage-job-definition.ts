@@ -11,6 +11,11 @@ import { Construct } from 'constructs';
 import type { Stage } from '../runtime/model';
 import { stageRetryStrategies, type ComputeKind } from './retry-strategies';
 
+/** vCPUs a container of `vcpus` takes on a queue: EC2 containers take whole vCPUs (at least 1). */
+export function containerVcpus(compute: ComputeKind, vcpus: number): number {
+  return compute === 'ec2-spot' ? Math.max(1, Math.ceil(vcpus)) : vcpus;
+}
+
 export interface StageJobDefinitionProps {
   readonly stage: Stage;
   /** Which queue the definition is for: Fargate and EC2 definitions differ. */
@@ -43,7 +48,6 @@ export interface StageJobDefinitionProps {
  */
 export class StageJobDefinition extends Construct {
   readonly definition: batch.EcsJobDefinition;
-  readonly container: batch.IEcsContainerDefinition;
 
   constructor(scope: Construct, id: string, props: StageJobDefinitionProps) {
     super(scope, id);
@@ -60,7 +64,7 @@ export class StageJobDefinition extends Construct {
       jobRole: props.jobRole,
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: props.streamPrefix }),
     };
-    this.container =
+    const container =
       props.compute === 'fargate-spot'
         ? new batch.EcsFargateContainerDefinition(this, 'Container', {
             ...common,
@@ -71,10 +75,10 @@ export class StageJobDefinition extends Construct {
           })
         : new batch.EcsEc2ContainerDefinition(this, 'Container', {
             ...common,
-            cpu: Math.max(1, Math.ceil(props.vcpus)),
+            cpu: containerVcpus(props.compute, props.vcpus),
           });
     this.definition = new batch.EcsJobDefinition(this, 'Definition', {
-      container: this.container,
+      container,
       retryAttempts: props.attempts,
       retryStrategies: stageRetryStrategies(props.compute),
       timeout: props.timeout,
