@@ -9,12 +9,12 @@
  */
 import { z } from 'zod';
 import { describeIssues, type AppConfig } from '../runtime/config/schema';
-import type { Stage } from '../runtime/model';
+import { STAGES, type Stage } from '../runtime/model';
 
 const minutes = (max: number) => z.int().min(1).max(max);
 const days = z.int().min(1).max(3650);
 /** Retention periods CloudWatch Logs accepts, in days. */
-export const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+const LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 const logDays = z.int().refine((d) => LOG_RETENTION_DAYS.includes(d), {
   message: `must be a CloudWatch Logs retention: one of ${LOG_RETENTION_DAYS.join(', ')}`,
 });
@@ -55,13 +55,15 @@ function jobSettingsSchema(stage: Stage) {
       const problem = fargateMemoryProblem(job.vcpus, job.memoryMiB);
       if (problem) ctx.addIssue({ code: 'custom', path: ['memoryMiB'], message: problem });
     })
-    .default({ ...d });
+    .prefault({});
 }
 
-/** c5.18xlarge-class Spot instances: 72-96 vCPU compute-optimised x86_64, several pools for Spot capacity. */
-export const DEFAULT_EC2_INSTANCE_TYPES = ['c5.18xlarge', 'c5n.18xlarge', 'c5a.24xlarge', 'c6i.24xlarge', 'c6a.24xlarge'];
+const jobsShape = Object.fromEntries(STAGES.map((stage) => [stage, jobSettingsSchema(stage)])) as Record<Stage, ReturnType<typeof jobSettingsSchema>>;
 
-export const deploymentSchema = z
+/** c5.18xlarge-class Spot instances: 72-96 vCPU compute-optimised x86_64, several pools for Spot capacity. */
+const DEFAULT_EC2_INSTANCE_TYPES = ['c5.18xlarge', 'c5n.18xlarge', 'c5a.24xlarge', 'c6i.24xlarge', 'c6a.24xlarge'];
+
+const deploymentSchema = z
   .object({
     /** Prefix of the stack names (`<appName>-data`, `<appName>-compute`). @default 'batch-fanout' */
     appName: z
@@ -86,7 +88,7 @@ export const deploymentSchema = z
         /** Add S3 and DynamoDB gateway endpoints (free; keeps storage traffic off the NAT). @default true */
         gatewayEndpoints: z.boolean().default(true),
       })
-      .default({ maxAzs: 2, natGateways: 1, gatewayEndpoints: true }),
+      .prefault({}),
     email: z
       .object({
         /**
@@ -105,7 +107,7 @@ export const deploymentSchema = z
          */
         verifyRecipients: z.boolean().default(false),
       })
-      .default({ existingIdentity: false, verifyRecipients: false }),
+      .prefault({}),
     /** Operator address subscribed to the alarm topic. @default - no subscription (subscribe by hand) */
     operatorEmail: z.email().optional(),
     compute: z
@@ -120,16 +122,9 @@ export const deploymentSchema = z
           .min(1)
           .default(DEFAULT_EC2_INSTANCE_TYPES),
       })
-      .default({ fargateSpotMaxVcpus: 256, ec2SpotMaxVcpus: 1152, ec2InstanceTypes: DEFAULT_EC2_INSTANCE_TYPES }),
+      .prefault({}),
     /** Container size, timeout and attempts per job stage. Defaults in DEFAULT_JOBS. */
-    jobs: z
-      .object({
-        split: jobSettingsSchema('split'),
-        fanout: jobSettingsSchema('fanout'),
-        consolidate: jobSettingsSchema('consolidate'),
-        cleanup: jobSettingsSchema('cleanup'),
-      })
-      .default({ split: { ...DEFAULT_JOBS.split }, fanout: { ...DEFAULT_JOBS.fanout }, consolidate: { ...DEFAULT_JOBS.consolidate }, cleanup: { ...DEFAULT_JOBS.cleanup } }),
+    jobs: z.object(jobsShape).prefault({}),
     retention: z
       .object({
         /** Uploaded inputs under `intake/` expire after this many days. @default 365 */
@@ -147,7 +142,7 @@ export const deploymentSchema = z
         /** Replaced or deleted object versions are kept this many days. @default 30 */
         noncurrentVersionDays: days.default(30),
       })
-      .default({ intakeDays: 365, resultsDays: 365, workDays: 7, runRecordDays: 90, logDays: 365, accessLogDays: 365, noncurrentVersionDays: 30 }),
+      .prefault({}),
     /** A presigned result link is valid this many days (see docs: capped by the job role's session). @default 7 */
     resultLinkDays: z.int().min(1).max(7).default(7),
     /** What happens to the bucket, table and logs when the stacks are deleted. @default 'retain' */
@@ -181,7 +176,7 @@ export const deploymentSchema = z
          */
         idleTimeoutMinutes: z.int().min(1).max(66).optional(),
       })
-      .default({ enabled: false, extractKey: 'osrm/extract.tar' }),
+      .prefault({}),
   })
   .superRefine((cfg, ctx) => {
     if (cfg.network.vpcId !== undefined && (cfg.account === undefined || cfg.region === undefined)) {
@@ -239,26 +234,23 @@ export function parseDeploymentConfig(raw: unknown, source = 'deployment config'
 
 /**
  * Checks the deployment settings against the pipelines: the sender must belong to the SES
- * identity, and an osrm-match pipeline needs the managed OSRM server or a reachable baseUrl.
- * Returns the SES identity to use.
+ * identity. Returns the SES identity to use.
  */
 export function checkAgainstPipelines(deployment: DeploymentConfig, pipelines: AppConfig, source = 'deployment config'): string {
-  const problems: string[] = [];
   const sender = pipelines.sender.toLowerCase();
   const identity = (deployment.email.identity ?? pipelines.sender).toLowerCase();
   const senderDomain = sender.slice(sender.indexOf('@') + 1);
   const allowed = identity.includes('@') ? sender === identity : senderDomain === identity || senderDomain.endsWith(`.${identity}`);
   if (!allowed) {
-    problems.push(
+    throw new DeploymentConfigError(source, [
       `email.identity: the pipelines config's sender "${pipelines.sender}" is not this identity nor an address of this domain (got "${deployment.email.identity}")`,
-    );
+    ]);
   }
-  if (problems.length > 0) throw new DeploymentConfigError(source, problems);
   return identity;
 }
 
 /** Deep merge of plain objects (arrays and scalars from `over` replace those of `base`). */
-export function mergeSettings(base: unknown, over: unknown): unknown {
+function mergeSettings(base: unknown, over: unknown): unknown {
   if (over === undefined) return base;
   if (base === null || over === null || typeof base !== 'object' || typeof over !== 'object' || Array.isArray(base) || Array.isArray(over)) {
     return over;
