@@ -1,7 +1,7 @@
 /** IAM wildcard acknowledgements stay narrow: a finding is acknowledged only when every statement behind it is explained. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, Stack, Validations } from 'aws-cdk-lib';
@@ -9,11 +9,12 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { acknowledgeGrantWildcards } from '../../lib/acknowledge';
 import { explainWildcard } from '../../lib/compute-stack';
+import { readValidationReport } from './fixture';
 
 /** Synthesizes a role with these statements under cdk-nag; returns the findings left open. */
 function synthRole(statements: iam.PolicyStatement[]): string[] {
   const outdir = mkdtempSync(join(tmpdir(), 'fanout-ack-'));
-  const app = new App({ outdir });
+  const app = new App({ outdir, builtinCloudFormationValidation: false });
   const stack = new Stack(app, 'Test');
   const role = new iam.Role(stack, 'Role', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') });
   for (const s of statements) role.addToPolicy(s);
@@ -24,10 +25,7 @@ function synthRole(statements: iam.PolicyStatement[]): string[] {
   } catch {
     // the report says which findings failed synth
   }
-  const report = JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as {
-    pluginReports: { violations: { ruleName: string }[] }[];
-  };
-  return report.pluginReports.flatMap((r) => r.violations.map((v) => v.ruleName));
+  return readValidationReport(outdir).pluginReports.flatMap((r) => r.violations.map((v) => v.ruleName));
 }
 
 const ecrToken = new iam.PolicyStatement({ actions: ['ecr:GetAuthorizationToken'], resources: ['*'] });

@@ -4,17 +4,8 @@
  * acknowledgement is narrow (one finding id on one CloudFormation resource) with a reason.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
-import { acknowledgements, buildApp, openFindings, type BuiltApp } from './fixture';
-
-interface ValidationReport {
-  pluginReports: {
-    pluginName: string;
-    suppressedViolations?: { ruleName: string; reason: string; violatingConstructs: { constructPath: string }[] }[];
-  }[];
-}
+import { acknowledgements, buildApp, openFindings, readValidationReport, type BuiltApp, type ValidationReport } from './fixture';
 
 describe('compliance of the whole app', () => {
   let built: BuiltApp;
@@ -24,7 +15,7 @@ describe('compliance of the whole app', () => {
     // Given the app as bin/app.ts builds it, with both checkers registered
     // When it is synthesized (synth throws with the report when a finding is left open)
     built = buildApp({ complianceChecks: true });
-    report = JSON.parse(readFileSync(join(built.outdir, 'validation-report.json'), 'utf8')) as ValidationReport;
+    report = readValidationReport(built.outdir);
   });
 
   it('leaves no cdk-nag or cfn-guard finding unacknowledged', () => {

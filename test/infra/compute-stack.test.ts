@@ -12,24 +12,9 @@ import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import type { AppConfigInput } from '../../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../../runtime/errors';
 import { INTAKE_SUFFIXES } from '../../lib/compute-stack';
-import { buildApp, projectRoot, twoPipelines, type BuiltApp } from './fixture';
+import { buildApp, osrmOn, projectRoot, tripsPipeline, twoPipelines, type BuiltApp } from './fixture';
 
-const threePipelines: AppConfigInput = {
-  ...twoPipelines,
-  pipelines: [
-    ...twoPipelines.pipelines,
-    {
-      name: 'trips',
-      task: {
-        type: 'osrm-match',
-        baseUrl: 'http://127.0.0.1:5000',
-        columns: { tripId: 'Trip', timestamp: 'Time', latitude: 'Lat', longitude: 'Lon' },
-      },
-      input: { columns: [{ name: 'Trip' }, { name: 'Time' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }], groupBy: 'Trip' },
-      recipients: ['trips@example.com'],
-    },
-  ],
-};
+const threePipelines: AppConfigInput = { ...twoPipelines, pipelines: [...twoPipelines.pipelines, tripsPipeline] };
 
 /** Logical ids of the resources of one type whose id starts with a prefix. */
 function idsOf(template: Template, type: string, prefix: string): string[] {
@@ -63,7 +48,7 @@ describe('compute stack', () => {
   before(() => {
     built = buildApp({
       pipelines: threePipelines,
-      deployment: { osrm: { enabled: true, extractKey: 'osrm/region.tar' }, operatorEmail: 'ops@example.com' },
+      deployment: { osrm: osrmOn, operatorEmail: 'ops@example.com' },
     });
     t = built.compute;
   });

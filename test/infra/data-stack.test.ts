@@ -9,7 +9,7 @@ import { FANOUT_APP_CONTEXT } from '../../lib/fanout-app';
 const retention = { intakeDays: 120, resultsDays: 365, workDays: 7, accessLogDays: 90, noncurrentVersionDays: 30 };
 
 function dataTemplate(removalPolicy?: RemovalPolicy): Template {
-  const app = new App({ context: { ...FANOUT_APP_CONTEXT } });
+  const app = new App({ context: { ...FANOUT_APP_CONTEXT }, builtinCloudFormationValidation: false });
   return Template.fromStack(new FanoutDataStack(app, 'Data', { ...retention, removalPolicy }));
 }
 

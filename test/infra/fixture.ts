@@ -1,7 +1,10 @@
 /**
  * Builds the CDK app for the infrastructure tests, from given configs, once per test file
  * (NodejsFunction bundling runs esbuild for real; the job image is only staged, never built).
+ * CDK's own CloudFormation validation (a WASM engine started once per process) runs only with
+ * the compliance checks, where its findings count too.
  */
+import assert from 'node:assert/strict';
 import { App, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -31,16 +34,22 @@ export interface BuildOptions {
   readonly complianceChecks?: boolean;
   /** Bundle the handlers with esbuild (off when a test looks at no handler code). @default true */
   readonly bundling?: boolean;
+  /** Synthesize without account and region. @default false: region eu-west-1 */
+  readonly environmentAgnostic?: boolean;
 }
 
 /** Builds and synthesizes the app in a fresh temp directory (region pinned, account agnostic). */
 export function buildApp(options: BuildOptions = {}): BuiltApp {
   const outdir = mkdtempSync(join(tmpdir(), 'fanout-infra-'));
   const skipBundling = options.bundling === false ? { 'aws:cdk:bundling-stacks': [] } : {};
-  const app = new App({ outdir, context: { ...FANOUT_APP_CONTEXT, ...skipBundling } });
+  const app = new App({
+    outdir,
+    context: { ...FANOUT_APP_CONTEXT, ...skipBundling },
+    builtinCloudFormationValidation: options.complianceChecks === true,
+  });
   const stacks = buildFanoutApp(app, {
     pipelines: parseAppConfig(options.pipelines ?? pipelinesConfig, 'test pipelines'),
-    deployment: loadDeploymentConfig(options.deployment, { region: 'eu-west-1' }),
+    deployment: loadDeploymentConfig(options.deployment, options.environmentAgnostic ? {} : { region: 'eu-west-1' }),
     projectRoot,
   });
   if (options.complianceChecks) addComplianceChecks(app);
@@ -73,6 +82,28 @@ export const twoPipelines: AppConfigInput = {
   ],
 };
 
+/** An osrm-match pipeline (default maxPoints), for the managed OSRM server tests. */
+export const tripsPipeline: AppConfigInput['pipelines'][number] = {
+  name: 'trips',
+  task: {
+    type: 'osrm-match',
+    baseUrl: 'http://127.0.0.1:5000',
+    columns: { tripId: 'Trip', timestamp: 'Time', latitude: 'Lat', longitude: 'Lon' },
+  },
+  input: { columns: [{ name: 'Trip' }, { name: 'Time' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }], groupBy: 'Trip' },
+  recipients: ['trips@example.com'],
+};
+
+/** The managed OSRM server on a prepared archive. */
+export const osrmOn = { enabled: true, extractKey: 'osrm/region.tar' };
+
+/** Subnets (logical ids) of the one resource of `type` whose logical id starts with `prefix`. */
+export function subnetsOf(t: Template, type: string, prefix: string, path: (props: Record<string, any>) => unknown): string {
+  const [resource] = Object.entries(t.findResources(type)).filter(([id]) => id.startsWith(prefix));
+  assert.ok(resource, `${prefix} (${type})`);
+  return JSON.stringify(path(resource[1].Properties as Record<string, any>));
+}
+
 /**
  * Acknowledgements this app records on the construct tree (CDK's own, such as the literal-AZ
  * warning it silences on every stack, are left out).
@@ -91,11 +122,22 @@ export function acknowledgements(app: App): { path: string; isCfnResource: boole
   return out;
 }
 
+/** The validation report synth writes to `outdir` when validation plugins ran. */
+export interface ValidationReport {
+  readonly pluginReports: {
+    readonly pluginName: string;
+    readonly violations: { readonly ruleName: string; readonly violatingConstructs: { readonly constructPath: string }[] }[];
+    readonly suppressedViolations?: { readonly ruleName: string; readonly reason: string; readonly violatingConstructs: { readonly constructPath: string }[] }[];
+  }[];
+}
+
+export function readValidationReport(outdir: string): ValidationReport {
+  return JSON.parse(readFileSync(join(outdir, 'validation-report.json'), 'utf8')) as ValidationReport;
+}
+
 /** Compliance findings left open in the synthesized app (`complianceChecks: true`), as "plugin rule at path". */
 export function openFindings(built: BuiltApp): string[] {
-  const report = JSON.parse(readFileSync(join(built.outdir, 'validation-report.json'), 'utf8')) as {
-    pluginReports: { pluginName: string; violations: { ruleName: string; violatingConstructs: { constructPath: string }[] }[] }[];
-  };
+  const report = readValidationReport(built.outdir);
   return report.pluginReports.flatMap((r) =>
     r.violations.flatMap((v) => v.violatingConstructs.map((c) => `${r.pluginName} ${v.ruleName} at ${c.constructPath}`)),
   );
