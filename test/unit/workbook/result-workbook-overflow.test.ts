@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import ExcelJS from 'exceljs';
 import type { Cell } from '../../../runtime/model';
 import {
@@ -11,17 +10,8 @@ import {
   type ResultWorkbookOptions,
   type WorkbookColumn,
 } from '../../../runtime/workbook/result-workbook';
+import { tempDir } from './temp-dirs';
 
-const dirs: string[] = [];
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'workbook-overflow-'));
-  dirs.push(d);
-  return d;
-}
 
 const RESULTS: WorkbookColumn[] = [
   { name: 'id', type: 'text' },
