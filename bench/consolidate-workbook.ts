@@ -9,7 +9,7 @@
  *
  * Candidates:
  *   exceljs          exceljs WorkbookWriter (useSharedStrings false, row.commit()).
- *   stream           runtime/workbook/result-workbook.ts with row hints (no CSV), its default
+ *   stream           batch-jobs/workbook/result-workbook.ts with row hints (no CSV), its default
  *                    deflate level (or --level N).
  *   stream-level1    the same at deflate level 1 (fastest).
  *   stream-level6    the same at deflate level 6 (zlib's default).
@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ExcelJS from 'exceljs';
 import type { Cell } from '../runtime/model';
-import { createResultWorkbook, type WorkbookColumn } from '../runtime/workbook/result-workbook';
+import { createResultWorkbook, type WorkbookColumn } from '../batch-jobs/workbook/result-workbook';
 
 const CANDIDATES = ['exceljs', 'stream', 'stream-level1', 'stream-level6', 'stream-nohint'] as const;
 type Candidate = (typeof CANDIDATES)[number];

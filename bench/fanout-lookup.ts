@@ -41,7 +41,7 @@ interface ServerStats {
 }
 
 async function startSourceProcess(): Promise<{ url: string; token: string; stop(): void }> {
-  const script = fileURLToPath(new URL('../examples/tax-due/demo-data-source.ts', import.meta.url));
+  const script = fileURLToPath(new URL('../local/sources/demo-data-source.ts', import.meta.url));
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', script, '--port', '0', '--json', '--latency', LATENCY, '--failure-rate', FAILURE_RATE, '--seed', '42'],

@@ -15,15 +15,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFanout } from '../batch-jobs/stages/fanout';
 import { createTask } from '../batch-jobs/tasks';
-import { startDemoDataSource } from '../examples/tax-due/demo-data-source';
+import { startDemoDataSource } from '../local/sources/demo-data-source';
 import { createAwsClients } from '../runtime/adapters/clients';
 import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
 import { SesMailer } from '../runtime/adapters/ses-mailer';
-import { startEmulators } from '../runtime/local/emulators';
+import { startEmulators } from '../local/emulators';
 import { silentLogger } from '../runtime/log';
 import { keys, type WorkItem } from '../runtime/model';
-import { toJsonl } from '../runtime/records/jsonl';
+import { toJsonl } from '../batch-jobs/records/jsonl';
 import { customers, taxConfig, TOKEN } from '../test/e2e/fixtures';
 
 const args = process.argv.slice(2);

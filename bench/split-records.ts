@@ -19,8 +19,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ExcelJS from 'exceljs';
 import type { ColumnConfig } from '../runtime/config/schema';
-import { writeChunks } from '../runtime/records/chunker';
-import { openRecords } from '../runtime/records/reader';
+import { writeChunks } from '../batch-jobs/records/chunker';
+import { openRecords } from '../batch-jobs/records/reader';
 
 const OUT = join(fileURLToPath(new URL('.', import.meta.url)), 'out');
 const CSV_ROWS = 1_000_000;

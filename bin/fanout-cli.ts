@@ -11,11 +11,11 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadPipelinesConfig } from '../config/pipelines';
-import { startOsrmTestServer } from '../examples/map-match/osrm-test-server';
-import { DEMO_TOKEN, startDemoDataSource } from '../examples/tax-due/demo-data-source';
+import { startOsrmTestServer } from '../local/sources/osrm-test-server';
+import { DEMO_TOKEN, startDemoDataSource } from '../local/sources/demo-data-source';
 import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig } from '../runtime/config/schema';
 import { errorMessage } from '../runtime/errors';
-import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../runtime/local/local-run';
+import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
 import { createProgressView } from './progress-view';
 
 export const USAGE = `Usage:

@@ -3,7 +3,7 @@
  * (one per state change, and fan-out progress every 10%) when output goes to a file or a pipe.
  */
 import cliProgress from 'cli-progress';
-import type { LocalJob, ProgressMessage } from '../runtime/local/job-runner';
+import type { LocalJob, ProgressMessage } from '../local/job-runner';
 
 export interface ProgressView {
   onJob(job: LocalJob): void;

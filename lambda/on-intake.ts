@@ -1,6 +1,6 @@
 /** Lambda: S3 ObjectCreated under intake/<pipeline>/ -> open a run and submit split. */
 import type { S3Event } from 'aws-lambda';
-import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../runtime/handlers/on-intake';
+import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from './handlers/on-intake';
 import { lambdaDeps } from './runtime-deps';
 
 const deps = lambdaDeps(process.env, 'on-intake');

@@ -1,6 +1,6 @@
 /** Lambda: EventBridge "Batch Job State Change" to FAILED -> fail the run, email, clean up. */
 import type { EventBridgeEvent } from 'aws-lambda';
-import { handleJobFailed, type BatchJobFailedDetail, type JobFailedOutcome } from '../runtime/handlers/on-job-failed';
+import { handleJobFailed, type BatchJobFailedDetail, type JobFailedOutcome } from './handlers/on-job-failed';
 import { lambdaDeps } from './runtime-deps';
 
 const deps = lambdaDeps(process.env, 'on-job-failed');

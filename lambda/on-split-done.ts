@@ -1,6 +1,6 @@
 /** Lambda: SNS "split done" -> submit fan-out, consolidate (after it) and cleanup (after that). */
 import type { SNSEvent } from 'aws-lambda';
-import { handleSplitDone, parseSplitDone, type SplitDoneOutcome } from '../runtime/handlers/on-split-done';
+import { handleSplitDone, parseSplitDone, type SplitDoneOutcome } from './handlers/on-split-done';
 import { lambdaDeps } from './runtime-deps';
 
 const deps = lambdaDeps(process.env, 'on-split-done');

@@ -9,7 +9,7 @@ import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
 import { SesMailer } from '../runtime/adapters/ses-mailer';
 import { parseAppConfig } from '../runtime/config/schema';
 import { jsonEnv, optionalIntEnv, requireEnv, type Env } from '../runtime/env';
-import type { HandlerDeps } from '../runtime/handlers/deps';
+import type { HandlerDeps } from '../runtime/run/deps';
 import { createLogger } from '../runtime/log';
 import type { Stage } from '../runtime/model';
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { MAX_ARRAY_SIZE } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
 import { keys, type ChunkRecord } from '../../runtime/model';
-import { writeChunks } from '../../runtime/records/chunker';
-import { openRecords } from '../../runtime/records/reader';
+import { writeChunks } from '../records/chunker';
+import { openRecords } from '../records/reader';
 import { nowOf, type StageContext } from './context';
 
 export interface SplitResult {

@@ -19,7 +19,7 @@
 import type { ColumnType, HttpLookupTaskConfig } from '../../runtime/config/schema';
 import { ConfigError } from '../../runtime/config/schema';
 import { EnvironmentError, PermanentError, TransientError, errorMessage } from '../../runtime/errors';
-import type { HttpClient } from '../../runtime/http/client';
+import type { HttpClient } from '../http/client';
 import type { Cell, Row, WorkItem } from '../../runtime/model';
 import { columnLookup, toNumber } from './columns';
 import type { Task, TaskOutputShape } from './task';

@@ -4,7 +4,7 @@
  */
 import type { TaskConfig } from '../../runtime/config/schema';
 import { requireEnv, type Env } from '../../runtime/env';
-import { HttpClient } from '../../runtime/http/client';
+import { HttpClient } from '../http/client';
 import { createHttpLookupTask, describeHttpLookupOutput } from './http-lookup';
 import { createOsrmMatchTask, describeOsrmMatchOutput } from './osrm-match';
 import type { Task, TaskOutputShape } from './task';

@@ -10,7 +10,7 @@
  * Every answer carries `code`: `Ok` with HTTP 200, otherwise an error code with HTTP 400.
  */
 import { PermanentError, TransientError } from '../../runtime/errors';
-import { isTransientStatus, parseRetryAfter, type HttpResponse } from '../../runtime/http/client';
+import { isTransientStatus, parseRetryAfter, type HttpResponse } from '../http/client';
 
 /** A `Waypoint` of the match service's `tracepoints` (null for an outlier). */
 export interface OsrmTracepoint {

@@ -24,7 +24,7 @@
 import { ConfigError, type ColumnType, type OsrmMatchTaskConfig } from '../../runtime/config/schema';
 import type { Env } from '../../runtime/env';
 import { EnvironmentError, PermanentError, TransientError, errorMessage } from '../../runtime/errors';
-import type { HttpClient } from '../../runtime/http/client';
+import type { HttpClient } from '../http/client';
 import type { Row, WorkItem } from '../../runtime/model';
 import { buildMatchUrl, haversineM, normaliseBaseUrl, readMatchResponse, type MatchPoint } from './osrm-match-api';
 import { columnReader } from './columns';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pipelinesConfig } from '../../config/pipelines';
-import { PROJECT_ROOT } from '../../runtime/local/local-run';
+import { PROJECT_ROOT } from '../../local/local-run';
 import { customers, writeCustomersCsv } from './fixtures';
 
 let dir: string;

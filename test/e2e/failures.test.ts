@@ -8,8 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDemoDataSource, type DemoDataSource } from '../../examples/tax-due/demo-data-source';
-import { runLocal, type LocalRunResult } from '../../runtime/local/local-run';
+import { startDemoDataSource, type DemoDataSource } from '../../local/sources/demo-data-source';
+import { runLocal, type LocalRunResult } from '../../local/local-run';
 import { customers, taxConfig, TOKEN, writeCustomersCsv, writeCustomersXlsx } from './fixtures';
 
 let dir: string;

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import ExcelJS from 'exceljs';
 import { parseAppConfig, replaceOrigin, type AppConfig, type AppConfigInput } from '../../runtime/config/schema';
 import { pipelinesConfig } from '../../config/pipelines';
-import { isKnownCustomer, MAX_YEAR, MIN_YEAR, taxDueFor } from '../../examples/tax-due/demo-data-source';
+import { isKnownCustomer, MAX_YEAR, MIN_YEAR, taxDueFor } from '../../local/sources/demo-data-source';
 
 export const TOKEN = 'e2e-token';
 

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Papa from 'papaparse';
-import { startOsrmTestServer, type OsrmTestServer } from '../../examples/map-match/osrm-test-server';
+import { startOsrmTestServer, type OsrmTestServer } from '../../local/sources/osrm-test-server';
 import { loadConfigFile } from '../../runtime/config/schema';
-import { PROJECT_ROOT, runLocal } from '../../runtime/local/local-run';
+import { PROJECT_ROOT, runLocal } from '../../local/local-run';
 import { readSheets } from './fixtures';
 
 let dir: string;

@@ -8,8 +8,8 @@ import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startDemoDataSource, type DemoDataSource } from '../../examples/tax-due/demo-data-source';
-import { runLocal, type LocalRunOptions } from '../../runtime/local/local-run';
+import { startDemoDataSource, type DemoDataSource } from '../../local/sources/demo-data-source';
+import { runLocal, type LocalRunOptions } from '../../local/local-run';
 import {
   customers,
   expectedOutcome,

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { S3ObjectStore } from '../../../runtime/adapters/s3-object-store';
 import { SesMailer } from '../../../runtime/adapters/ses-mailer';
-import { encodeS3EventKey, type S3EventRecordLike } from '../../../runtime/local/emulators';
+import { encodeS3EventKey, type S3EventRecordLike } from '../../../local/emulators';
 import { startEmulatorFixture, type EmulatorFixture } from './fixtures';
 
 const MiB = 1024 * 1024;

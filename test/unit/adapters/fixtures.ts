@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAwsClients, type AwsClients } from '../../../runtime/adapters/clients';
-import { startEmulators, type LocalEmulators } from '../../../runtime/local/emulators';
+import { startEmulators, type LocalEmulators } from '../../../local/emulators';
 
 export interface EmulatorFixture {
   emu: LocalEmulators;

@@ -2,9 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExitCode } from '../../../runtime/errors';
-import { decodeS3Key } from '../../../runtime/handlers/on-intake';
-import { describeJobFailure } from '../../../runtime/handlers/on-job-failed';
-import { parseSplitDone } from '../../../runtime/handlers/on-split-done';
+import { decodeS3Key } from '../../../lambda/handlers/on-intake';
+import { describeJobFailure } from '../../../lambda/handlers/on-job-failed';
+import { parseSplitDone } from '../../../lambda/handlers/on-split-done';
 import { failureMail, resultSubject } from '../../../runtime/mail/messages';
 import type { RunRecord } from '../../../runtime/model';
 

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { PermanentError, TransientError } from '../../../runtime/errors';
-import { HttpClient, describeUrl, parseRetryAfter } from '../../../runtime/http/client';
+import { HttpClient, describeUrl, parseRetryAfter } from '../../../batch-jobs/http/client';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 

@@ -7,9 +7,9 @@ import {
   startDemoDataSource,
   taxDueFor,
   type DemoDataSource,
-} from '../../../examples/tax-due/demo-data-source';
+} from '../../../local/sources/demo-data-source';
 import { customerRows, customersCsv, specialRows } from '../../../examples/tax-due/make-customers';
-import { HttpClient } from '../../../runtime/http/client';
+import { HttpClient } from '../../../batch-jobs/http/client';
 
 const auth = { authorization: `Bearer ${DEMO_TOKEN}` };
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it, mock } from 'node:test';
-import { RateLimiter } from '../../../runtime/rate-limit';
+import { RateLimiter } from '../../../batch-jobs/http/rate-limit';
 
 const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
 

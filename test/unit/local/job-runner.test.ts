@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../../runtime/errors';
-import type { BatchJobFailedDetail } from '../../../runtime/handlers/on-job-failed';
-import { LocalJobRunner, type LocalJobRunnerOptions } from '../../../runtime/local/job-runner';
+import type { BatchJobFailedDetail } from '../../../lambda/handlers/on-job-failed';
+import { LocalJobRunner, type LocalJobRunnerOptions } from '../../../local/job-runner';
 import type { JobRequest, SplitDoneMessage } from '../../../runtime/ports';
 
 /**

@@ -4,8 +4,8 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InputError } from '../../../runtime/errors';
 import type { Row, WorkItem } from '../../../runtime/model';
-import { writeChunks, type ChunkingOptions } from '../../../runtime/records/chunker';
-import type { SourceRow } from '../../../runtime/records/reader';
+import { writeChunks, type ChunkingOptions } from '../../../batch-jobs/records/chunker';
+import type { SourceRow } from '../../../batch-jobs/records/reader';
 import { rejection, withTempDir } from './fixtures';
 
 function sourceRows(rows: { row: Row; problems?: string[] }[], pulled?: { count: number }): AsyncIterable<SourceRow> {

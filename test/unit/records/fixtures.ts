@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { crc32, deflateRawSync } from 'node:zlib';
 import ExcelJS from 'exceljs';
 import type { ColumnConfig } from '../../../runtime/config/schema';
-import { openRecords, type OpenRecordsOptions, type RecordSource, type SourceRow } from '../../../runtime/records/reader';
+import { openRecords, type OpenRecordsOptions, type RecordSource, type SourceRow } from '../../../batch-jobs/records/reader';
 
 export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'records-test-'));

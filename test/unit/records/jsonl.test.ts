@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { readJsonl, toJsonl } from '../../../runtime/records/jsonl';
+import { readJsonl, toJsonl } from '../../../batch-jobs/records/jsonl';
 import { rejection, streamOf } from './fixtures';
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ColumnConfig } from '../../../runtime/config/schema';
-import { ExcelDate, excelSerialToIso, numberToText } from '../../../runtime/records/normalise';
+import { ExcelDate, excelSerialToIso, numberToText } from '../../../batch-jobs/records/normalise';
 import { col, readAll } from './fixtures';
 
 /** Reads one value through a one-column CSV of the given type; returns the cell and its problems. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InputError } from '../../../runtime/errors';
-import { openRecords } from '../../../runtime/records/reader';
+import { openRecords } from '../../../batch-jobs/records/reader';
 import { col, collect, handMadeXlsx, makeZip, readAll, rejection, streamOf, workbookBytes } from './fixtures';
 
 const columns = [col('Customer ID'), col('Tax Year', 'integer'), col('Name'), col('Postcode', 'text', false)];

@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { openRecords } from '../../../runtime/records/reader';
+import { openRecords } from '../../../batch-jobs/records/reader';
 import { col, handMadeXlsx, readAll, streamedWorkbookBytes, streamOf, workbookBytes } from './fixtures';
 
 describe('xlsx reader', () => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InputError } from '../../../runtime/errors';
-import { ExcelDate } from '../../../runtime/records/normalise';
-import type { RawRow } from '../../../runtime/records/raw';
-import { decodeEntities, SheetXmlError, SheetXmlScanner, type SheetContext } from '../../../runtime/records/sheet-xml';
+import { ExcelDate } from '../../../batch-jobs/records/normalise';
+import type { RawRow } from '../../../batch-jobs/records/raw';
+import { decodeEntities, SheetXmlError, SheetXmlScanner, type SheetContext } from '../../../batch-jobs/records/sheet-xml';
 import { col, collect, handMadeXlsx, rejection, readAll, streamOf } from './fixtures';
-import { openRecords } from '../../../runtime/records/reader';
+import { openRecords } from '../../../batch-jobs/records/reader';
 
 const ctx: SheetContext = {
   sharedString: (i) => ['zero', 'one & two'][i],

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTask } from '../../../batch-jobs/tasks/index';
 import type { Task } from '../../../batch-jobs/tasks/task';
 import { loadPipelinesConfig } from '../../../config/pipelines';
-import { DEMO_TOKEN, startDemoDataSource, taxDueFor, type DemoDataSource } from '../../../examples/tax-due/demo-data-source';
+import { DEMO_TOKEN, startDemoDataSource, taxDueFor, type DemoDataSource } from '../../../local/sources/demo-data-source';
 import { runWithRetry } from '../../../runtime/retry';
 
 describe('tax-due pipeline task against the demo data source', () => {

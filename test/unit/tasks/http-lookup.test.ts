@@ -7,7 +7,7 @@ import { createTask, describeTaskOutput } from '../../../batch-jobs/tasks/index'
 import type { Task } from '../../../batch-jobs/tasks/task';
 import { ConfigError, httpLookupTaskSchema, type HttpLookupTaskConfig } from '../../../runtime/config/schema';
 import { EnvironmentError, PermanentError, TransientError } from '../../../runtime/errors';
-import { HttpClient } from '../../../runtime/http/client';
+import { HttpClient } from '../../../batch-jobs/http/client';
 import type { Row, WorkItem } from '../../../runtime/model';
 
 const TOKEN = 'tok-3f9a!secret/+=';

@@ -1,5 +1,5 @@
 /**
- * The osrm-match task against the OSRM test server (examples/map-match/osrm-test-server.ts) on
+ * The osrm-match task against the OSRM test server (local/sources/osrm-test-server.ts) on
  * loopback, through the real HttpClient: no HTTP mocks.
  */
 import assert from 'node:assert/strict';
@@ -8,11 +8,11 @@ import { createOsrmMatchTask, OSRM_ROW_COLUMNS as R, OSRM_TRIP_COLUMNS as T } fr
 import type { TaskContext, TaskResult } from '../../../batch-jobs/tasks/task';
 import { drive, type Fix } from '../../../examples/map-match/make-gps-points';
 import { mulberry32 } from '../../../examples/seeded-random';
-import { answer, startOsrmTestServer, type OsrmTestFault, type OsrmTestServer } from '../../../examples/map-match/osrm-test-server';
+import { answer, startOsrmTestServer, type OsrmTestFault, type OsrmTestServer } from '../../../local/sources/osrm-test-server';
 import { lineCoord, STREETS, toLonLat } from '../../../examples/map-match/road-network';
 import { osrmMatchTaskSchema, ConfigError, type OsrmMatchTaskConfig } from '../../../runtime/config/schema';
 import { EnvironmentError, PermanentError, TransientError } from '../../../runtime/errors';
-import { HttpClient } from '../../../runtime/http/client';
+import { HttpClient } from '../../../batch-jobs/http/client';
 import type { Cell, Row, WorkItem } from '../../../runtime/model';
 
 const START = Date.UTC(2024, 4, 1, 8, 0, 0) / 1000;

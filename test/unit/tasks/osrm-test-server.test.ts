@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { generateGpsRows, toCsv } from '../../../examples/map-match/make-gps-points';
-import { startOsrmTestServer, type OsrmTestServer } from '../../../examples/map-match/osrm-test-server';
+import { startOsrmTestServer, type OsrmTestServer } from '../../../local/sources/osrm-test-server';
 import { lineCoord, toLonLat } from '../../../examples/map-match/road-network';
 
 /** Fixes along Street 8 (y = lineCoord(7)), eastwards from 15 m east of Avenue C, `offsetM` north of it. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { csvField, escapeXmlText, neutraliseFormula, parseIsoDate } from '../../../runtime/workbook/cells';
+import { csvField, escapeXmlText, neutraliseFormula, parseIsoDate } from '../../../batch-jobs/workbook/cells';
 
 describe('neutraliseFormula', () => {
   it('prefixes a single quote to text that starts with a formula or DDE character', () => {

@@ -9,7 +9,7 @@ import {
   type ResultWorkbook,
   type ResultWorkbookOptions,
   type WorkbookColumn,
-} from '../../../runtime/workbook/result-workbook';
+} from '../../../batch-jobs/workbook/result-workbook';
 import { tempDir } from './temp-dirs';
 
 

@@ -10,7 +10,7 @@ import {
   type ResultWorkbookFiles,
   type ResultWorkbookOptions,
   type WorkbookColumn,
-} from '../../../runtime/workbook/result-workbook';
+} from '../../../batch-jobs/workbook/result-workbook';
 import { tempDir } from './temp-dirs';
 import { readZipEntries } from './zip-entries';
 

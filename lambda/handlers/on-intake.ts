@@ -4,12 +4,12 @@
  * nothing twice) and submits the split job.
  */
 import { createHash } from 'node:crypto';
-import { findPipeline } from '../config/schema';
-import { errorMessage } from '../errors';
-import { LOG_EVENTS } from '../log';
-import type { RunRecord } from '../model';
-import { failRun } from './fail-run';
-import { nowOf, submitChain, type HandlerDeps } from './deps';
+import { findPipeline } from '../../runtime/config/schema';
+import { errorMessage } from '../../runtime/errors';
+import { LOG_EVENTS } from '../../runtime/log';
+import type { RunRecord } from '../../runtime/model';
+import { failRun } from '../../runtime/run/fail-run';
+import { nowOf, submitChain, type HandlerDeps } from '../../runtime/run/deps';
 
 /** An S3 ObjectCreated notification, key already URL-decoded. */
 export interface ObjectCreated {

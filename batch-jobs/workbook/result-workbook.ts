@@ -22,8 +22,8 @@ import { basename, join } from 'node:path';
 import { PassThrough, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { ZipFile } from 'yazl';
-import type { ColumnType } from '../config/schema';
-import type { Cell } from '../model';
+import type { ColumnType } from '../../runtime/config/schema';
+import type { Cell } from '../../runtime/model';
 import { columnLetter } from '../records/raw';
 import { cellXml, csvField, csvText, displayLength, STYLE, textCellXml, XLSX_MAX_COLUMNS } from './cells';
 import {

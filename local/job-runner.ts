@@ -11,11 +11,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { MAX_ARRAY_SIZE } from '../config/schema';
-import { NON_RETRYABLE_EXIT_CODES } from '../errors';
-import type { BatchJobFailedDetail } from '../handlers/on-job-failed';
-import type { Stage } from '../model';
-import type { JobRequest, JobSubmitter, SplitDoneMessage } from '../ports';
+import { MAX_ARRAY_SIZE } from '../runtime/config/schema';
+import { NON_RETRYABLE_EXIT_CODES } from '../runtime/errors';
+import type { BatchJobFailedDetail } from '../lambda/handlers/on-job-failed';
+import type { Stage } from '../runtime/model';
+import type { JobRequest, JobSubmitter, SplitDoneMessage } from '../runtime/ports';
 
 export type JobState = 'SUBMITTED' | 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
 

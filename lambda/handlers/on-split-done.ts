@@ -3,9 +3,9 @@
  * chunk; a plain job for one chunk), consolidate depending on it, and cleanup depending on that.
  * The chain is claimed once per run, so a duplicated message submits nothing twice.
  */
-import { errorMessage } from '../errors';
-import type { SplitDoneMessage } from '../ports';
-import { submitChain, type HandlerDeps } from './deps';
+import { errorMessage } from '../../runtime/errors';
+import type { SplitDoneMessage } from '../../runtime/ports';
+import { submitChain, type HandlerDeps } from '../../runtime/run/deps';
 
 export type SplitDoneOutcome =
   | { action: 'submitted'; fanout: string; consolidate: string; cleanup: string }

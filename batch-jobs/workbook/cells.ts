@@ -7,8 +7,8 @@
  * is never written as a formula: in xlsx it is a string cell with the quotePrefix style (Excel
  * keeps it text when the cell is edited), in CSV it gets a leading single quote (OWASP).
  */
-import type { ColumnType } from '../config/schema';
-import type { Cell } from '../model';
+import type { ColumnType } from '../../runtime/config/schema';
+import type { Cell } from '../../runtime/model';
 import { digits, validDate } from '../records/normalise';
 
 /** Longest text Excel keeps in one cell; longer text is cut in the xlsx copy (CSV keeps it whole). */

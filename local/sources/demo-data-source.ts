@@ -12,13 +12,13 @@
  *   GET /__stats   the counters of `stats()` (no token needed)
  *
  * Listens on 127.0.0.1 only. Standalone:
- *   npx tsx examples/tax-due/demo-data-source.ts [--port 8787] [--latency 50-150]
+ *   npx tsx local/sources/demo-data-source.ts [--port 8787] [--latency 50-150]
  *     [--failure-rate 0.08] [--seed 42] [--token demo-token] [--json]
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { isMain } from '../cli';
-import { mulberry32 } from '../seeded-random';
+import { isMain } from '../../examples/cli';
+import { mulberry32 } from '../../examples/seeded-random';
 
 /** The token the demo expects unless told otherwise (the `tax-due` pipeline reads it from TAX_API_TOKEN). */
 export const DEMO_TOKEN = 'demo-token';

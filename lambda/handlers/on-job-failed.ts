@@ -3,11 +3,11 @@
  * a reason a person can act on, emails the recipients once, and starts cleanup once. A failure
  * of cleanup itself after a successful run leaves the run SUCCEEDED (the results were delivered).
  */
-import { ExitCode } from '../errors';
-import type { Stage } from '../model';
-import { STAGES } from '../model';
-import { failRun } from './fail-run';
-import type { HandlerDeps } from './deps';
+import { ExitCode } from '../../runtime/errors';
+import type { Stage } from '../../runtime/model';
+import { STAGES } from '../../runtime/model';
+import { failRun } from '../../runtime/run/fail-run';
+import type { HandlerDeps } from '../../runtime/run/deps';
 
 /** The parts of an EventBridge "Batch Job State Change" detail this handler reads. */
 export interface BatchJobFailedDetail {

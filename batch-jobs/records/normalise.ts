@@ -5,8 +5,8 @@
  * A value that does not fit its column is not an exception: the normaliser returns a problem
  * text (`"abc" is not a whole number`) that the reader prefixes with the row and column.
  */
-import type { ColumnType } from '../config/schema';
-import type { Cell } from '../model';
+import type { ColumnType } from '../../runtime/config/schema';
+import type { Cell } from '../../runtime/model';
 
 /** An xlsx number whose cell format is a date format (or a `t="d"` cell): a serial day count. */
 export class ExcelDate {

@@ -9,8 +9,8 @@
  */
 import { STATUS_CODES } from 'node:http';
 import { Agent, errors as undiciErrors } from 'undici';
-import { PermanentError, TransientError, errorMessage } from '../errors';
-import { abortReason, onAbort } from '../retry';
+import { PermanentError, TransientError, errorMessage } from '../../runtime/errors';
+import { abortReason, onAbort } from '../../runtime/retry';
 
 export interface HttpRequest {
   method: string;

@@ -25,7 +25,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { dirname, join, sep } from 'node:path';
 import { CreateTableCommand, DynamoDBClient, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
-import { RUN_TABLE_SCHEMA } from '../adapters/dynamo-run-table';
+import { RUN_TABLE_SCHEMA } from '../runtime/adapters/dynamo-run-table';
 
 const require = createRequire(import.meta.url);
 

@@ -6,7 +6,7 @@
  * One limiter limits one process. The pipeline's fleet-wide rate (`rateLimitPerSecond`) is shared
  * by dividing it among the fan-out children that run at once.
  */
-import { abortReason, onAbort } from './retry';
+import { abortReason, onAbort } from '../../runtime/retry';
 
 interface Waiter {
   resolve: () => void;

@@ -10,24 +10,24 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAwsClients } from '../adapters/clients';
-import { DynamoRunTable } from '../adapters/dynamo-run-table';
-import { S3ObjectStore } from '../adapters/s3-object-store';
-import { SesMailer } from '../adapters/ses-mailer';
-import { findPipeline, type AppConfig } from '../config/schema';
-import { errorMessage } from '../errors';
-import type { HandlerDeps } from '../handlers/deps';
-import { handleJobFailed } from '../handlers/on-job-failed';
-import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../handlers/on-intake';
-import { handleSplitDone } from '../handlers/on-split-done';
-import { silentLogger, type Logger } from '../log';
-import type { RunRecord, RunStatus, Stage } from '../model';
+import { createAwsClients } from '../runtime/adapters/clients';
+import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
+import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
+import { SesMailer } from '../runtime/adapters/ses-mailer';
+import { findPipeline, type AppConfig } from '../runtime/config/schema';
+import { errorMessage } from '../runtime/errors';
+import type { HandlerDeps } from '../runtime/run/deps';
+import { handleJobFailed } from '../lambda/handlers/on-job-failed';
+import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/handlers/on-intake';
+import { handleSplitDone } from '../lambda/handlers/on-split-done';
+import { silentLogger, type Logger } from '../runtime/log';
+import type { RunRecord, RunStatus, Stage } from '../runtime/model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
 import { LocalJobRunner, type LocalJob, type ProgressMessage } from './job-runner';
 import { bundleStages, type StageBundle } from './stage-bundle';
 
-/** The project root (this file is runtime/local/local-run.ts). */
-export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The project root (this file is local/local-run.ts). */
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface LocalRunOptions {
   /** The file to process. */

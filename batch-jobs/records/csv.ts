@@ -3,7 +3,7 @@
  * and the last partial record), with the delimiter and line ending detected from the header line.
  */
 import Papa from 'papaparse';
-import { InputError } from '../errors';
+import { InputError } from '../../runtime/errors';
 import { TextEncodingError } from './bytes';
 import type { RawRow, RawSource } from './raw';
 

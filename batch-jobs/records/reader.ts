@@ -8,9 +8,9 @@
  * not throw: they travel with the row (`SourceRow.problems`) so the item is reported, not lost.
  */
 import type { Readable } from 'node:stream';
-import { normaliseHeader, type ColumnConfig, type ColumnType } from '../config/schema';
-import { InputError } from '../errors';
-import type { Cell, Row } from '../model';
+import { normaliseHeader, type ColumnConfig, type ColumnType } from '../../runtime/config/schema';
+import { InputError } from '../../runtime/errors';
+import type { Cell, Row } from '../../runtime/model';
 import { decodeText, peek, sniff, type Sniffed } from './bytes';
 import { openCsv } from './csv';
 import { isBlank, normaliseCell, rawToText } from './normalise';

@@ -13,9 +13,9 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { InputError } from '../errors';
-import type { Cell, Row, WorkItem } from '../model';
-import { normaliseHeader } from '../config/schema';
+import { InputError } from '../../runtime/errors';
+import type { Cell, Row, WorkItem } from '../../runtime/model';
+import { normaliseHeader } from '../../runtime/config/schema';
 import { readJsonl, toJsonl } from './jsonl';
 import { numberToText } from './normalise';
 import type { SourceRow } from './reader';

@@ -24,13 +24,13 @@
  *
  * It is not an HMM map matcher; it picks the nearest street, which is enough on a grid.
  *
- * Standalone: `npx tsx examples/map-match/osrm-test-server.ts [--port 5000] [--max-matching-size 100]`.
+ * Standalone: `npx tsx local/sources/osrm-test-server.ts [--port 5000] [--max-matching-size 100]`.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { haversineM } from '../../batch-jobs/tasks/osrm-match-api';
-import { flagValue, isMain } from '../cli';
-import { lineCoord, phantomXY, route, snap, SPEED_MPS, streetName, toLonLat, toXY, type Phantom, type XY } from './road-network';
+import { flagValue, isMain } from '../../examples/cli';
+import { lineCoord, phantomXY, route, snap, SPEED_MPS, streetName, toLonLat, toXY, type Phantom, type XY } from '../../examples/map-match/road-network';
 
 /** Injected fault for request number `n` (1-based): an HTTP answer, a reset connection, or no answer. */
 export type OsrmTestFault = { status: number; body?: string; headers?: Record<string, string> } | 'reset' | 'hang';

@@ -22,7 +22,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { crc32 } from 'node:zlib';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import yauzl from 'yauzl';
-import { InputError, errorMessage } from '../errors';
+import { InputError, errorMessage } from '../../runtime/errors';
 import type { RawRow, RawSource } from './raw';
 import { SheetXmlError, SheetXmlScanner } from './sheet-xml';
 
