@@ -12,7 +12,7 @@ import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
 import { SES_MAX_MESSAGE_BYTES, SesMailer } from '../runtime/adapters/ses-mailer';
 import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
-import { ConfigError } from '../runtime/config/schema';
+import { ConfigError, requireShape } from '../runtime/config/schema';
 import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
 import { createLogger, type Logger } from '../runtime/log';
@@ -115,7 +115,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
         await runFanout(ctx, { createTask: (p) => createTask(p.task, { env, concurrency: p.concurrency }) });
         break;
       case 'consolidate':
-        await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(run.config!.task) });
+        await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });
         break;
       case 'cleanup':
         await runCleanup(ctx);

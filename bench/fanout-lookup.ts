@@ -71,7 +71,7 @@ function makeItems(count: number): WorkItem[] {
 
 async function main(): Promise<void> {
   const pipeline = loadPipelinesConfig().pipelines.find((p) => p.name === 'tax-due');
-  if (!pipeline || pipeline.task.type !== 'http-lookup') throw new Error('pipeline tax-due (http-lookup) not found in config/pipelines.ts');
+  if (pipeline?.shape !== 'items' || pipeline.task.type !== 'http-lookup') throw new Error('pipeline tax-due (http-lookup) not found in config/pipelines.ts');
   const source = await startSourceProcess();
   const taskConfig = { ...pipeline.task, url: pipeline.task.url.replace(/^https?:\/\/[^/]+/, source.url) };
   const items = makeItems(ITEMS);

@@ -133,7 +133,7 @@ const DEMOS: Record<string, Demo> = {
     run: (url) => {
       const base = loadPipelinesConfig();
       const pipelines = base.pipelines.map((p) =>
-        p.name === 'tax-due' && p.task.type === 'http-lookup' ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, url) } } : p,
+        p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup' ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, url) } } : p,
       );
       return {
         file: join(PROJECT_ROOT, 'examples', 'tax-due', 'customers.xlsx'),
@@ -178,6 +178,10 @@ function checkConfigCommand(io: Io, args: string[]): number {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const config = loadConfig(values.config);
   for (const p of config.pipelines) {
+    if (p.shape !== 'items') {
+      io.out.write(`${p.name}: ${p.shape} pipeline, compute ${p.compute}\n`);
+      continue;
+    }
     io.out.write(
       `${p.name}: ${p.task.type}, ${p.input.columns.length} input columns${p.input.groupBy ? `, grouped by ${p.input.groupBy}` : ''}, chunks of ${p.chunkSize}, ${p.concurrency} in flight, compute ${p.compute}\n`,
     );

@@ -20,7 +20,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct, IConstruct } from 'constructs';
 import type { DeploymentConfig, JobSettings } from '../config/deployment';
-import type { AppConfig } from '../runtime/config/schema';
+import { requireShape, type AppConfig } from '../runtime/config/schema';
 import { STAGES, type Stage } from '../runtime/model';
 import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
 import { BatchCompute } from './batch-compute';
@@ -234,7 +234,7 @@ export class FanoutComputeStack extends Stack {
     this.pipelineJobs = props.pipelines.pipelines.map(
       (pipeline) =>
         new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
-          pipeline,
+          pipeline: requireShape(pipeline, 'items'),
           queue: this.batchCompute.queues[pipeline.compute],
           image,
           jobs: props.jobs,
@@ -430,6 +430,6 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
 
 /** The largest `maxPoints` of the osrm-match pipelines (the server must accept it). */
 function maxOsrmPoints(config: AppConfig): number | undefined {
-  const points = config.pipelines.flatMap((p) => (p.task.type === 'osrm-match' ? [p.task.maxPoints] : []));
+  const points = config.pipelines.flatMap((p) => (p.shape === 'items' && p.task.type === 'osrm-match' ? [p.task.maxPoints] : []));
   return points.length > 0 ? Math.max(...points) : undefined;
 }

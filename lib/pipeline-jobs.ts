@@ -10,13 +10,13 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { JobSettings } from '../config/deployment';
-import type { PipelineConfig } from '../runtime/config/schema';
+import type { ItemsPipelineConfig } from '../runtime/config/schema';
 import { STAGES, type Stage } from '../runtime/model';
 import { pascal } from './construct-ids';
 import { containerVcpus, StageJobDefinition } from './stage-job-definition';
 
 export interface PipelineJobsProps {
-  readonly pipeline: PipelineConfig;
+  readonly pipeline: ItemsPipelineConfig;
   /** The queue of the pipeline's compute kind. */
   readonly queue: batch.IJobQueue;
   readonly image: ecs.ContainerImage;

@@ -4,11 +4,11 @@
  * cannot help), any other non-zero exit (storage, table, mail, a crash) is retried.
  */
 import * as batch from 'aws-cdk-lib/aws-batch';
-import type { PipelineConfig } from '../runtime/config/schema';
+import type { ComputeKind } from '../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../runtime/errors';
 
 /** Where a pipeline's jobs run (the pipelines config's `compute`). */
-export type ComputeKind = PipelineConfig['compute'];
+export type { ComputeKind };
 
 /**
  * Status reason AWS Batch reports when the capacity under a job is taken back: an EC2 Spot

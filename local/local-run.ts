@@ -78,7 +78,7 @@ export interface LocalRunResult {
 function passthroughEnv(config: AppConfig, pipeline: string): Record<string, string> {
   const names = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'FANOUT_OSRM_BASE_URL'];
   const p = findPipeline(config, pipeline);
-  if (p?.task.type === 'http-lookup' && p.task.credential) names.push(p.task.credential.env);
+  if (p?.shape === 'items' && p.task.type === 'http-lookup' && p.task.credential) names.push(p.task.credential.env);
   const env: Record<string, string> = {};
   for (const n of names) if (process.env[n] !== undefined) env[n] = process.env[n]!;
   return env;

@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { ColumnType } from '../../runtime/config/schema';
+import { requireShape, type ColumnType } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
 import { LOG_EVENTS } from '../../runtime/log';
 import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
@@ -41,7 +41,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
   // Partial mode: fan-out failed for good; deliver what was done with the failure email.
   const partial = ctx.env[PARTIAL_ENV] === '1';
   if (run.status === 'FAILED' && !partial) throw new Error(`run ${ctx.runId} has failed; nothing to consolidate`);
-  const pipeline = run.config;
+  const pipeline = requireShape(run.config, 'items');
   const chunkCount = run.counts?.chunks ?? 0;
   const shape = opts.describeOutput(run);
   const declared = new Map(pipeline.input.columns.map((c) => [c.name, c.type] as const));

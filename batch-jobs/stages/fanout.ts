@@ -5,7 +5,7 @@
  * A child started again resumes from its parts: items with an outcome are not called again.
  * Exit 0 when every item has an outcome; infrastructure failures throw (non-zero exit).
  */
-import type { PipelineConfig } from '../../runtime/config/schema';
+import { requireShape, type ItemsPipelineConfig } from '../../runtime/config/schema';
 import { errorMessage, TerminatedError } from '../../runtime/errors';
 import { LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
@@ -18,7 +18,7 @@ import { nowOf, type StageContext } from './context';
 
 export interface FanoutOptions {
   /** Builds the pipeline's task (tests may pass their own). */
-  createTask: (pipeline: PipelineConfig) => Task;
+  createTask: (pipeline: ItemsPipelineConfig) => Task;
   /** Outcomes per result part. @default 500 */
   partItems?: number;
   /** Longest time between two parts, in ms. @default 5000 */
@@ -64,7 +64,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const chunk = ctx.arrayIndex;
   const run = await ctx.table.getRun(ctx.runId);
   if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
-  const pipeline = run.config;
+  const pipeline = requireShape(run.config, 'items');
   const chunkCount = run.counts?.chunks ?? 1;
   if (chunk >= chunkCount) throw new Error(`array index ${chunk} is past the run's ${chunkCount} chunk(s)`);
   const log = ctx.log.child({ runId: ctx.runId, chunk, attempt: ctx.attempt });

@@ -6,7 +6,7 @@
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_ARRAY_SIZE } from '../../runtime/config/schema';
+import { MAX_ARRAY_SIZE, requireShape } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
 import { keys, type ChunkRecord } from '../../runtime/model';
 import { writeChunks } from '../records/chunker';
@@ -28,7 +28,7 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
     ctx.log.info('run has ended; nothing to split', { status: run.status });
     return { rows: run.counts?.rows ?? 0, items: run.counts?.items ?? 0, chunks: run.counts?.chunks ?? 0, invalidItems: 0 };
   }
-  const pipeline = run.config;
+  const pipeline = requireShape(run.config, 'items');
   await ctx.table.updateRun(ctx.runId, { status: 'SPLITTING' }, { statusIn: ['STARTED', 'SPLITTING'] });
 
   const input = await ctx.store.getStream(run.inputKey).catch((err: unknown) => {

@@ -7,15 +7,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { computeSchema, identifier, recipientsSchema, type PipelineShape } from './common';
+import { datasetPipelineSchema } from './dataset-schema';
+import { filesPipelineSchema } from './files-schema';
+
+export { PIPELINE_SHAPES, type ComputeKind, type PipelineShape } from './common';
 
 /** Hard limit of AWS Batch array jobs, and so of chunks per run. */
 export const MAX_ARRAY_SIZE = 10_000;
 /** Largest chunk, in work items. */
 export const MAX_CHUNK_SIZE = 10_000;
 
-const identifier = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'must be 1-40 characters of a-z, 0-9 and "-", starting with a letter or digit');
 
 const PLACEHOLDER = /\{([^{}"\\\n:,]+)\}/g;
 
@@ -110,7 +112,14 @@ export type OsrmMatchTaskConfig = z.infer<typeof osrmMatchTaskSchema>;
 export const taskSchema = z.discriminatedUnion('type', [httpLookupTaskSchema, osrmMatchTaskSchema]);
 export type TaskConfig = z.infer<typeof taskSchema>;
 
-export const pipelineSchema = z.object({
+/**
+ * An `items` pipeline: rows → work items → one task call per item → result workbook
+ * (split → fan-out array → consolidate → cleanup). The shape every pipeline had before shapes
+ * existed, so `shape` may be left out.
+ */
+export const itemsPipelineSchema = z.object({
+  /** The job shape (see docs/architecture.md). @default 'items' */
+  shape: z.literal('items').default('items'),
   /** Folder name under `intake/` and `results/`. */
   name: identifier,
   description: z.string().optional(),
@@ -129,13 +138,32 @@ export const pipelineSchema = z.object({
   /** Fleet-wide cap on requests per second to the data source, shared by all children. @default - none */
   rateLimitPerSecond: z.number().positive().max(1_000_000).optional(),
   retry: retrySchema.default({ maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 }),
-  /** Where fan-out runs on AWS. @default 'fargate-spot' */
-  compute: z.enum(['fargate-spot', 'ec2-spot']).default('fargate-spot'),
-  /** Who gets the result and failure emails. */
-  recipients: z.array(z.email()).min(1, 'name at least one recipient'),
+  /** Where the pipeline's jobs run on AWS. @default 'fargate-spot' */
+  compute: computeSchema,
+  recipients: recipientsSchema,
 });
+export type ItemsPipelineConfig = z.infer<typeof itemsPipelineSchema>;
+
+/**
+ * A pipeline of any shape, told apart by `shape` (`items` when absent). Stage code that only
+ * serves one shape narrows with `requireShape`.
+ */
+export const pipelineSchema = z.discriminatedUnion('shape', [itemsPipelineSchema, datasetPipelineSchema, filesPipelineSchema]);
 export type PipelineConfig = z.infer<typeof pipelineSchema>;
 export type PipelineInput = z.input<typeof pipelineSchema>;
+export type { DatasetPipelineConfig } from './dataset-schema';
+export type { FilesPipelineConfig } from './files-schema';
+
+/** The pipeline of shape `shape`, or a ConfigError naming the pipeline, its shape and the one expected. */
+export function requireShape<S extends PipelineShape>(
+  pipeline: PipelineConfig,
+  shape: S,
+): Extract<PipelineConfig, { shape: S }> {
+  if (pipeline.shape !== shape) {
+    throw new ConfigError(`pipeline ${pipeline.name}`, [`shape is "${pipeline.shape}", but this step serves "${shape}" pipelines only`]);
+  }
+  return pipeline as Extract<PipelineConfig, { shape: S }>;
+}
 
 export const appConfigSchema = z
   .object({
@@ -157,6 +185,7 @@ export const appConfigSchema = z
         ctx.addIssue({ code: 'custom', path: ['pipelines', i, 'name'], message: `duplicate pipeline name "${p.name}"` });
       }
       seen.add(p.name);
+      if (p.shape !== 'items') return;
       const columns = new Set(p.input.columns.map((c) => normaliseHeader(c.name)));
       const needColumn = (name: string | undefined, path: (string | number)[]) => {
         if (name !== undefined && !columns.has(normaliseHeader(name))) {

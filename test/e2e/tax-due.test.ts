@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDemoDataSource, type DemoDataSource } from '../../local/sources/demo-data-source';
 import { runLocal, type LocalRunOptions } from '../../local/local-run';
+import { requireShape } from '../../runtime/config/schema';
 import {
   customers,
   expectedOutcome,
@@ -162,7 +163,7 @@ describe('tax-due end to end', () => {
     const base = customers(12).filter((c) => expectedOutcome(c).status === 'done').slice(0, 4);
     // Rows of the same customer are not next to each other.
     const input: Customer[] = [0, 1, 2, 0, 3, 1, 0].map((k, n) => ({ ...base[k]!, name: `row ${n}` }));
-    const result = await runCsv('grouped', input, { input: { ...taxConfig(source.url).pipelines[0]!.input, groupBy: 'Customer ID' }, chunkSize: 2 });
+    const result = await runCsv('grouped', input, { input: { ...requireShape(taxConfig(source.url).pipelines[0]!, 'items').input, groupBy: 'Customer ID' }, chunkSize: 2 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.items, 4);
     assert.equal(result.chunks, 2);

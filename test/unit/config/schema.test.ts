@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadPipelinesConfig, pipelinesConfig } from '../../../config/pipelines';
-import { ConfigError, loadConfigFile, normaliseHeader, parseAppConfig } from '../../../runtime/config/schema';
+import { ConfigError, loadConfigFile, normaliseHeader, parseAppConfig, requireShape } from '../../../runtime/config/schema';
 
 const minimal = () => ({
   pipelines: [
@@ -31,7 +31,8 @@ function problems(raw: unknown): string[] {
 describe('pipelines config', () => {
   it('fills the documented defaults', () => {
     const c = parseAppConfig(minimal());
-    const p = c.pipelines[0]!;
+    const p = requireShape(c.pipelines[0]!, 'items');
+    assert.equal(p.shape, 'items');
     assert.equal(p.chunkSize, 1000);
     assert.equal(p.concurrency, 64);
     assert.equal(p.compute, 'fargate-spot');
@@ -43,7 +44,7 @@ describe('pipelines config', () => {
 
   it('ships a valid tax-due pipeline', () => {
     const c = loadPipelinesConfig();
-    assert.ok(c.pipelines.some((p) => p.name === 'tax-due' && p.task.type === 'http-lookup'));
+    assert.ok(c.pipelines.some((p) => p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup'));
     assert.equal(pipelinesConfig.pipelines[0]!.name, 'tax-due');
   });
 
@@ -116,12 +117,43 @@ describe('pipelines config: JSON body templates', () => {
   it('takes {column} placeholders inside a JSON body, not the JSON braces', () => {
     const c = minimal();
     (c.pipelines[0]!.task as Record<string, unknown>).body = '{"id": "{Id}", "opts": {"deep": true}}';
-    assert.equal(parseAppConfig(c).pipelines[0]!.task.type, 'http-lookup');
+    assert.equal(requireShape(parseAppConfig(c).pipelines[0]!, 'items').task.type, 'http-lookup');
   });
 
   it('names an unknown placeholder in the body', () => {
     const c = minimal();
     (c.pipelines[0]!.task as Record<string, unknown>).body = '{"id": "{Nope}"}';
     assert.ok(problems(c).some((l) => l.startsWith('pipelines[0].task.body') && l.includes('"Nope"')));
+  });
+});
+
+describe('pipelines config: job shapes', () => {
+  it('reads a pipeline without a shape as an items pipeline, and one that says so the same way', () => {
+    const implicit = parseAppConfig(minimal()).pipelines[0]!;
+    const raw = minimal();
+    const explicit = parseAppConfig({ pipelines: [{ ...raw.pipelines[0]!, shape: 'items' }] }).pipelines[0]!;
+    assert.equal(implicit.shape, 'items');
+    assert.deepEqual(explicit, implicit);
+  });
+
+  for (const shape of ['dataset', 'files'] as const) {
+    it(`refuses a ${shape} pipeline with a clear "not built yet" message on its shape`, () => {
+      const raw = { pipelines: [{ shape, name: `a-${shape}`, recipients: ['a@example.com'] }] };
+      const lines = problems(raw);
+      assert.equal(lines.length, 1, lines.join('\n'));
+      assert.match(lines[0]!, new RegExp(`^pipelines\\[0\\]\\.shape: shape "${shape}" .* is not built yet: only "items" pipelines run`));
+    });
+  }
+
+  it('names the shapes there are when a pipeline names another', () => {
+    const raw = minimal();
+    const lines = problems({ pipelines: [{ ...raw.pipelines[0]!, shape: 'stream' }] });
+    assert.ok(lines.some((l) => l.startsWith('pipelines[0].shape') && l.includes("'items'") && l.includes("'dataset'") && l.includes("'files'")), lines.join('\n'));
+  });
+
+  it('refuses a stage meant for one shape a pipeline of another, naming both', () => {
+    const items = parseAppConfig(minimal()).pipelines[0]!;
+    assert.throws(() => requireShape(items, 'dataset'), /shape is "items", but this step serves "dataset" pipelines only/);
+    assert.equal(requireShape(items, 'items'), items);
   });
 });

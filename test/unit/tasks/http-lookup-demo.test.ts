@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createTask } from '../../../batch-jobs/tasks/index';
 import type { Task } from '../../../batch-jobs/tasks/task';
 import { loadPipelinesConfig } from '../../../config/pipelines';
+import { requireShape } from '../../../runtime/config/schema';
 import { DEMO_TOKEN, startDemoDataSource, taxDueFor, type DemoDataSource } from '../../../local/sources/demo-data-source';
 import { runWithRetry } from '../../../runtime/retry';
 
@@ -13,7 +14,7 @@ describe('tax-due pipeline task against the demo data source', () => {
 
   before(async () => {
     source = await startDemoDataSource({ latencyMs: [0, 2], transientFailureRate: 0.3, seed: 3 });
-    const pipeline = loadPipelinesConfig().pipelines.find((p) => p.name === 'tax-due')!;
+    const pipeline = requireShape(loadPipelinesConfig().pipelines.find((p) => p.name === 'tax-due')!, 'items');
     assert.equal(pipeline.task.type, 'http-lookup');
     const config = { ...pipeline.task, url: pipeline.task.url.replace('http://127.0.0.1:8787', source.url) };
     task = createTask(config, { env: { TAX_API_TOKEN: DEMO_TOKEN }, concurrency: 4 });
