@@ -15,6 +15,7 @@ import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
 import { ConfigError, requireShape } from '../runtime/config/schema';
 import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
+import { fail } from '../runtime/lifecycle';
 import { createLogger, type Logger } from '../runtime/log';
 import { STAGES, type Stage } from '../runtime/model';
 import type { SplitDoneNotifier } from '../runtime/ports';
@@ -127,10 +128,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
     ctx.log.error(`${stage} failed`, { error: errorMessage(err), exitCode: code });
     if (err instanceof InputError) {
       // Bad input is final: record the reason a person can act on; on-job-failed emails it.
-      await ctx.table
-        .updateRun(ctx.runId, { status: 'FAILED', error: err.message, finishedAt: Date.now() }, {
-          statusIn: ['STARTED', 'SPLITTING', 'FANNING_OUT', 'CONSOLIDATING'],
-        })
+      await fail(ctx.table, ctx.runId, err.message, Date.now())
         .catch((e: unknown) => ctx.log.error('could not record the input error', { error: errorMessage(e) }));
     }
     return code;

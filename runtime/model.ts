@@ -3,6 +3,7 @@
  * parts) and control state kept in the run table (runs, chunks). See `../shared/design.md`.
  */
 import type { PipelineConfig } from './config/schema';
+import type { ChunkStatus, RunStatus, Step } from './lifecycle';
 
 /** A normalised cell: text, number, boolean or empty. Dates are ISO 8601 text. */
 export type Cell = string | number | boolean | null;
@@ -46,9 +47,6 @@ export interface ResultLine {
   a: number;
 }
 
-export type RunStatus = 'STARTED' | 'SPLITTING' | 'FANNING_OUT' | 'CONSOLIDATING' | 'SUCCEEDED' | 'FAILED';
-export const TERMINAL_STATUSES: readonly RunStatus[] = ['SUCCEEDED', 'FAILED'];
-
 export interface RunCounts {
   rows: number;
   items: number;
@@ -66,6 +64,7 @@ export interface RunRecord {
   inputKey: string;
   /** File name of the upload, e.g. customers.xlsx */
   inputName: string;
+  /** Where the run is in its lifecycle (runtime/lifecycle.ts moves it; nothing else writes it). */
   status: RunStatus;
   /**
    * Pipeline config the run was opened with (stages read it from here). Absent only for an
@@ -86,13 +85,11 @@ export interface RunRecord {
   resultKey?: string;
   /** Extra result files (CSV written when a sheet passes Excel's row limit). */
   extraResultKeys?: string[];
-  /** Steps started for the run (step name -> job id or marker); guards against duplicate events. */
-  steps?: Record<string, string>;
+  /** Steps claimed for the run (step -> job id or marker); guards against duplicate events (runtime/lifecycle.ts). */
+  steps?: Partial<Record<Step, string>>;
   /** Epoch seconds after which DynamoDB may delete the record. */
   expiresAt?: number;
 }
-
-export type ChunkStatus = 'PENDING' | 'RUNNING' | 'DONE';
 
 /** Progress of one chunk, one item per chunk spread over partition keys. */
 export interface ChunkRecord {

@@ -4,7 +4,8 @@
  * child processes for jobs, in-process events).
  */
 import type { Readable } from 'node:stream';
-import type { ChunkRecord, RunRecord, RunStatus, Stage } from './model';
+import type { RunStatus, Step } from './lifecycle';
+import type { ChunkRecord, RunRecord, Stage } from './model';
 
 export interface ObjectInfo {
   key: string;
@@ -44,18 +45,19 @@ export interface RunTable {
   getRun(runId: string): Promise<RunRecord | undefined>;
   /**
    * Applies a partial update. With `statusIn`, only when the run's status is one of them;
-   * returns false when the condition did not hold.
+   * returns false when the condition did not hold. Status changes go through runtime/lifecycle.ts
+   * (moveRun, fail, succeed), which checks them against the legal transitions.
    */
   updateRun(runId: string, patch: Partial<Omit<RunRecord, 'runId'>>, cond?: { statusIn?: RunStatus[] }): Promise<boolean>;
   /**
    * Claims a step of a run (e.g. "fanout", "failure-email") exactly once: true for the first
    * caller, false for every later one. The value records the job id or a marker.
    */
-  claimStep(runId: string, step: string, value: string): Promise<boolean>;
+  claimStep(runId: string, step: Step, value: string): Promise<boolean>;
   /** Overwrites a claimed step's value (e.g. with the job id once submitted). */
-  setStep(runId: string, step: string, value: string): Promise<void>;
+  setStep(runId: string, step: Step, value: string): Promise<void>;
   /** Removes a claim, so a retried handler can take the step again after a failed submission. */
-  releaseStep(runId: string, step: string): Promise<void>;
+  releaseStep(runId: string, step: Step): Promise<void>;
   /** Writes the chunk records of a run in batches. */
   putChunks(chunks: ChunkRecord[]): Promise<void>;
   updateChunk(runId: string, chunk: number, patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>): Promise<void>;

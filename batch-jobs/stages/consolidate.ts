@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { requireShape, type ColumnType } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
+import { moveRun, once, succeed } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
 import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
 import { PARTIAL_ENV } from '../../runtime/run/fail-run';
@@ -62,7 +63,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     ...(pipeline.input.groupBy ? [{ name: pipeline.input.groupBy, type: 'text' as ColumnType }] : inputCols),
     ...statusCols.slice(1), // Error, Attempts
   ];
-  if (!partial) await ctx.table.updateRun(ctx.runId, { status: 'CONSOLIDATING' }, { statusIn: ['FANNING_OUT', 'CONSOLIDATING'] });
+  if (!partial) await moveRun(ctx.table, ctx.runId, 'CONSOLIDATING');
 
   const tmp = await mkdtemp(join(ctx.tmpDir, 'consolidate-'));
   try {
@@ -168,24 +169,18 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     const done: RunRecord = { ...run, counts, finishedAt, resultKey, extraResultKeys };
     await ctx.table.updateRun(ctx.runId, { counts, resultKey, extraResultKeys });
 
-    let emailed: ConsolidateResult['emailed'] = 'already-sent';
-    const emailStep = partial ? 'failure-email' : 'result-email';
-    if (await ctx.table.claimStep(ctx.runId, emailStep, String(finishedAt))) {
-      try {
-        const compose = partial
-          ? (o: ResultMailOptions) => partialResultMail({ ...o, reason: run.error ?? 'fan-out failed', notProcessed: missing })
-          : resultMail;
-        emailed = await sendResult(ctx, done, compose, files.workbookPath, resultKey, [resultKey, ...extraResultKeys], files.truncatedSheets);
-      } catch (err) {
-        await ctx.table.releaseStep(ctx.runId, emailStep);
-        throw err;
-      }
-    }
+    const compose = partial
+      ? (o: ResultMailOptions) => partialResultMail({ ...o, reason: run.error ?? 'fan-out failed', notProcessed: missing })
+      : resultMail;
+    const sent = await once(ctx.table, ctx.runId, partial ? 'failure-email' : 'result-email', String(finishedAt), () =>
+      sendResult(ctx, done, compose, files.workbookPath, resultKey, [resultKey, ...extraResultKeys], files.truncatedSheets),
+    );
+    const emailed: ConsolidateResult['emailed'] = sent.claimed ? sent.value : 'already-sent';
     if (partial) {
       log.info('partial results delivered', { succeeded, failed, notProcessed: missing, resultKey, emailed });
       return { resultKey, extraResultKeys, succeeded, failed, retries, emailed };
     }
-    await ctx.table.updateRun(ctx.runId, { status: 'SUCCEEDED', finishedAt }, { statusIn: ['CONSOLIDATING', 'FANNING_OUT'] });
+    await succeed(ctx.table, ctx.runId, finishedAt);
     log.info(LOG_EVENTS.runSucceeded, { succeeded, failed, retries, resultKey, emailed });
     return { resultKey, extraResultKeys, succeeded, failed, retries, emailed };
   } finally {

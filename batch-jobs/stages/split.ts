@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_ARRAY_SIZE, requireShape } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
+import { isTerminal, moveRun } from '../../runtime/lifecycle';
 import { keys, type ChunkRecord } from '../../runtime/model';
 import { writeChunks } from '../records/chunker';
 import { openRecords } from '../records/reader';
@@ -24,12 +25,12 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
   const run = await ctx.table.getRun(ctx.runId);
   if (!run) throw new Error(`run ${ctx.runId} does not exist in the run table`);
   if (!run.config) throw new InputError(`the upload ${run.inputKey} names no pipeline`);
-  if (run.status === 'FAILED' || run.status === 'SUCCEEDED') {
+  if (isTerminal(run.status)) {
     ctx.log.info('run has ended; nothing to split', { status: run.status });
     return { rows: run.counts?.rows ?? 0, items: run.counts?.items ?? 0, chunks: run.counts?.chunks ?? 0, invalidItems: 0 };
   }
   const pipeline = requireShape(run.config, 'items');
-  await ctx.table.updateRun(ctx.runId, { status: 'SPLITTING' }, { statusIn: ['STARTED', 'SPLITTING'] });
+  await moveRun(ctx.table, ctx.runId, 'SPLITTING');
 
   const input = await ctx.store.getStream(run.inputKey).catch((err: unknown) => {
     if (err instanceof Error && err.name === 'ObjectNotFoundError') {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { findPipeline } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
+import { once, openRun } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
 import type { RunRecord } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
@@ -75,7 +76,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     const reason = `The file was uploaded to intake/${folder}/, but there is no pipeline named "${folder}". Upload it to one of: ${known}.`;
     log.warn('upload to an unknown pipeline folder', { known });
     // A failed run record keeps the history; operators (if configured) get the email.
-    const created = await deps.table.createRun({
+    const created = await openRun(deps.table, {
       runId,
       pipeline: folder,
       inputKey: ev.key,
@@ -93,7 +94,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     return { action: 'rejected', runId, reason };
   }
 
-  const run: RunRecord = {
+  const run: RunRecord & { status: 'STARTED' } = {
     runId,
     pipeline: pipeline.name,
     inputKey: ev.key,
@@ -104,7 +105,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     createdAt: now,
     expiresAt,
   };
-  const created = await deps.table.createRun(run);
+  const created = await openRun(deps.table, run);
   if (!created) {
     const existing = await deps.table.getRun(runId);
     if (existing?.steps?.split !== undefined || existing?.status !== 'STARTED') {
@@ -120,14 +121,16 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     return { action: 'rejected', runId, reason: rejection };
   }
 
-  if (!(await deps.table.claimStep(runId, 'split', 'submitting'))) return { action: 'duplicate', runId };
-  try {
-    const [jobId] = await submitChain(deps, { ...run, config: pipeline }, [{ step: 'split', stage: 'split' }]);
-    log.info(LOG_EVENTS.runOpened, { jobId, size: ev.size });
-    return { action: 'started', runId, jobId };
-  } catch (err) {
-    await deps.table.releaseStep(runId, 'split');
-    log.error('could not submit split; the event will be retried', { error: errorMessage(err) });
-    throw err;
-  }
+  const split = await once(deps.table, runId, 'split', 'submitting', async () => {
+    try {
+      const [jobId] = await submitChain(deps, { ...run, config: pipeline }, [{ step: 'split', stage: 'split' }]);
+      return jobId!;
+    } catch (err) {
+      log.error('could not submit split; the event will be retried', { error: errorMessage(err) });
+      throw err;
+    }
+  });
+  if (!split.claimed) return { action: 'duplicate', runId };
+  log.info(LOG_EVENTS.runOpened, { jobId: split.value, size: ev.size });
+  return { action: 'started', runId, jobId: split.value };
 }

@@ -4,6 +4,7 @@
  * The chain is claimed once per run, so a duplicated message submits nothing twice.
  */
 import { errorMessage } from '../../runtime/errors';
+import { isTerminal, moveRun, once } from '../../runtime/lifecycle';
 import type { SplitDoneMessage } from '../../runtime/ports';
 import { submitChain, type HandlerDeps } from '../../runtime/run/deps';
 
@@ -30,31 +31,40 @@ export async function handleSplitDone(deps: HandlerDeps, msg: SplitDoneMessage):
   const log = deps.log.child({ runId: msg.runId, pipeline: msg.pipeline });
   const run = await deps.table.getRun(msg.runId);
   if (!run) return { action: 'ignored', why: `no run ${msg.runId}` };
-  if (run.status === 'FAILED' || run.status === 'SUCCEEDED') {
+  if (isTerminal(run.status)) {
     return { action: 'ignored', why: `run ${msg.runId} has ended (${run.status})` };
   }
   if (!run.config) return { action: 'ignored', why: `run ${msg.runId} has no pipeline` };
   const chunks = run.counts?.chunks ?? msg.chunks;
   if (!Number.isInteger(chunks) || chunks < 1) return { action: 'ignored', why: `run ${msg.runId} has no chunks` };
-  if (!(await deps.table.claimStep(msg.runId, 'chain', 'submitting'))) {
+  const config = run.config;
+  const chain = await once(
+    deps.table,
+    msg.runId,
+    'chain',
+    'submitting',
+    async () => {
+      const [fanout, consolidate, cleanup] = (await submitChain(deps, { ...run, config }, [
+        { step: 'fanout', stage: 'fanout', arraySize: chunks > 1 ? chunks : undefined },
+        { step: 'consolidate', stage: 'consolidate' },
+        { step: 'cleanup', stage: 'cleanup' },
+      ])) as [string, string, string];
+      await deps.table.setStep(run.runId, 'chain', 'submitted');
+      await moveRun(deps.table, run.runId, 'FANNING_OUT');
+      return { fanout, consolidate, cleanup };
+    },
+    {
+      // Jobs already submitted keep running; only an untouched chain may be claimed again.
+      releaseOnError: async (err) => {
+        log.error('could not submit the job chain', { error: errorMessage(err) });
+        return (await deps.table.getRun(run.runId))?.steps?.fanout === undefined;
+      },
+    },
+  );
+  if (!chain.claimed) {
     log.info('duplicate split-done message');
     return { action: 'duplicate' };
   }
-  try {
-    const [fanout, consolidate, cleanup] = (await submitChain(deps, { ...run, config: run.config }, [
-      { step: 'fanout', stage: 'fanout', arraySize: chunks > 1 ? chunks : undefined },
-      { step: 'consolidate', stage: 'consolidate' },
-      { step: 'cleanup', stage: 'cleanup' },
-    ])) as [string, string, string];
-    await deps.table.setStep(run.runId, 'chain', 'submitted');
-    await deps.table.updateRun(run.runId, { status: 'FANNING_OUT' }, { statusIn: ['STARTED', 'SPLITTING'] });
-    log.info('fan-out, consolidate and cleanup submitted', { chunks, fanout });
-    return { action: 'submitted', fanout, consolidate, cleanup };
-  } catch (err) {
-    // Jobs already submitted keep running; only an untouched chain may be claimed again.
-    const current = await deps.table.getRun(run.runId);
-    if (current?.steps?.fanout === undefined) await deps.table.releaseStep(run.runId, 'chain');
-    log.error('could not submit the job chain', { error: errorMessage(err) });
-    throw err;
-  }
+  log.info('fan-out, consolidate and cleanup submitted', { chunks, fanout: chain.value.fanout });
+  return { action: 'submitted', ...chain.value };
 }

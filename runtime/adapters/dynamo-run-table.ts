@@ -19,7 +19,8 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import { ExitCode, StorageError } from '../errors';
-import type { ChunkRecord, RunRecord, RunStatus } from '../model';
+import type { RunStatus, Step } from '../lifecycle';
+import type { ChunkRecord, RunRecord } from '../model';
 import { forEachConcurrent } from '../pool';
 import type { RunTable } from '../ports';
 import { abortableSleep, backoffDelayMs, type RetryPolicy } from '../retry';
@@ -165,7 +166,7 @@ export class DynamoRunTable implements RunTable {
     );
   }
 
-  async claimStep(runId: string, step: string, value: string): Promise<boolean> {
+  async claimStep(runId: string, step: Step, value: string): Promise<boolean> {
     const claimed = await this.conditional('UpdateItem (claim step)', `run ${runId} step ${step}`, () =>
       this.doc.send(this.stepUpdate(runId, step, 'SET steps.#step = :value', value, ' AND attribute_not_exists(steps.#step)')),
     );
@@ -175,11 +176,11 @@ export class DynamoRunTable implements RunTable {
     return false;
   }
 
-  async setStep(runId: string, step: string, value: string): Promise<void> {
+  async setStep(runId: string, step: Step, value: string): Promise<void> {
     await this.updateStep(runId, step, 'SET steps.#step = :value', value, 'set step');
   }
 
-  async releaseStep(runId: string, step: string): Promise<void> {
+  async releaseStep(runId: string, step: Step): Promise<void> {
     await this.updateStep(runId, step, 'REMOVE steps.#step', undefined, 'release step');
   }
 

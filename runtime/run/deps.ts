@@ -4,6 +4,7 @@
  */
 import type { AppConfig, PipelineConfig } from '../config/schema';
 import type { Logger } from '../log';
+import type { Step } from '../lifecycle';
 import type { RunRecord, Stage } from '../model';
 import type { JobSubmitter, Mailer, ObjectStore, RunTable } from '../ports';
 
@@ -27,7 +28,7 @@ export function jobName(pipeline: string, stage: string, runId: string): string 
 
 /** One job of a chain: the step it is recorded under in the run record, and what it runs. */
 export interface ChainLink {
-  step: string;
+  step: Step;
   stage: Stage;
   /** Word in the job name. @default - the stage */
   label?: string;

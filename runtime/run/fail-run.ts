@@ -8,6 +8,7 @@
  * cleanup runs after it. Should that consolidate fail too, the plain email and cleanup follow.
  */
 import { errorMessage } from '../errors';
+import { fail, once } from '../lifecycle';
 import { failureMail } from '../mail/messages';
 import { LOG_EVENTS } from '../log';
 import type { RunRecord } from '../model';
@@ -29,11 +30,7 @@ export const PARTIAL_ENV = 'FANOUT_PARTIAL';
 export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOptions): Promise<RunRecord> {
   const now = nowOf(deps);
   const log = deps.log.child({ runId: run.runId, pipeline: run.pipeline });
-  const marked = await deps.table.updateRun(
-    run.runId,
-    { status: 'FAILED', error: opts.reason, finishedAt: now },
-    { statusIn: ['STARTED', 'SPLITTING', 'FANNING_OUT', 'CONSOLIDATING'] },
-  );
+  const marked = await fail(deps.table, run.runId, opts.reason, now);
   const current = (await deps.table.getRun(run.runId)) ?? run;
   if (marked) log.warn(LOG_EVENTS.runFailed, { reason: opts.reason });
   if (current.status !== 'FAILED') {
@@ -47,9 +44,8 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
     if (await submitPartialResults(deps, current)) return current;
   }
   const recipients = opts.recipients ?? current.config?.recipients ?? deps.config.operatorRecipients;
-  if (recipients.length > 0 && (await deps.table.claimStep(run.runId, 'failure-email', String(now)))) {
-    try {
-      const progress = describeProgress(current);
+  if (recipients.length > 0) {
+    await once(deps.table, run.runId, 'failure-email', String(now), async () => {
       await deps.mailer.send(
         failureMail({
           from: current.sender,
@@ -58,49 +54,49 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
           inputName: current.inputName,
           runId: current.runId,
           reason,
-          progress,
+          progress: describeProgress(current),
         }),
       );
       log.info('failure email sent', { to: recipients });
-    } catch (err) {
-      await deps.table.releaseStep(run.runId, 'failure-email');
-      throw err;
-    }
+    });
   }
-  if ((opts.cleanup ?? true) && current.config !== undefined) {
-    if (await deps.table.claimStep(run.runId, 'failure-cleanup', 'submitting')) {
+  const config = current.config;
+  if ((opts.cleanup ?? true) && config !== undefined) {
+    await once(deps.table, run.runId, 'failure-cleanup', 'submitting', async () => {
       try {
-        await submitChain(deps, { ...current, config: current.config }, [{ step: 'failure-cleanup', stage: 'cleanup' }]);
+        await submitChain(deps, { ...current, config }, [{ step: 'failure-cleanup', stage: 'cleanup' }]);
       } catch (err) {
-        await deps.table.releaseStep(run.runId, 'failure-cleanup');
         log.error('could not submit cleanup', { error: errorMessage(err) });
         throw err;
       }
-    }
+    });
   }
   return current;
 }
 
 /** Consolidate (partial mode), then cleanup after it; false when it could not be submitted. */
 async function submitPartialResults(deps: HandlerDeps, run: RunRecord): Promise<boolean> {
-  if (!(await deps.table.claimStep(run.runId, 'partial-results', 'submitting'))) return true;
   const chainRun = { ...run, config: run.config! };
-  try {
-    const [consolidate] = await submitChain(deps, chainRun, [
-      { step: 'partial-results', stage: 'consolidate', label: 'partial', environment: { [PARTIAL_ENV]: '1' } },
-    ]);
+  // The claim stays when the submission fails: the plain failure email goes out instead, once.
+  const partial = await once(deps.table, run.runId, 'partial-results', 'submitting', async () => {
     try {
-      await submitChain(deps, chainRun, [{ step: 'partial-cleanup', stage: 'cleanup' }], consolidate);
+      const [consolidate] = await submitChain(deps, chainRun, [
+        { step: 'partial-results', stage: 'consolidate', label: 'partial', environment: { [PARTIAL_ENV]: '1' } },
+      ]);
+      try {
+        await submitChain(deps, chainRun, [{ step: 'partial-cleanup', stage: 'cleanup' }], consolidate);
+      } catch (err) {
+        // The partial results still go out; the bucket's lifecycle removes work/ files later.
+        deps.log.error('could not submit cleanup after the partial results', { error: errorMessage(err) });
+      }
+      deps.log.info('partial results submitted', { runId: run.runId, consolidate });
+      return true;
     } catch (err) {
-      // The partial results still go out; the bucket's lifecycle removes work/ files later.
-      deps.log.error('could not submit cleanup after the partial results', { error: errorMessage(err) });
+      deps.log.error('could not submit the partial results; sending the plain failure email', { error: errorMessage(err) });
+      return false;
     }
-    deps.log.info('partial results submitted', { runId: run.runId, consolidate });
-    return true;
-  } catch (err) {
-    deps.log.error('could not submit the partial results; sending the plain failure email', { error: errorMessage(err) });
-    return false;
-  }
+  });
+  return partial.claimed ? partial.value : true;
 }
 
 function describeProgress(run: RunRecord): string | undefined {
