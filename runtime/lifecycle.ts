@@ -73,6 +73,7 @@
  * To add a shape's statuses or steps: extend `RUN_STATUSES`, `TRANSITIONS`, `STEPS` and
  * `SHAPE_PATHS` here, and the tests in test/unit/lifecycle.test.ts check the table stays whole.
  */
+import type { PipelineShape } from './config/common';
 import type { RunRecord } from './model';
 import type { RunTable } from './ports';
 
@@ -140,7 +141,7 @@ export const SHAPE_PATHS = {
   items: ['STARTED', 'SPLITTING', 'FANNING_OUT', 'CONSOLIDATING', 'SUCCEEDED'],
   dataset: ['WAITING_FOR_INPUTS', 'STARTED', 'RUNNING_ENGINE', 'SUCCEEDED'],
   files: ['STARTED', 'LISTING', 'FANNING_OUT', 'CONSOLIDATING', 'SUCCEEDED'],
-} as const satisfies Record<string, readonly RunStatus[]>;
+} as const satisfies Record<PipelineShape, readonly RunStatus[]>;
 
 export const STEPS = [
   'split',
