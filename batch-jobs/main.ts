@@ -24,6 +24,7 @@ import { runConsolidate } from './stages/consolidate';
 import type { ProgressReport, StageContext } from './stages/context';
 import { runFanout } from './stages/fanout';
 import { runSplit } from './stages/split';
+import { stopAfterItemsHook } from './stop-after-items';
 import { createTask, describeTaskOutput } from './tasks';
 
 
@@ -71,6 +72,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
     return ExitCode.BAD_CONFIG;
   }
   let ctx: StageContext;
+  let onOutcome: ((recorded: number) => void) | undefined;
   const abort = new AbortController();
   try {
     const clients = createAwsClients(env);
@@ -97,6 +99,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
       progress: ipcProgress(),
       resultLinkDays: optionalIntEnv(env, 'FANOUT_RESULT_LINK_DAYS', 7, 1),
     };
+    onOutcome = stopAfterItemsHook(env, process.send !== undefined);
   } catch (err) {
     log.error('cannot start: bad environment', { error: errorMessage(err) });
     return exitCodeFor(err);
@@ -113,7 +116,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
         await runSplit(ctx);
         break;
       case 'fanout':
-        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env, concurrency: p.concurrency }) });
+        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env, concurrency: p.concurrency }), onOutcome });
         break;
       case 'consolidate':
         await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });

@@ -6,7 +6,8 @@
  * array jobs (one child per index; the parent fails when a child failed for good), retry attempts
  * on non-zero exit (except the exit codes that mean retrying cannot help), and a per-attempt
  * timeout (SIGTERM, then SIGKILL). A job that fails for good is reported like EventBridge's
- * "Batch Job State Change" detail.
+ * "Batch Job State Change" detail. Tests drive the timeout with their own clock and stop a fan-out
+ * child after N items with `stopAfterItems`, never by racing wall time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +17,7 @@ import { NON_RETRYABLE_EXIT_CODES } from '../runtime/errors';
 import type { BatchJobFailedDetail } from '../lambda/handlers/on-job-failed';
 import type { Stage } from '../runtime/model';
 import type { JobRequest, JobSubmitter, SplitDoneMessage } from '../runtime/ports';
+import { STOP_AFTER_ITEMS_ENV } from '../batch-jobs/stop-after-items';
 
 export type JobState = 'SUBMITTED' | 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
 
@@ -32,6 +34,20 @@ export interface ProgressMessage {
   total: number;
 }
 
+/** The timers of the per-attempt timeout and of the SIGTERM-to-SIGKILL grace. */
+export interface RunnerClock {
+  /** Calls `fire` after `ms`; returns a function that cancels the timer. */
+  setTimer(ms: number, fire: () => void): () => void;
+}
+
+/** Node's own timers. */
+export const realClock: RunnerClock = {
+  setTimer: (ms, fire) => {
+    const timer = setTimeout(fire, ms);
+    return () => clearTimeout(timer);
+  },
+};
+
 export interface LocalJobRunnerOptions {
   /** Environment given to every job (emulator endpoints, bucket, table...). */
   env: Record<string, string>;
@@ -45,6 +61,14 @@ export interface LocalJobRunnerOptions {
   timeoutMs?: number | ((stage: Stage) => number);
   /** Grace between SIGTERM and SIGKILL on timeout. @default 5000 */
   killGraceMs?: number;
+  /** Timers of the timeout and the kill grace (tests pass one whose timers they fire themselves). @default realClock */
+  clock?: RunnerClock;
+  /**
+   * Test hook: the number of outcomes after which an attempt stops itself (SIGTERM, as on a Spot
+   * reclaim), by stage, attempt and array index; undefined lets the attempt run. Handed to the child
+   * as FANOUT_TEST_STOP_AFTER_ITEMS (batch-jobs/stop-after-items.ts; fan-out only). @default - no attempt is stopped
+   */
+  stopAfterItems?: (stage: Stage, attempt: number, index: number | undefined) => number | undefined;
   /** Split's "split done" announcement (delivered over IPC, in place of SNS). */
   onSplitDone?: (message: SplitDoneMessage) => Promise<unknown>;
   /** A job failed for good (in place of the EventBridge rule). */
@@ -239,6 +263,8 @@ export class LocalJobRunner implements JobSubmitter {
       AWS_BATCH_JQ_NAME: `local-${job.request.compute}`,
     };
     if (index !== undefined) env.AWS_BATCH_JOB_ARRAY_INDEX = String(index);
+    const stopAfter = this.opts.stopAfterItems?.(stage, attempt, index);
+    if (stopAfter !== undefined) env[STOP_AFTER_ITEMS_ENV] = String(stopAfter);
     const label = `${stage}${index === undefined ? '' : `[${index}]`}#${attempt}`;
     try {
       return await new Promise<AttemptRecord>((resolve) => {
@@ -262,18 +288,19 @@ export class LocalJobRunner implements JobSubmitter {
           }
         });
         const timeoutMs = this.setting(this.opts.timeoutMs, stage, 15 * 60_000);
-        let killTimer: NodeJS.Timeout | undefined;
-        const timer = setTimeout(() => {
+        const clock = this.opts.clock ?? realClock;
+        let cancelKill: (() => void) | undefined;
+        const cancelTimeout = clock.setTimer(timeoutMs, () => {
           reason = `Job attempt duration exceeded timeout (${Math.round(timeoutMs / 1000)} s)`;
           child.kill('SIGTERM');
-          killTimer = setTimeout(() => child.kill('SIGKILL'), this.opts.killGraceMs ?? 5_000);
-        }, timeoutMs);
+          cancelKill = clock.setTimer(this.opts.killGraceMs ?? 5_000, () => child.kill('SIGKILL'));
+        });
         child.on('error', (err) => {
           reason = `could not start ${command}: ${err.message}`;
         });
         child.on('close', (code, signal) => {
-          clearTimeout(timer);
-          if (killTimer) clearTimeout(killTimer);
+          cancelTimeout();
+          cancelKill?.();
           this.procs.delete(child);
           if (!reason && code !== 0) reason = lastErrorLine(lastErr) ?? `exit code ${code ?? signal}`;
           resolve({ index, attempt, exitCode: code, signal, reason, startedAt, stoppedAt: Date.now() });

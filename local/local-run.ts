@@ -24,7 +24,7 @@ import { silentLogger, type Logger } from '../runtime/log';
 import type { RunStatus } from '../runtime/lifecycle';
 import type { RunRecord, Stage } from '../runtime/model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
-import { LocalJobRunner, type LocalJob, type ProgressMessage } from './job-runner';
+import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
 import { bundleStages, type StageBundle } from './stage-bundle';
 
 /** The project root (this file is local/local-run.ts). */
@@ -47,6 +47,8 @@ export interface LocalRunOptions {
   attempts?: number;
   /** Per-attempt timeout. @default 15 minutes */
   timeoutMs?: number | ((stage: Stage) => number);
+  /** Test hook: stop fan-out attempts after N outcomes (LocalJobRunnerOptions.stopAfterItems). @default - none */
+  stopAfterItems?: LocalJobRunnerOptions['stopAfterItems'];
   /** Upload the same file twice (duplicated S3 event) — for trying idempotency. */
   duplicateEvent?: boolean;
   /** Handler logs; silent by default (the stages' logs go to <outDir>/jobs.log). */
@@ -122,6 +124,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       maxParallel: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
       attempts: opts.attempts ?? 3,
       timeoutMs: opts.timeoutMs,
+      stopAfterItems: opts.stopAfterItems,
       onSplitDone: (m) => handleSplitDone(deps, m),
       onJobFailed: (d) => handleJobFailed(deps, d),
       onProgress: opts.onProgress,

@@ -21,6 +21,8 @@
  *   FANOUT_OSRM_BASE_URL     osrm-match pipelines: base URL of the managed OSRM service (wins over the config)
  *   FANOUT_MAIL_MAX_BYTES    largest email the mail service takes (optional, default 40 MiB; local runs set the emulator's)
  *   FANOUT_TMP_DIR           scratch directory (optional, default the OS temp dir)
+ *   FANOUT_TEST_STOP_AFTER_ITEMS  local job runner only (a test hook): a fan-out attempt stops itself after N outcomes;
+ *                            refused anywhere else (batch-jobs/stop-after-items.ts)
  * Local emulators are reached through the SDK's own AWS_ENDPOINT_URL_<SERVICE> variables.
  */
 import { EnvironmentError } from './errors';

@@ -23,6 +23,11 @@ export interface FanoutOptions {
   partItems?: number;
   /** Longest time between two parts, in ms. @default 5000 */
   partIntervalMs?: number;
+  /**
+   * Called after each outcome this attempt records, with how many it has recorded so far (a test
+   * hook: batch-jobs/stop-after-items.ts stops the child there). @default - none
+   */
+  onOutcome?: (recorded: number) => void;
 }
 
 export interface FanoutResult {
@@ -114,11 +119,13 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const timer = setInterval(() => {
     if (Date.now() - lastFlush >= partIntervalMs) void flush().catch(() => undefined);
   }, Math.min(partIntervalMs, 1_000));
+  let recorded = 0;
   const record = (line: ResultLine) => {
     line.s === 'done' ? done++ : failed++;
     pending.push(line);
     ctx.progress?.({ stage: 'fanout', index: chunk, done: done + failed, total: items.length });
     if (pending.length >= partItems) void flush().catch(() => undefined);
+    opts.onOutcome?.(++recorded);
   };
 
   // A fleet-wide rate limit is shared by the children that run at once: one per chunk, at most

@@ -2,13 +2,15 @@
  * A fan-out child that is started again resumes from its result parts: items that already have
  * an outcome are not called again, and the parts are numbered on. Shown two ways: a child whose
  * parts were left by an earlier attempt (stage run in-process against the emulators), and a whole
- * local run whose fan-out attempts are stopped by their timeout (SIGTERM, as a Spot reclaim).
+ * local run whose fan-out attempts are stopped after N items (the runner's stopAfterItems hook: the
+ * child sends itself SIGTERM, as on a Spot reclaim), so nothing here races the clock.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { LocalJob } from '../../local/job-runner';
 import { readResultParts, runFanout } from '../../batch-jobs/stages/fanout';
 import type { StageContext } from '../../batch-jobs/stages/context';
 import type { Task } from '../../batch-jobs/tasks/task';
@@ -21,6 +23,7 @@ import { startEmulators, type LocalEmulators } from '../../local/emulators';
 import { runLocal } from '../../local/local-run';
 import { createLogger, LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
+import { ExitCode } from '../../runtime/errors';
 import { toJsonl } from '../../batch-jobs/records/jsonl';
 import { customers, readSheets, taxConfig, TOKEN, writeCustomersCsv } from './fixtures';
 
@@ -31,7 +34,7 @@ let source: DemoDataSource;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'e2e-resume-'));
   emulators = await startEmulators({ dataDir: join(dir, 'emu') });
-  source = await startDemoDataSource({ port: 0, token: TOKEN, latencyMs: [150, 200], transientFailureRate: 0 });
+  source = await startDemoDataSource({ port: 0, token: TOKEN, latencyMs: [10, 30], transientFailureRate: 0 });
 });
 after(async () => {
   await source.close();
@@ -109,33 +112,46 @@ describe('resuming a fan-out child', () => {
     assert.equal(progress.reduce((sum, e) => sum + (e.done ?? 0), 0), 15);
   });
 
-  it('a local run whose fan-out attempts are stopped by their timeout resumes and finishes', async () => {
+  it('a local run whose fan-out attempts are stopped after some items resumes and finishes', async () => {
     const input = customers(40).map((c, n) => ({ ...c, id: String(100000 + n * 13) }));
     const file = join(dir, 'slow.csv');
     await writeCustomersCsv(file, input);
     const before = source.stats().requests;
+    // Given a fan-out whose first two attempts stop themselves after 12 outcomes each
     const result = await runLocal({
       file,
       pipeline: 'tax-due',
       config: taxConfig(source.url, { concurrency: 2, chunkSize: 1000 }),
       outDir: join(dir, 'out-slow'),
       env: { TAX_API_TOKEN: TOKEN },
-      attempts: 20,
-      timeoutMs: (stage) => (stage === 'fanout' ? 2_500 : 60_000),
+      attempts: 3,
+      stopAfterItems: (stage, attempt) => (stage === 'fanout' && attempt <= 2 ? 12 : undefined),
     });
+    // Then the third attempt finishes the run
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.succeeded, 40);
-    const fanout = result.jobs.find((j) => j.request.stage === 'fanout')!;
-    assert.ok(fanout.attempts.length >= 2, `fan-out was stopped and started again (${fanout.attempts.length} attempts)`);
+    const fanout = fanoutJob(result.jobs);
+    assert.deepEqual(
+      fanout.attempts.map((a) => a.exitCode),
+      [ExitCode.TERMINATED, ExitCode.TERMINATED, ExitCode.OK],
+      'stopped twice (exit 143, saving progress), then done',
+    );
+    // and each attempt started from what the ones before it had saved
+    const resumed = (await starts(join(result.outDir, 'jobs.log'))).map((s) => s.resumed);
+    assert.equal(resumed.length, 3);
+    assert.equal(resumed[0], 0);
+    assert.ok(resumed[1]! >= 12 && resumed[1]! < 40, `attempt 2 resumed after attempt 1's outcomes (${resumed[1]})`);
+    assert.ok(resumed[2]! >= resumed[1]! + 12 && resumed[2]! < 40, `attempt 3 resumed after attempt 2's outcomes (${resumed[2]})`);
+    // Each stop may lose the calls in flight (concurrency 2) but never redoes finished items.
     const requests = source.stats().requests - before;
-    // Each stop may lose the calls in flight (2) but never redoes finished items.
-    assert.ok(requests <= 40 + 2 * fanout.attempts.length, `${requests} requests for 40 items over ${fanout.attempts.length} attempts`);
+    assert.ok(requests >= 40 && requests <= 40 + 2 * 2, `${requests} requests for 40 items over 2 stops`);
   });
 
   it('a fan-out that fails for good still delivers what was done, with the failure email', async () => {
     const input = customers(60).map((c, n) => ({ ...c, id: String(300000 + n * 7) }));
     const file = join(dir, 'doomed.csv');
     await writeCustomersCsv(file, input);
+    // Given a fan-out with one attempt, stopped after 20 outcomes
     const result = await runLocal({
       file,
       pipeline: 'tax-due',
@@ -143,11 +159,13 @@ describe('resuming a fan-out child', () => {
       outDir: join(dir, 'out-doomed'),
       env: { TAX_API_TOKEN: TOKEN },
       attempts: 1,
-      timeoutMs: (stage) => (stage === 'fanout' ? 3_500 : 60_000),
+      stopAfterItems: (stage) => (stage === 'fanout' ? 20 : undefined),
     });
     assert.equal(result.status, 'FAILED');
+    assert.deepEqual(fanoutJob(result.jobs).attempts.map((a) => a.exitCode), [ExitCode.TERMINATED]);
     assert.match(result.error ?? '', /processing the work items.*stopped/);
-    assert.ok(result.succeeded > 0 && result.succeeded < 60, `some items were done before the failure (${result.succeeded})`);
+    // 20 outcomes, and at most the one other call in flight when the child stopped
+    assert.ok(result.succeeded >= 20 && result.succeeded <= 21, `the items done before the stop (${result.succeeded})`);
 
     assert.equal(result.mails.length, 1, 'one email: the failure, with the partial results');
     const mail = result.mails[0]!;
@@ -167,3 +185,21 @@ describe('resuming a fan-out child', () => {
     );
   });
 });
+
+function fanoutJob(jobs: LocalJob[]): LocalJob {
+  const fanout = jobs.filter((j) => j.request.stage === 'fanout');
+  assert.equal(fanout.length, 1, 'one fan-out job');
+  return fanout[0]!;
+}
+
+/** The "fan-out child starting" lines of a run's jobs.log, in attempt order. */
+async function starts(logFile: string): Promise<{ attempt: number; resumed: number }[]> {
+  const out: { attempt: number; resumed: number }[] = [];
+  for (const line of (await readFile(logFile, 'utf8')).split('\n')) {
+    const m = /^\[fanout#(\d+)\] (\{.*\})$/.exec(line);
+    if (!m) continue;
+    const entry = JSON.parse(m[2]!) as { message?: string; resumed?: number };
+    if (entry.message === 'fan-out child starting') out.push({ attempt: Number(m[1]), resumed: entry.resumed! });
+  }
+  return out.sort((a, b) => a.attempt - b.attempt);
+}

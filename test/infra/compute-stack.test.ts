@@ -187,6 +187,14 @@ describe('compute stack', () => {
       assert.equal(maxChildren('heavy-lookup'), '1152');
     });
 
+    it('sets no FANOUT_TEST_ hook variable (local job runner only) on any job definition', () => {
+      const definitions = Object.values(t.findResources('AWS::Batch::JobDefinition'));
+      assert.equal(definitions.length, threePipelines.pipelines.length * 4, 'four stages per pipeline');
+      const names = definitions.flatMap((d) => (d.Properties.ContainerProperties.Environment as { Name: string }[]).map((e) => e.Name));
+      assert.ok(names.includes('FANOUT_BUCKET'), 'the environments were read');
+      assert.deepEqual(names.filter((n) => n.startsWith('FANOUT_TEST_')), []);
+    });
+
     it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
       const cleanup = jobDefinition(t, 'heavy-lookup', 'Cleanup');
       assert.ok(cleanup.ContainerProperties.ResourceRequirements.some((r: any) => r.Type === 'VCPU' && r.Value === '1'));

@@ -1,7 +1,8 @@
 /**
  * The local job runner reproduces the AWS Batch rules the pipeline relies on: array index and
  * attempt environment, dependsOn, retries on non-zero exit (not on bad-input exit codes),
- * per-attempt timeout, and failure events shaped like EventBridge's.
+ * per-attempt timeout (driven by a clock the test fires, never by wall time), and failure events
+ * shaped like EventBridge's.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -10,13 +11,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ExitCode } from '../../../runtime/errors';
 import type { BatchJobFailedDetail } from '../../../lambda/handlers/on-job-failed';
-import { LocalJobRunner, type LocalJobRunnerOptions } from '../../../local/job-runner';
+import { LocalJobRunner, type LocalJobRunnerOptions, type RunnerClock } from '../../../local/job-runner';
 import type { JobRequest, SplitDoneMessage } from '../../../runtime/ports';
 
 /**
  * A stage played by a small script: writes what it saw to $OUT/<stage>-<index>-<attempt>.json,
  * then behaves as $BEHAVIOUR_<stage> says: "ok", "fail-first" (exit 20 on attempt 1),
- * "bad-input" (exit 10), "hang", "split-done" (announces over IPC), "needs:<file>" (fails unless file exists).
+ * "bad-input" (exit 10), "hang" (says it started with a progress report of 0 done, then never ends),
+ * "hang-ignore-term" (the same, and answers SIGTERM with a report of 1 done instead of exiting),
+ * "split-done" (announces over IPC), "needs:<file>" (fails unless file exists).
  */
 const SCRIPT = `
 const fs = require('fs');
@@ -25,11 +28,14 @@ const e = process.env;
 const idx = e.AWS_BATCH_JOB_ARRAY_INDEX ?? 'none';
 fs.writeFileSync(e.OUT + '/' + stage + '-' + idx + '-' + e.AWS_BATCH_JOB_ATTEMPT + '.json', JSON.stringify({
   index: e.AWS_BATCH_JOB_ARRAY_INDEX, attempt: e.AWS_BATCH_JOB_ATTEMPT, runId: e.FANOUT_RUN_ID, jobId: e.AWS_BATCH_JOB_ID, extra: e.EXTRA,
+  stopAfter: e.FANOUT_TEST_STOP_AFTER_ITEMS,
 }));
 const b = e['BEHAVIOUR_' + stage] || 'ok';
 if (b === 'fail-first' && e.AWS_BATCH_JOB_ATTEMPT === '1') process.exit(20);
 if (b === 'bad-input') { console.error(JSON.stringify({ level: 'error', message: 'split failed', error: 'missing column' })); process.exit(10); }
-if (b === 'hang') setInterval(() => {}, 1000);
+const report = (done) => process.send({ type: 'progress', report: { stage, done, total: 1 } });
+if (b === 'hang-ignore-term') process.on('SIGTERM', () => report(1));
+if (b.startsWith('hang')) { report(0); setInterval(() => {}, 1000); }
 if (b === 'split-done') process.send({ type: 'split-done', message: { runId: e.FANOUT_RUN_ID, pipeline: 'p', chunks: 3, items: 7 } }, () => process.disconnect());
 if (b.startsWith('needs:') && !fs.existsSync(b.slice(6))) process.exit(20);
 if (b === 'mark') fs.writeFileSync(e.OUT + '/' + stage + '.done', '');
@@ -74,6 +80,33 @@ const job = (stage: JobRequest['stage'], more: Partial<JobRequest> = {}): JobReq
   compute: 'fargate-spot',
   ...more,
 });
+
+/** A clock whose timers fire only when the test says so. */
+class ManualClock implements RunnerClock {
+  readonly timers: { ms: number; fire: () => void; state: 'waiting' | 'fired' | 'cancelled' }[] = [];
+
+  setTimer(ms: number, fire: () => void): () => void {
+    const timer = { ms, fire, state: 'waiting' as 'waiting' | 'fired' | 'cancelled' };
+    this.timers.push(timer);
+    return () => {
+      if (timer.state === 'waiting') timer.state = 'cancelled';
+    };
+  }
+
+  /** Fires the waiting timers of `ms`; returns how many. */
+  fire(ms: number): number {
+    const due = this.timers.filter((t) => t.state === 'waiting' && t.ms === ms);
+    for (const t of due) {
+      t.state = 'fired';
+      t.fire();
+    }
+    return due.length;
+  }
+
+  waiting(): number[] {
+    return this.timers.filter((t) => t.state === 'waiting').map((t) => t.ms);
+  }
+}
 
 async function seen(out: string): Promise<Array<Record<string, string | undefined> & { file: string }>> {
   const files = (await readdir(out)).filter((f) => f.endsWith('.json')).sort();
@@ -168,14 +201,63 @@ describe('LocalJobRunner', () => {
     assert.equal(failed.find((d) => d.jobId === jobId)?.statusReason, 'Array Child Job failed');
   });
 
-  it('stops an attempt that passes its timeout and retries it', async () => {
+  it('stops an attempt with SIGTERM when its timeout fires, and retries it', async () => {
+    // Given a stage that never ends, and a clock whose timers fire when the test says
     const out = await freshOut('timeout');
-    const { r, failed } = runner(out, { cleanup: 'hang' }, { timeoutMs: 300, killGraceMs: 200, attempts: 2 });
+    const clock = new ManualClock();
+    const fired: number[] = [];
+    const { r, failed } = runner(out, { cleanup: 'hang' }, {
+      timeoutMs: 300_000,
+      killGraceMs: 7_000,
+      attempts: 2,
+      clock,
+      // When each attempt has started, its timeout passes
+      onProgress: () => fired.push(clock.fire(300_000)),
+    });
     await r.submit(job('cleanup'));
     await r.idle();
+    // Then each attempt was stopped by SIGTERM, and the job failed for good after two
+    assert.deepEqual(fired, [1, 1], "one timeout per attempt, armed with the job's timeout");
+    const attempts = r.list()[0]!.attempts;
+    assert.deepEqual(attempts.map((a) => [a.attempt, a.signal]), [[1, 'SIGTERM'], [2, 'SIGTERM']]);
     assert.equal((await seen(out)).length, 2);
     assert.equal(failed.length, 1);
+    assert.match(failed[0]!.statusReason ?? '', /Job attempt duration exceeded timeout \(300 s\)/);
+    assert.deepEqual(clock.waiting(), [], 'the kill timers were cancelled when the children ended');
+  });
+
+  it('kills an attempt that ignores SIGTERM once the grace has passed', async () => {
+    // Given a stage that never ends and ignores SIGTERM
+    const out = await freshOut('kill');
+    const clock = new ManualClock();
+    const { r, failed } = runner(out, { cleanup: 'hang-ignore-term' }, {
+      timeoutMs: 300_000,
+      killGraceMs: 7_000,
+      attempts: 1,
+      clock,
+      // When its timeout passes (report 0: started), then the grace (report 1: it got SIGTERM and stayed)
+      onProgress: (_job, report) => clock.fire(report.done === 0 ? 300_000 : 7_000),
+    });
+    await r.submit(job('cleanup'));
+    await r.idle();
+    // Then SIGKILL ended it
+    assert.deepEqual(r.list()[0]!.attempts.map((a) => a.signal), ['SIGKILL']);
+    assert.equal(failed.length, 1);
     assert.match(failed[0]!.statusReason ?? '', /timeout/);
+  });
+
+  it('hands the stop-after-items test hook to the attempts it names only', async () => {
+    const out = await freshOut('stop-after');
+    const { r } = runner(out, { fanout: 'fail-first' }, {
+      stopAfterItems: (stage, attempt, index) => (stage === 'fanout' && attempt === 1 && index === 1 ? 5 : undefined),
+    });
+    await r.submit(job('fanout', { arraySize: 2 }));
+    await r.idle();
+    const runs = await seen(out);
+    assert.deepEqual(
+      runs.map((s) => `${s.index}/${s.attempt}:${s.stopAfter ?? '-'}`).sort(),
+      ['0/1:-', '0/2:-', '1/1:5', '1/2:-'],
+    );
   });
 
   it('delivers split-done over IPC to the handler, and idle() waits for it', async () => {
