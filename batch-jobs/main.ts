@@ -7,18 +7,14 @@
 import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { createAwsClients } from '../runtime/adapters/clients';
-import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
-import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
-import { SES_MAX_MESSAGE_BYTES, SesMailer } from '../runtime/adapters/ses-mailer';
-import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
-import { ConfigError, requireShape } from '../runtime/config/schema';
-import { optionalIntEnv, requireEnv, type Env } from '../runtime/env';
+import { ConfigError, requireShape, type ItemsPipelineConfig } from '../runtime/config/schema';
+import { jobEnvSchema, parseEnv, type Env, type JobEnv } from '../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
 import { fail } from '../runtime/lifecycle';
 import { createLogger, type Logger } from '../runtime/log';
 import { STAGES, type Stage } from '../runtime/model';
 import type { SplitDoneNotifier } from '../runtime/ports';
+import { createPorts } from '../runtime/ports-factory';
 import { runCleanup } from './stages/cleanup';
 import { runConsolidate } from './stages/consolidate';
 import type { ProgressReport, StageContext } from './stages/context';
@@ -56,6 +52,18 @@ function ipcProgress(): ((r: ProgressReport) => void) | undefined {
   };
 }
 
+/**
+ * What a task reads from the environment: the data-source credential, under the name its pipeline
+ * config gives (a Batch secret on AWS), and the managed OSRM server's URL.
+ */
+function taskEnv(pipeline: ItemsPipelineConfig, env: Env, jobEnv: JobEnv): Env {
+  const credential = pipeline.task.type === 'http-lookup' ? pipeline.task.credential?.env : undefined;
+  return {
+    ...(credential !== undefined ? { [credential]: env[credential] } : {}),
+    FANOUT_OSRM_BASE_URL: jobEnv.FANOUT_OSRM_BASE_URL,
+  };
+}
+
 export function exitCodeFor(err: unknown): number {
   if (err instanceof InputError) return ExitCode.BAD_INPUT;
   if (err instanceof EnvironmentError || err instanceof ConfigError) return ExitCode.BAD_CONFIG;
@@ -74,30 +82,29 @@ export async function main(argv: string[], env: Env): Promise<number> {
   let ctx: StageContext;
   let onOutcome: ((recorded: number) => void) | undefined;
   const abort = new AbortController();
+  let jobEnv: JobEnv;
   try {
-    const clients = createAwsClients(env);
-    const runId = requireEnv(env, 'FANOUT_RUN_ID', 'the run id, set by the handler that submitted the job');
+    jobEnv = parseEnv(jobEnvSchema(stage), env, `${stage} job`);
+    const { store, table, mailer, splitDone } = createPorts(jobEnv, env);
+    const runId = jobEnv.FANOUT_RUN_ID;
     const notifier: SplitDoneNotifier =
-      env.FANOUT_EVENTS === 'ipc'
+      jobEnv.FANOUT_EVENTS === 'ipc'
         ? ipcNotifier()
-        : stage === 'split'
-          ? new SnsSplitDoneNotifier(clients.sns, requireEnv(env, 'FANOUT_SPLIT_DONE_TOPIC_ARN', 'the split-done SNS topic ARN'))
-          : { publishSplitDone: async () => { throw new Error('only split announces'); } };
-    const maxMessageBytes = optionalIntEnv(env, 'FANOUT_MAIL_MAX_BYTES', SES_MAX_MESSAGE_BYTES, 1024);
+        : (splitDone ?? { publishSplitDone: async () => { throw new Error('only split announces'); } });
     ctx = {
       runId,
-      store: new S3ObjectStore(clients.s3, requireEnv(env, 'FANOUT_BUCKET', 'the pipeline bucket name')),
-      table: new DynamoRunTable(clients.dynamo, requireEnv(env, 'FANOUT_TABLE', 'the run table name')),
-      mailer: new SesMailer(clients.ses, { maxMessageBytes }),
+      store,
+      table,
+      mailer,
       notifier,
       log: log.child({ runId }),
-      env,
-      arrayIndex: optionalIntEnv(env, 'AWS_BATCH_JOB_ARRAY_INDEX', 0),
-      attempt: optionalIntEnv(env, 'AWS_BATCH_JOB_ATTEMPT', 1, 1),
-      tmpDir: env.FANOUT_TMP_DIR ?? tmpdir(),
+      env: jobEnv,
+      arrayIndex: jobEnv.AWS_BATCH_JOB_ARRAY_INDEX,
+      attempt: jobEnv.AWS_BATCH_JOB_ATTEMPT,
+      tmpDir: jobEnv.FANOUT_TMP_DIR ?? tmpdir(),
       signal: abort.signal,
       progress: ipcProgress(),
-      resultLinkDays: optionalIntEnv(env, 'FANOUT_RESULT_LINK_DAYS', 7, 1),
+      resultLinkDays: jobEnv.FANOUT_RESULT_LINK_DAYS,
     };
     onOutcome = stopAfterItemsHook(env, process.send !== undefined);
   } catch (err) {
@@ -116,7 +123,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
         await runSplit(ctx);
         break;
       case 'fanout':
-        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env, concurrency: p.concurrency }), onOutcome });
+        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env: taskEnv(p, env, jobEnv), concurrency: p.concurrency }), onOutcome });
         break;
       case 'consolidate':
         await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });

@@ -66,7 +66,7 @@ try {
     const result = await runFanout(
       {
         runId, store, table, mailer: new SesMailer(clients.ses), notifier: { publishSplitDone: async () => undefined },
-        log: silentLogger, env: { TAX_API_TOKEN: TOKEN }, arrayIndex: 0, attempt: 1, tmpDir: dir,
+        log: silentLogger, env: {}, arrayIndex: 0, attempt: 1, tmpDir: dir,
         signal: new AbortController().signal, resultLinkDays: 7,
       },
       { createTask: (p) => createTask(p.task, { env: { TAX_API_TOKEN: TOKEN }, concurrency: p.concurrency }) },

@@ -21,6 +21,7 @@ import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct, IConstruct } from 'constructs';
 import type { DeploymentConfig, JobSettings } from '../config/deployment';
 import { requireShape, type AppConfig } from '../runtime/config/schema';
+import type { HandlerEnvironment, JobDefinitionEnvironments } from '../runtime/env';
 import { STAGES, type Stage } from '../runtime/model';
 import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
 import { BatchCompute } from './batch-compute';
@@ -225,7 +226,8 @@ export class FanoutComputeStack extends Stack {
     }
 
     const base = { FANOUT_BUCKET: bucket.bucketName, FANOUT_TABLE: table.tableName, AWS_REGION: this.region };
-    const stageEnvironment: Record<Stage, Record<string, string>> = {
+    // Typed from the runtime's environment schemas (runtime/env.ts): a renamed variable fails here.
+    const stageEnvironment: JobDefinitionEnvironments = {
       split: { ...base, FANOUT_SPLIT_DONE_TOPIC_ARN: this.splitDoneTopic.topicArn },
       fanout: { ...base },
       consolidate: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
@@ -248,7 +250,7 @@ export class FanoutComputeStack extends Stack {
     );
 
     // Handlers.
-    const handlerEnvironment = {
+    const handlerEnvironment: HandlerEnvironment = {
       FANOUT_BUCKET: bucket.bucketName,
       FANOUT_TABLE: table.tableName,
       FANOUT_JOB_QUEUES: this.toJsonString(Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.queue.jobQueueArn]))),

@@ -11,6 +11,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { JobSettings } from '../config/deployment';
 import type { ItemsPipelineConfig } from '../runtime/config/schema';
+import type { JobDefinitionEnvironment, JobDefinitionEnvironments } from '../runtime/env';
 import { STAGES, type Stage } from '../runtime/model';
 import { pascal } from './construct-ids';
 import { containerVcpus, StageJobDefinition } from './stage-job-definition';
@@ -26,8 +27,8 @@ export interface PipelineJobsProps {
   readonly jobRoles: Readonly<Record<Stage, iam.IRole>>;
   /** Log group per stage; streams are prefixed with the pipeline name. */
   readonly logGroups: Readonly<Record<Stage, logs.ILogGroup>>;
-  /** Environment per stage. */
-  readonly environment: Readonly<Record<Stage, Record<string, string>>>;
+  /** Environment per stage (the runtime's schema says what each stage needs: runtime/env.ts). */
+  readonly environment: Readonly<JobDefinitionEnvironments>;
   /** Base URL of the managed OSRM server, set as FANOUT_OSRM_BASE_URL on an osrm-match fan-out. @default - none */
   readonly osrmBaseUrl?: string;
   /** Fargate tasks get a public IP (no NAT). @default false */
@@ -56,7 +57,7 @@ export class PipelineJobs extends Construct {
       credential?.secretName !== undefined
         ? { [credential.env]: batch.Secret.fromSecretsManager(secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName)) }
         : undefined;
-    const fanoutEnvironment: Record<string, string> = { ...props.environment.fanout };
+    const fanoutEnvironment: JobDefinitionEnvironment<'fanout'> = { ...props.environment.fanout };
     if (props.queueMaxVcpus !== undefined) {
       const children = props.queueMaxVcpus / containerVcpus(pipeline.compute, props.jobs.fanout.vcpus);
       fanoutEnvironment.FANOUT_MAX_CHILDREN = String(Math.max(1, Math.floor(children)));

@@ -10,12 +10,9 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAwsClients } from '../runtime/adapters/clients';
-import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
-import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
-import { SesMailer } from '../runtime/adapters/ses-mailer';
 import { findPipeline, type AppConfig } from '../runtime/config/schema';
 import { errorMessage } from '../runtime/errors';
+import { createPorts } from '../runtime/ports-factory';
 import type { HandlerDeps } from '../runtime/run/deps';
 import { handleJobFailed } from '../lambda/handlers/on-job-failed';
 import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/handlers/on-intake';
@@ -100,10 +97,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   try {
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
-    const clients = createAwsClients(emulators.env);
-    const store = new S3ObjectStore(clients.s3, emulators.bucket);
-    const table = new DynamoRunTable(clients.dynamo, emulators.table);
-    const mailer = new SesMailer(clients.ses, { maxMessageBytes: emulators.sesMaxMessageBytes });
+    // The handlers run in-process on the same ports the jobs build from their environment.
+    const { store, table, mailer } = createPorts(
+      { FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table, FANOUT_MAIL_MAX_BYTES: emulators.sesMaxMessageBytes },
+      emulators.env,
+    );
     const jobEnv: Record<string, string> = {
       ...passthroughEnv(opts.config, opts.pipeline),
       ...emulators.env,

@@ -4,6 +4,7 @@
  * child processes for jobs, in-process events).
  */
 import type { Readable } from 'node:stream';
+import type { SplitDoneMessage } from './events';
 import type { RunStatus, Step } from './lifecycle';
 import type { ChunkRecord, RunRecord, Stage } from './model';
 
@@ -108,12 +109,8 @@ export interface JobSubmitter {
   submit(job: JobRequest): Promise<{ jobId: string }>;
 }
 
-export interface SplitDoneMessage {
-  runId: string;
-  pipeline: string;
-  chunks: number;
-  items: number;
-}
+/** Split's announcement (its schema: runtime/events.ts). */
+export type { SplitDoneMessage } from './events';
 
 export interface SplitDoneNotifier {
   publishSplitDone(message: SplitDoneMessage): Promise<void>;

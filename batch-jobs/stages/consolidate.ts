@@ -12,7 +12,6 @@ import { errorMessage } from '../../runtime/errors';
 import { moveRun, once, succeed } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
 import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
-import { PARTIAL_ENV } from '../../runtime/run/fail-run';
 import type { MailMessage } from '../../runtime/ports';
 import { keys, type Cell, type ResultLine, type RunRecord } from '../../runtime/model';
 import { createResultWorkbook, type WorkbookColumn } from '../workbook/result-workbook';
@@ -40,7 +39,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
   if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
   const log = ctx.log.child({ runId: ctx.runId, pipeline: run.pipeline });
   // Partial mode: fan-out failed for good; deliver what was done with the failure email.
-  const partial = ctx.env[PARTIAL_ENV] === '1';
+  const partial = ctx.env.FANOUT_PARTIAL === true;
   if (run.status === 'FAILED' && !partial) throw new Error(`run ${ctx.runId} has failed; nothing to consolidate`);
   const pipeline = requireShape(run.config, 'items');
   const chunkCount = run.counts?.chunks ?? 0;

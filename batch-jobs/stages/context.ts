@@ -2,7 +2,7 @@
  * What a job stage runs with: the ports, the run it works on, and its place in an array job.
  * Built once by batch-jobs/main.ts from the environment; tests build it directly.
  */
-import type { Env } from '../../runtime/env';
+import type { JobEnv } from '../../runtime/env';
 import type { Logger } from '../../runtime/log';
 import type { Mailer, ObjectStore, RunTable, SplitDoneNotifier } from '../../runtime/ports';
 
@@ -21,7 +21,11 @@ export interface StageContext {
   mailer: Mailer;
   notifier: SplitDoneNotifier;
   log: Logger;
-  env: Env;
+  /**
+   * The job's environment, parsed (batch-jobs/main.ts, schema in runtime/env.ts); stages read
+   * their settings from it (FANOUT_MAX_CHILDREN, FANOUT_PARTIAL). Tests give what the stage reads.
+   */
+  env: Partial<JobEnv>;
   /** AWS_BATCH_JOB_ARRAY_INDEX; 0 for a plain job. */
   arrayIndex: number;
   /** AWS_BATCH_JOB_ATTEMPT; 1 for the first attempt. */

@@ -130,7 +130,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
 
   // A fleet-wide rate limit is shared by the children that run at once: one per chunk, at most
   // as many as the queue's vCPUs allow (FANOUT_MAX_CHILDREN, set by the infrastructure).
-  const maxChildren = Number(ctx.env.FANOUT_MAX_CHILDREN ?? '') || chunkCount;
+  const maxChildren = ctx.env.FANOUT_MAX_CHILDREN ?? chunkCount;
   const limiter = pipeline.rateLimitPerSecond
     ? new RateLimiter(pipeline.rateLimitPerSecond / Math.max(1, Math.min(chunkCount, maxChildren)))
     : undefined;

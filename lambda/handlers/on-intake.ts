@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { findPipeline } from '../../runtime/config/schema';
 import { errorMessage } from '../../runtime/errors';
+import { describeProblems, quote, s3EventSchema } from '../../runtime/events';
 import { once, openRun } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
 import type { RunRecord } from '../../runtime/model';
@@ -57,6 +58,34 @@ function rejectionFor(name: string): string | undefined {
     return `${name} has no file extension. Upload an Excel workbook (.xlsx) or a CSV/TSV file (.csv, .tsv) named accordingly.`;
   }
   return `${name} is a ${ext} file, which this pipeline cannot read. Upload an Excel workbook (.xlsx) or a CSV/TSV file (.csv, .tsv).`;
+}
+
+/**
+ * The Lambda's event: an S3 notification of one or more created objects (none for S3's test
+ * event). A malformed event is logged with what was wrong and dropped.
+ */
+export async function handleS3Event(deps: HandlerDeps, event: unknown): Promise<IntakeOutcome[]> {
+  const parsed = s3EventSchema.safeParse(event);
+  if (!parsed.success) {
+    const problems = describeProblems(parsed.error);
+    deps.log.error('dropped a malformed S3 event', { problems, event: quote(event) });
+    return [{ action: 'ignored', why: `not an S3 notification: ${problems.join('; ')}` }];
+  }
+  const outcomes: IntakeOutcome[] = [];
+  for (const record of parsed.data.Records ?? []) {
+    outcomes.push(
+      await handleObjectCreated(deps, {
+        bucket: record.s3.bucket.name,
+        key: decodeS3Key(record.s3.object.key),
+        size: record.s3.object.size,
+        eTag: record.s3.object.eTag,
+        versionId: record.s3.object.versionId,
+        sequencer: record.s3.object.sequencer,
+        eventTime: record.eventTime,
+      }),
+    );
+  }
+  return outcomes;
 }
 
 export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated): Promise<IntakeOutcome> {

@@ -4,22 +4,14 @@
  * of cleanup itself after a successful run leaves the run SUCCEEDED (the results were delivered).
  */
 import { ExitCode } from '../../runtime/errors';
+import { batchJobStateChangeSchema, describeProblems, quote, type BatchJobDetail } from '../../runtime/events';
 import type { Stage } from '../../runtime/model';
 import { STAGES } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
 import type { HandlerDeps } from '../../runtime/run/deps';
 
-/** The parts of an EventBridge "Batch Job State Change" detail this handler reads. */
-export interface BatchJobFailedDetail {
-  jobName: string;
-  jobId: string;
-  status: string;
-  statusReason?: string;
-  parameters?: Record<string, string>;
-  container?: { exitCode?: number; reason?: string };
-  attempts?: Array<{ container?: { exitCode?: number; reason?: string }; statusReason?: string }>;
-  arrayProperties?: { index?: number; size?: number };
-}
+/** The parts of an EventBridge "Batch Job State Change" detail this handler reads (schema: runtime/events.ts). */
+export type BatchJobFailedDetail = BatchJobDetail;
 
 export type JobFailedOutcome = { action: 'failed-run'; runId: string } | { action: 'ignored'; why: string };
 
@@ -53,6 +45,20 @@ export function describeJobFailure(d: BatchJobFailedDetail, stage: Stage | undef
   }
   const cause = exitCode !== undefined ? (EXIT_TEXT[exitCode] ?? `exit code ${exitCode}`) : why || 'no reason given';
   return `The step "${what}"${where} failed${tries}: ${cause}${why && exitCode !== undefined ? ` (${why})` : ''}. Upload the file again to retry; if it fails again, forward this email to the platform team.`;
+}
+
+/**
+ * The Lambda's event: an EventBridge "Batch Job State Change". A malformed event is logged with
+ * what was wrong and dropped (EventBridge would only deliver it again).
+ */
+export async function handleJobStateEvent(deps: HandlerDeps, event: unknown): Promise<JobFailedOutcome> {
+  const parsed = batchJobStateChangeSchema.safeParse(event);
+  if (!parsed.success) {
+    const problems = describeProblems(parsed.error);
+    deps.log.error('dropped a malformed Batch job state event', { problems, event: quote(event) });
+    return { action: 'ignored', why: `not a Batch job state change: ${problems.join('; ')}` };
+  }
+  return handleJobFailed(deps, parsed.data.detail);
 }
 
 export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail): Promise<JobFailedOutcome> {

@@ -4,6 +4,7 @@
  * The chain is claimed once per run, so a duplicated message submits nothing twice.
  */
 import { errorMessage } from '../../runtime/errors';
+import { describeProblems, quote, snsEventSchema, splitDoneMessageSchema } from '../../runtime/events';
 import { isTerminal, moveRun, once } from '../../runtime/lifecycle';
 import type { SplitDoneMessage } from '../../runtime/ports';
 import { submitChain, type HandlerDeps } from '../../runtime/run/deps';
@@ -13,18 +14,46 @@ export type SplitDoneOutcome =
   | { action: 'duplicate' }
   | { action: 'ignored'; why: string };
 
-/** Reads an SNS message body; anything else is an error naming what arrived. */
+/** Reads an SNS message body (runtime/events.ts); anything else is an error naming what was wrong and quoting what arrived. */
 export function parseSplitDone(body: string): SplitDoneMessage {
-  let m: Partial<SplitDoneMessage>;
+  let raw: unknown;
   try {
-    m = JSON.parse(body) as Partial<SplitDoneMessage>;
+    raw = JSON.parse(body);
   } catch {
-    throw new Error(`not a split-done message (not JSON): ${body.slice(0, 200)}`);
+    throw new Error(`not a split-done message (not JSON): ${quote(body, 200)}`);
   }
-  if (typeof m.runId !== 'string' || typeof m.pipeline !== 'string' || typeof m.chunks !== 'number') {
-    throw new Error(`not a split-done message (needs runId, pipeline, chunks): ${body.slice(0, 200)}`);
+  const m = splitDoneMessageSchema.safeParse(raw);
+  if (!m.success) {
+    throw new Error(`not a split-done message (needs runId, pipeline, chunks; ${describeProblems(m.error).join('; ')}): ${quote(body, 200)}`);
   }
-  return { runId: m.runId, pipeline: m.pipeline, chunks: m.chunks, items: Number(m.items ?? 0) };
+  return m.data;
+}
+
+/**
+ * The Lambda's event: an SNS notification of one or more split-done messages. A malformed event
+ * or message is logged with what was wrong and dropped (SNS would only deliver it again); the
+ * other messages are handled.
+ */
+export async function handleSplitDoneEvent(deps: HandlerDeps, event: unknown): Promise<SplitDoneOutcome[]> {
+  const envelope = snsEventSchema.safeParse(event);
+  if (!envelope.success) {
+    const problems = describeProblems(envelope.error);
+    deps.log.error('dropped an event that is not an SNS notification', { problems, event: quote(event) });
+    return [{ action: 'ignored', why: `not an SNS notification: ${problems.join('; ')}` }];
+  }
+  const outcomes: SplitDoneOutcome[] = [];
+  for (const record of envelope.data.Records) {
+    let msg: SplitDoneMessage;
+    try {
+      msg = parseSplitDone(record.Sns.Message);
+    } catch (err) {
+      deps.log.error('dropped a malformed split-done message', { error: errorMessage(err), messageId: record.Sns.MessageId });
+      outcomes.push({ action: 'ignored', why: errorMessage(err) });
+      continue;
+    }
+    outcomes.push(await handleSplitDone(deps, msg));
+  }
+  return outcomes;
 }
 
 export async function handleSplitDone(deps: HandlerDeps, msg: SplitDoneMessage): Promise<SplitDoneOutcome> {

@@ -15,7 +15,7 @@ export interface BatchJobSubmitterOptions {
   /** Job queue ARN per pipeline. */
   queues: Record<string, string>;
   /** Job definition ARN per pipeline and stage. */
-  jobDefinitions: Record<string, Record<Stage, string>>;
+  jobDefinitions: Record<string, Partial<Record<Stage, string>>>;
 }
 
 /** Tag keys put on every job (and propagated to its ECS tasks). */

@@ -4,6 +4,7 @@
  */
 import type { AppConfig, PipelineConfig } from '../config/schema';
 import type { Logger } from '../log';
+import type { SubmissionEnvironment } from '../env';
 import type { Step } from '../lifecycle';
 import type { RunRecord, Stage } from '../model';
 import type { JobSubmitter, Mailer, ObjectStore, RunTable } from '../ports';
@@ -33,7 +34,8 @@ export interface ChainLink {
   /** Word in the job name. @default - the stage */
   label?: string;
   arraySize?: number;
-  environment?: Record<string, string>;
+  /** What the job's environment gets beside its job definition's (runtime/env.ts). @default - nothing */
+  environment?: SubmissionEnvironment;
 }
 
 /**

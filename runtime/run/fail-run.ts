@@ -24,9 +24,6 @@ export interface FailRunOptions {
   partialResults?: boolean;
 }
 
-/** Environment variable that puts consolidate in partial mode (the run has failed). */
-export const PARTIAL_ENV = 'FANOUT_PARTIAL';
-
 export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOptions): Promise<RunRecord> {
   const now = nowOf(deps);
   const log = deps.log.child({ runId: run.runId, pipeline: run.pipeline });
@@ -81,7 +78,7 @@ async function submitPartialResults(deps: HandlerDeps, run: RunRecord): Promise<
   const partial = await once(deps.table, run.runId, 'partial-results', 'submitting', async () => {
     try {
       const [consolidate] = await submitChain(deps, chainRun, [
-        { step: 'partial-results', stage: 'consolidate', label: 'partial', environment: { [PARTIAL_ENV]: '1' } },
+        { step: 'partial-results', stage: 'consolidate', label: 'partial', environment: { FANOUT_PARTIAL: '1' } },
       ]);
       try {
         await submitChain(deps, chainRun, [{ step: 'partial-cleanup', stage: 'cleanup' }], consolidate);
