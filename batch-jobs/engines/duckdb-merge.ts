@@ -1,0 +1,155 @@
+/**
+ * The DuckDB engine of a merge: embedded `@duckdb/node-api` over two local files. It runs with a
+ * memory limit (from the container's memory) and a temporary directory on local disk, so a join
+ * larger than memory spills instead of failing; extensions are never installed or auto-loaded
+ * (the job has no internet; csv is built in). DuckDB's CSV errors become InputErrors that name the
+ * file, the row and the column.
+ */
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { InputError } from '../../runtime/errors';
+import { copySql, loadSql, statsSql } from './duckdb-sql';
+import { expectedOutputRows, type MergeCounts, type MergePlan, type PlanInput } from './merge-plan';
+
+export interface DuckdbMergeOptions {
+  plan: MergePlan;
+  leftPath: string;
+  rightPath: string;
+  /** Where the merged CSV/TSV is written. */
+  outPath: string;
+  /** DuckDB's memory limit, bytes. */
+  memoryLimitBytes: number;
+  /** Spill directory on local disk. */
+  tempDir: string;
+  /** Worker threads. @default - DuckDB's choice (the CPU count) */
+  threads?: number;
+}
+
+export interface DuckdbMergeResult {
+  counts: MergeCounts;
+  /** Seconds per step: load (both files), stats, join (COPY). */
+  timings: { loadS: number; statsS: number; joinS: number };
+}
+
+/**
+ * The container's memory: the cgroup limit (v2, then v1) when there is one, else the machine's.
+ * Batch sets the cgroup limit to the job definition's memory.
+ */
+export function containerMemoryBytes(read: (path: string) => string = (p) => readFileSync(p, 'utf8')): number {
+  for (const path of ['/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes']) {
+    try {
+      const text = read(path).trim();
+      const n = Number(text);
+      // "max" (v2) or a huge number (v1) mean no limit.
+      if (Number.isFinite(n) && n > 0 && n < totalmem()) return n;
+    } catch {
+      // no such cgroup file here
+    }
+  }
+  return totalmem();
+}
+
+/** DuckDB's share of the container: what is left after the Node.js process (about 512 MiB), 80% of it, at least 256 MiB. */
+export function duckdbMemoryLimit(containerBytes: number): number {
+  return Math.max(256 * 1024 * 1024, Math.floor((containerBytes - 512 * 1024 * 1024) * 0.8));
+}
+
+const ordinal = (n: number) => `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
+
+/** Turns a DuckDB CSV error into an InputError naming file, row and column, or returns undefined. */
+export function describeCsvError(message: string, input: PlanInput, plan: MergePlan): InputError | undefined {
+  const line = /CSV Error on Line: (\d+)/.exec(message)?.[1];
+  if (line === undefined && !/Invalid unicode|not utf-8/i.test(message)) return undefined;
+  const row = line === undefined ? undefined : Number(line);
+  const where = `${input.file} (${input.role} input)${row === undefined ? '' : `, row ${row}`}`;
+  const delim = plan.delimiter === '\t' ? 'tab' : JSON.stringify(plan.delimiter);
+  const counts = /Expected Number of Columns: (\d+) Found: (\d+)/.exec(message);
+  if (counts) {
+    const expected = Number(counts[1]);
+    const found = Number(counts[2]);
+    const header = plan.header ? `the header row has ${expected} columns` : `the first row has ${expected} values`;
+    if (found > expected) {
+      return new InputError(
+        `${where}: ${found} values, but ${header}; the ${ordinal(expected + 1)} value is extra. Every row needs exactly ${expected} ${delim}-separated values: remove the extra ${delim}, or quote a value that holds one.`,
+        { file: input.file, row, column: `#${expected + 1}` },
+      );
+    }
+    const missing = input.columns[found] ?? `#${found + 1}`;
+    return new InputError(
+      `${where}: ${found} value${found === 1 ? '' : 's'}, but ${header}; column "${missing}" and after are missing. Every row needs exactly ${expected} ${delim}-separated values (an empty value still needs its ${delim}).`,
+      { file: input.file, row, column: missing },
+    );
+  }
+  if (/unterminated quote/i.test(message)) {
+    return new InputError(
+      `${where}: a value opens a quote (${plan.quote}) that never closes. Close the quote, double a quote inside a quoted value (""), or set the pipeline's "quote" to "" if quotes in this file are plain text.`,
+      { file: input.file, row },
+    );
+  }
+  if (/Invalid unicode|not utf-8/i.test(message)) {
+    return new InputError(`${where}: not UTF-8 text (a binary file, or text in another encoding such as Latin-1). Save the file as UTF-8 delimited text.`, {
+      file: input.file,
+      row,
+    });
+  }
+  const first = message.split('\n').find((l) => l.trim() !== '' && !l.startsWith('CSV Error')) ?? message;
+  return new InputError(`${where}: cannot be read as ${delim}-separated text: ${first.trim()}`, { file: input.file, row });
+}
+
+async function load(conn: DuckDBConnection, plan: MergePlan, role: 'left' | 'right', path: string): Promise<void> {
+  try {
+    await conn.run(loadSql(plan, role, path));
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw describeCsvError(message, plan[role], plan) ?? err;
+  }
+}
+
+const num = (v: unknown) => Number(v ?? 0);
+
+/** Opens DuckDB with the limits of a merge: memory, spill directory, no extension downloads. */
+export async function openDuckdb(o: { memoryLimitBytes: number; tempDir: string; threads?: number }): Promise<DuckDBInstance> {
+  return DuckDBInstance.create(':memory:', {
+    memory_limit: `${Math.floor(o.memoryLimitBytes / (1024 * 1024))}MiB`,
+    temp_directory: o.tempDir,
+    preserve_insertion_order: 'true',
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+    ...(o.threads ? { threads: String(o.threads) } : {}),
+  });
+}
+
+/** Runs the merge: load both files, count, write the joined file. */
+export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMergeResult> {
+  const instance = await openDuckdb(o);
+  const conn = await instance.connect();
+  try {
+    const t0 = performance.now();
+    await load(conn, o.plan, 'left', o.leftPath);
+    await load(conn, o.plan, 'right', o.rightPath);
+    const t1 = performance.now();
+    const stats = (await conn.runAndReadAll(statsSql(o.plan))).getRowObjects()[0] ?? {};
+    const t2 = performance.now();
+    const written = (await conn.runAndReadAll(copySql(o.plan, o.outPath))).getRows()[0]?.[0];
+    const t3 = performance.now();
+    const counts: MergeCounts = {
+      leftRows: num(stats.left_rows),
+      rightRows: num(stats.right_rows),
+      outputRows: num(written),
+      leftUnmatched: num(stats.left_unmatched),
+      rightUnmatched: num(stats.right_unmatched),
+      keysDuplicatedBothSides: num(stats.keys_duplicated_both_sides),
+      leftEmptyKeys: num(stats.left_empty_keys),
+      rightEmptyKeys: num(stats.right_empty_keys),
+    };
+    const expected = expectedOutputRows(o.plan.how, num(stats.matched_pairs), counts.leftUnmatched, counts.rightUnmatched);
+    if (expected !== counts.outputRows) {
+      throw new Error(`the merge wrote ${counts.outputRows} rows, but its key statistics give ${expected}: a bug, not bad input`);
+    }
+    return { counts, timings: { loadS: (t1 - t0) / 1000, statsS: (t2 - t1) / 1000, joinS: (t3 - t2) / 1000 } };
+  } finally {
+    conn.closeSync();
+    instance.closeSync();
+  }
+}
