@@ -136,7 +136,7 @@ describe('pipelines config: job shapes', () => {
     assert.deepEqual(explicit, implicit);
   });
 
-  for (const shape of ['dataset', 'files'] as const) {
+  for (const shape of ['files'] as const) {
     it(`refuses a ${shape} pipeline with a clear "not built yet" message on its shape`, () => {
       const raw = { pipelines: [{ shape, name: `a-${shape}`, recipients: ['a@example.com'] }] };
       const lines = problems(raw);
