@@ -12,13 +12,17 @@ import { jobEnvSchema, parseEnv, type Env, type JobEnv } from '../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
 import { fail } from '../runtime/lifecycle';
 import { createLogger, type Logger } from '../runtime/log';
-import { STAGES, type Stage } from '../runtime/model';
+import { STAGES, type JobStage } from '../runtime/model';
+
+/** Every stage this container runs: the items stages, and the merge of dataset pipelines. */
+const JOB_STAGES: readonly JobStage[] = [...STAGES, 'merge'];
 import type { SplitDoneNotifier } from '../runtime/ports';
 import { createPorts } from '../runtime/ports-factory';
 import { runCleanup } from './stages/cleanup';
 import { runConsolidate } from './stages/consolidate';
 import type { ProgressReport, StageContext } from './stages/context';
 import { runFanout } from './stages/fanout';
+import { runMerge } from './stages/merge';
 import { runSplit } from './stages/split';
 import { stopAfterItemsHook } from './stop-after-items';
 import { createTask, describeTaskOutput } from './tasks';
@@ -73,10 +77,10 @@ export function exitCodeFor(err: unknown): number {
 }
 
 export async function main(argv: string[], env: Env): Promise<number> {
-  const stage = argv[0] as Stage;
+  const stage = argv[0] as JobStage;
   const log: Logger = createLogger({ fields: { stage } });
-  if (!(STAGES as readonly string[]).includes(stage)) {
-    log.error(`unknown stage "${argv[0] ?? ''}"; expected one of ${STAGES.join(', ')}`);
+  if (!(JOB_STAGES as readonly string[]).includes(stage)) {
+    log.error(`unknown stage "${argv[0] ?? ''}"; expected one of ${JOB_STAGES.join(', ')}`);
     return ExitCode.BAD_CONFIG;
   }
   let ctx: StageContext;
@@ -130,6 +134,9 @@ export async function main(argv: string[], env: Env): Promise<number> {
         break;
       case 'cleanup':
         await runCleanup(ctx);
+        break;
+      case 'merge':
+        await runMerge(ctx);
         break;
     }
     return ExitCode.OK;

@@ -2,7 +2,8 @@
  * The `fanout` command line.
  *
  *   fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
- *   fanout demo [tax-due|map-match] [--out DIR] [--json]
+ *   fanout run <left file> <right file> --pipeline <merge pipeline> [--config FILE.json] [--out DIR] [--json]
+ *   fanout demo [tax-due|map-match|merge] [--out DIR] [--json]
  *   fanout check-config [--config FILE.json]
  *
  * Exit codes: 0 the run completed (even with item failures), 1 the run failed, 2 usage error.
@@ -13,18 +14,22 @@ import { parseArgs } from 'node:util';
 import { loadPipelinesConfig } from '../config/pipelines';
 import { startOsrmTestServer } from '../local/sources/osrm-test-server';
 import { DEMO_TOKEN, startDemoDataSource } from '../local/sources/demo-data-source';
-import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig } from '../runtime/config/schema';
+import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig, type DatasetPipelineConfig } from '../runtime/config/schema';
+import { datasetUploads, localBatchName, mergeSummaryLines, MergeUsageError } from '../local/merge-run';
 import { errorMessage } from '../runtime/errors';
 import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
 import { createProgressView } from './progress-view';
 
 export const USAGE = `Usage:
   fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
-  fanout demo [tax-due|map-match] [--out DIR] [--json]
+  fanout run <left file> <right file> --pipeline <merge pipeline> [--config FILE.json] [--out DIR] [--json]
+  fanout demo [tax-due|map-match|merge] [--out DIR] [--json]
   fanout check-config [--config FILE.json]
 
   run           Runs a pipeline on a file, locally: embedded S3, DynamoDB and SES emulators,
-                the same handlers and job stages as on AWS. No AWS account needed.
+                the same handlers and job stages as on AWS. No AWS account needed. A merge
+                (dataset) pipeline takes its files in the order of its inputs, uploaded into one
+                batch folder; the JSON line's resultFile is the merged output.
   demo          Starts the bundled demo data source and runs the example pipeline on its example file.
   check-config  Validates a pipelines config and lists its pipelines.
 
@@ -57,6 +62,7 @@ function summaryLines(r: LocalRunResult): string {
     const r = relative(process.cwd(), p);
     return r === '' || r.startsWith('..') ? p : r;
   };
+  if (r.run?.config?.shape === 'dataset' || r.status === 'WAITING_FOR_INPUTS') return `\n${mergeSummaryLines(r, rel).join('\n')}\n`;
   const lines = [
     '',
     `Run ${r.runId} (${r.pipeline}): ${r.status}`,
@@ -95,6 +101,19 @@ async function execute(io: Io, opts: LocalRunOptions, json: boolean): Promise<nu
   return result.status === 'SUCCEEDED' ? 0 : 1;
 }
 
+/** A merge's batch folder (local/merge-run.ts); a file that cannot be an input is a usage error. */
+function mergeUploads(pipeline: DatasetPipelineConfig, files: string[]) {
+  if (pipeline.engine !== 'duckdb') {
+    throw new UsageError(`pipeline ${pipeline.name} runs on ${pipeline.engine}, which cannot run locally (Spark needs EMR Serverless); try it with "engine": "duckdb"`);
+  }
+  try {
+    return datasetUploads(pipeline, files, localBatchName());
+  } catch (err) {
+    if (err instanceof MergeUsageError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 async function runCommand(io: Io, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -106,17 +125,20 @@ async function runCommand(io: Io, args: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
     },
   });
-  if (positionals.length !== 1) throw new UsageError('fanout run takes exactly one file');
-  const file = positionals[0]!;
-  if (!existsSync(file)) throw new UsageError(`no such file: ${file}`);
   if (!values.pipeline) throw new UsageError('--pipeline is required');
   const config = loadConfig(values.config);
-  if (!findPipeline(config, values.pipeline)) {
+  const pipeline = findPipeline(config, values.pipeline);
+  if (!pipeline) {
     throw new UsageError(
       `no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}; known: ${config.pipelines.map((p) => p.name).join(', ')}`,
     );
   }
-  return execute(io, { file, pipeline: values.pipeline, config, outDir: values.out }, values.json ?? false);
+  const dataset = pipeline.shape === 'dataset';
+  if (positionals.length === 0 || (!dataset && positionals.length !== 1)) throw new UsageError('fanout run takes exactly one file');
+  for (const f of positionals) if (!existsSync(f)) throw new UsageError(`no such file: ${f}`);
+  const file = positionals[0]!;
+  const uploads = dataset ? mergeUploads(pipeline, positionals) : undefined;
+  return execute(io, { file, uploads, pipeline: values.pipeline, config, outDir: values.out }, values.json ?? false);
 }
 
 /** A bundled example: a local stand-in for its outside service, and the run to make against it. */
@@ -141,6 +163,17 @@ const DEMOS: Record<string, Demo> = {
         config: { ...base, pipelines },
         env: { TAX_API_TOKEN: DEMO_TOKEN },
       };
+    },
+  },
+  merge: {
+    start: async () => ({ url: '', close: async () => undefined }),
+    describe: () => 'merging examples/merge/x_list.txt and y_list.txt as analysis.py does (inner join on ID)',
+    run: () => {
+      const config = loadConfigFile(join(PROJECT_ROOT, 'examples', 'merge', 'pipelines.json'));
+      const files = ['x_list.txt', 'y_list.txt'].map((f) => join(PROJECT_ROOT, 'examples', 'merge', f));
+      const pipeline = findPipeline(config, 'merge-xy');
+      if (pipeline?.shape !== 'dataset') throw new Error('examples/merge/pipelines.json declares no dataset pipeline merge-xy');
+      return { file: files[0]!, uploads: mergeUploads(pipeline, files), pipeline: 'merge-xy', config };
     },
   },
   'map-match': {

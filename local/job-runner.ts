@@ -15,7 +15,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { MAX_ARRAY_SIZE } from '../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../runtime/errors';
 import type { BatchJobFailedDetail } from '../lambda/handlers/on-job-failed';
-import type { Stage } from '../runtime/model';
+import type { JobStage } from '../runtime/model';
 import type { JobRequest, JobSubmitter, SplitDoneMessage } from '../runtime/ports';
 import { STOP_AFTER_ITEMS_ENV } from '../batch-jobs/stop-after-items';
 
@@ -52,13 +52,13 @@ export interface LocalJobRunnerOptions {
   /** Environment given to every job (emulator endpoints, bucket, table...). */
   env: Record<string, string>;
   /** How to start a stage. */
-  commandFor: (stage: Stage) => StageCommand;
+  commandFor: (stage: JobStage) => StageCommand;
   /** Child processes running at once. @default 2 */
   maxParallel?: number;
   /** Attempts per job (per array child), like a Batch retry strategy. @default 3 */
-  attempts?: number | ((stage: Stage) => number);
+  attempts?: number | ((stage: JobStage) => number);
   /** Per-attempt timeout, like Batch's attemptDurationSeconds. @default 15 minutes */
-  timeoutMs?: number | ((stage: Stage) => number);
+  timeoutMs?: number | ((stage: JobStage) => number);
   /** Grace between SIGTERM and SIGKILL on timeout. @default 5000 */
   killGraceMs?: number;
   /** Timers of the timeout and the kill grace (tests pass one whose timers they fire themselves). @default realClock */
@@ -68,7 +68,7 @@ export interface LocalJobRunnerOptions {
    * reclaim), by stage, attempt and array index; undefined lets the attempt run. Handed to the child
    * as FANOUT_TEST_STOP_AFTER_ITEMS (batch-jobs/stop-after-items.ts; fan-out only). @default - no attempt is stopped
    */
-  stopAfterItems?: (stage: Stage, attempt: number, index: number | undefined) => number | undefined;
+  stopAfterItems?: (stage: JobStage, attempt: number, index: number | undefined) => number | undefined;
   /** Split's "split done" announcement (delivered over IPC, in place of SNS). */
   onSplitDone?: (message: SplitDoneMessage) => Promise<unknown>;
   /** A job failed for good (in place of the EventBridge rule). */
@@ -223,7 +223,7 @@ export class LocalJobRunner implements JobSubmitter {
     await this.opts.onJobFailed(detail);
   }
 
-  private setting(v: number | ((s: Stage) => number) | undefined, stage: Stage, fallback: number): number {
+  private setting(v: number | ((s: JobStage) => number) | undefined, stage: JobStage, fallback: number): number {
     return typeof v === 'function' ? v(stage) : (v ?? fallback);
   }
 

@@ -19,7 +19,7 @@ import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/
 import { handleSplitDone } from '../lambda/handlers/on-split-done';
 import { silentLogger, type Logger } from '../runtime/log';
 import type { RunStatus } from '../runtime/lifecycle';
-import type { RunRecord, Stage } from '../runtime/model';
+import type { JobStage, RunRecord } from '../runtime/model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
 import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
 import { bundleStages, type StageBundle } from './stage-bundle';
@@ -36,6 +36,8 @@ export interface LocalRunOptions {
   outDir?: string;
   /** Upload under this key instead of intake/<pipeline>/<file name> (to try other folders). */
   intakeKey?: string;
+  /** Upload these (in order) instead of `file`: a dataset pipeline's batch folder (local/merge-run.ts). */
+  uploads?: Array<{ key: string; file: string }>;
   /** Extra environment for the jobs (credentials, FANOUT_OSRM_BASE_URL...). */
   env?: Record<string, string>;
   /** Child processes at once. @default - twice the CPU count, at least 2 */
@@ -43,7 +45,7 @@ export interface LocalRunOptions {
   /** Attempts per job, as a Batch retry strategy. @default 3 */
   attempts?: number;
   /** Per-attempt timeout. @default 15 minutes */
-  timeoutMs?: number | ((stage: Stage) => number);
+  timeoutMs?: number | ((stage: JobStage) => number);
   /** Test hook: stop fan-out attempts after N outcomes (LocalJobRunnerOptions.stopAfterItems). @default - none */
   stopAfterItems?: LocalJobRunnerOptions['stopAfterItems'];
   /** Upload the same file twice (duplicated S3 event) — for trying idempotency. */
@@ -150,8 +152,8 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       );
     };
     emulators.onObjectCreated(dispatch);
-    const key = opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`;
-    await store.put(key, createReadStream(opts.file));
+    const uploads = opts.uploads ?? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`, file: opts.file }];
+    for (const u of uploads) await store.put(u.key, createReadStream(u.file));
     await runner.idle();
     if (opts.duplicateEvent && received[0]) {
       // Deliver the same notification again, as S3 may: it must start nothing twice.

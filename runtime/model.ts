@@ -4,6 +4,7 @@
  */
 import type { PipelineConfig } from './config/schema';
 import type { ChunkStatus, RunStatus, Step } from './lifecycle';
+import type { DatasetRunInfo } from './dataset-run';
 
 /** A normalised cell: text, number, boolean or empty. Dates are ISO 8601 text. */
 export type Cell = string | number | boolean | null;
@@ -73,6 +74,8 @@ export interface RunRecord {
   config?: PipelineConfig;
   sender: string;
   counts?: Partial<RunCounts>;
+  /** A dataset (merge) run: its batch folder, inputs, ignored files and merge counts. */
+  dataset?: DatasetRunInfo;
   /** Column names of the input, in file order (declared columns by schema name). */
   inputColumns?: string[];
   /** Epoch milliseconds. */
@@ -122,3 +125,7 @@ export const keys = {
 /** Job stages; the stage is the container's command. */
 export type Stage = 'split' | 'fanout' | 'consolidate' | 'cleanup';
 export const STAGES: readonly Stage[] = ['split', 'fanout', 'consolidate', 'cleanup'];
+/** The job of a dataset pipeline: its engine (then cleanup, one of STAGES). */
+export type DatasetStage = 'merge';
+/** Every job stage a submitter may be asked for. */
+export type JobStage = Stage | DatasetStage;

@@ -6,11 +6,15 @@
 import type { Readable } from 'node:stream';
 import type { SplitDoneMessage } from './events';
 import type { RunStatus, Step } from './lifecycle';
-import type { ChunkRecord, RunRecord, Stage } from './model';
+import type { ChunkRecord, JobStage, RunRecord } from './model';
 
 export interface ObjectInfo {
   key: string;
   size: number;
+  /** Entity tag, when the store says (S3 lists and heads it). */
+  eTag?: string;
+  /** Last change, when the store says. */
+  lastModified?: Date;
 }
 
 export interface PresignedLink {
@@ -93,7 +97,7 @@ export interface Mailer {
 export interface JobRequest {
   /** Job name; `[A-Za-z0-9_-]`, at most 128 characters. */
   name: string;
-  stage: Stage;
+  stage: JobStage;
   runId: string;
   pipeline: string;
   compute: 'fargate-spot' | 'ec2-spot';

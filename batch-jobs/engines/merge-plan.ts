@@ -8,7 +8,10 @@
  */
 import { normaliseHeader } from '../../runtime/config/schema';
 import type { JoinType, MergeRole, MergeSpec } from '../../runtime/config/merge-schema';
+import type { MergeCounts } from '../../runtime/dataset-run';
 import { InputError } from '../../runtime/errors';
+
+export type { MergeCounts };
 
 /** One input as found: its file name (for messages) and its column names (headers, or column1...). */
 export interface InputLayout {
@@ -168,22 +171,6 @@ export function planMerge(spec: MergeSpec, left: InputLayout, right: InputLayout
     formulaSafe: spec.output.formulaSafe,
     outputDelimiter: spec.output.format === 'tsv' ? '\t' : ',',
   };
-}
-
-/** Counts the merge reports (email, summary, run record). */
-export interface MergeCounts {
-  leftRows: number;
-  rightRows: number;
-  outputRows: number;
-  /** Left rows whose key matched no right row (empty keys included). */
-  leftUnmatched: number;
-  /** Right rows whose key matched no left row (empty keys included). */
-  rightUnmatched: number;
-  /** Distinct keys found more than once on both sides (each such key gives every pair). */
-  keysDuplicatedBothSides: number;
-  /** Rows whose key (a key column) is empty, per side: they never match. */
-  leftEmptyKeys: number;
-  rightEmptyKeys: number;
 }
 
 /** Rows the join writes, from the key statistics: every matched pair, plus the unmatched rows the join type keeps. */

@@ -11,6 +11,7 @@ import { once, openRun } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
 import type { RunRecord } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
+import { handleDatasetObject } from './merge-intake';
 import { nowOf, submitChain, type HandlerDeps } from '../../runtime/run/deps';
 
 /** An S3 ObjectCreated notification, key already URL-decoded. */
@@ -29,7 +30,8 @@ export type IntakeOutcome =
   | { action: 'ignored'; why: string }
   | { action: 'started'; runId: string; jobId: string }
   | { action: 'duplicate'; runId: string }
-  | { action: 'rejected'; runId: string; reason: string };
+  | { action: 'rejected'; runId: string; reason: string }
+  | { action: 'waiting'; runId: string; lacking: string[] };
 
 /** S3 event keys are URL-encoded with "+" for spaces. */
 export function decodeS3Key(key: string): string {
@@ -98,6 +100,8 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
   const now = nowOf(deps);
   const log = deps.log.child({ runId, pipeline: folder, key: ev.key });
   const pipeline = findPipeline(deps.config, folder);
+  // A dataset pipeline gathers its inputs in a batch folder first (lambda/handlers/merge-intake.ts).
+  if (pipeline?.shape === 'dataset') return handleDatasetObject(deps, ev, pipeline);
   const expiresAt = Math.floor(now / 1000) + deps.config.runRetentionDays * 86_400;
 
   if (!pipeline) {

@@ -5,7 +5,7 @@
 import { SubmitJobCommand, type BatchClient, type SubmitJobCommandInput } from '@aws-sdk/client-batch';
 import { MAX_ARRAY_SIZE } from '../config/schema';
 import { EnvironmentError } from '../errors';
-import type { Stage } from '../model';
+import type { JobStage } from '../model';
 import type { JobRequest, JobSubmitter } from '../ports';
 import { failedCallMessage } from './sdk-errors';
 
@@ -15,7 +15,7 @@ export interface BatchJobSubmitterOptions {
   /** Job queue ARN per pipeline. */
   queues: Record<string, string>;
   /** Job definition ARN per pipeline and stage. */
-  jobDefinitions: Record<string, Partial<Record<Stage, string>>>;
+  jobDefinitions: Record<string, Partial<Record<JobStage, string>>>;
 }
 
 /** Tag keys put on every job (and propagated to its ECS tasks). */

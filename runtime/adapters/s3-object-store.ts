@@ -112,7 +112,7 @@ export class S3ObjectStore implements ObjectStore {
       const pages = paginateListObjectsV2({ client: this.client }, { Bucket: this.bucket, Prefix: prefix });
       for await (const page of pages) {
         for (const obj of page.Contents ?? []) {
-          if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0 };
+          if (obj.Key !== undefined) yield { key: obj.Key, size: obj.Size ?? 0, eTag: obj.ETag, lastModified: obj.LastModified };
         }
       }
     } catch (err) {

@@ -6,7 +6,7 @@ import type { AppConfig, PipelineConfig } from '../config/schema';
 import type { Logger } from '../log';
 import type { SubmissionEnvironment } from '../env';
 import type { Step } from '../lifecycle';
-import type { RunRecord, Stage } from '../model';
+import type { JobStage, RunRecord } from '../model';
 import type { JobSubmitter, Mailer, ObjectStore, RunTable } from '../ports';
 
 export interface HandlerDeps {
@@ -30,7 +30,7 @@ export function jobName(pipeline: string, stage: string, runId: string): string 
 /** One job of a chain: the step it is recorded under in the run record, and what it runs. */
 export interface ChainLink {
   step: Step;
-  stage: Stage;
+  stage: JobStage;
   /** Word in the job name. @default - the stage */
   label?: string;
   arraySize?: number;
