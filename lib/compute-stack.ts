@@ -30,6 +30,7 @@ import { HandlerFunction, type HandlerName } from './handler-function';
 import { FanoutNetwork } from './network';
 import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
+import { MergeJobs } from './merge-jobs';
 import { PipelineJobs } from './pipeline-jobs';
 import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 import { pascal } from './construct-ids';
@@ -104,6 +105,8 @@ export class FanoutComputeStack extends Stack {
   readonly senderIdentity: ses.IEmailIdentity;
   readonly observability: FanoutObservability;
   readonly osrmService?: OsrmService;
+  /** The jobs of the dataset (merge) pipelines, when there are any. */
+  readonly mergeJobs?: MergeJobs;
 
   constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
     super(scope, id, props);
@@ -233,7 +236,7 @@ export class FanoutComputeStack extends Stack {
       consolidate: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
       cleanup: { ...base },
     };
-    this.pipelineJobs = props.pipelines.pipelines.map(
+    this.pipelineJobs = props.pipelines.pipelines.filter((p) => p.shape === 'items').map(
       (pipeline) =>
         new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
           pipeline: requireShape(pipeline, 'items'),
@@ -249,12 +252,42 @@ export class FanoutComputeStack extends Stack {
         }),
     );
 
+    // Dataset (merge) pipelines: their merge and cleanup jobs, and Spark on EMR Serverless (lib/merge-jobs.ts).
+    const datasets = props.pipelines.pipelines.flatMap((p) => (p.shape === 'dataset' ? [p] : []));
+    this.mergeJobs =
+      datasets.length === 0
+        ? undefined
+        : new MergeJobs(this, 'Merge', {
+            pipelines: datasets,
+            queue: this.batchCompute.queues['fargate-spot'],
+            image,
+            bucket,
+            prefixes: PREFIX,
+            environment: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
+            cleanup: { role: jobRoles.cleanup, logGroup: logGroups.cleanup, environment: stageEnvironment.cleanup, settings: props.jobs.cleanup },
+            grantCommon: (grantee) => {
+              table.grantReadWriteData(grantee);
+              grantSendEmail(grantee);
+            },
+            logKey: this.key,
+            logRetention,
+            removalPolicy,
+            assignPublicIp: this.network.jobsNeedPublicIp,
+            explainWildcard,
+          });
+
     // Handlers.
     const handlerEnvironment: HandlerEnvironment = {
       FANOUT_BUCKET: bucket.bucketName,
       FANOUT_TABLE: table.tableName,
-      FANOUT_JOB_QUEUES: this.toJsonString(Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.queue.jobQueueArn]))),
-      FANOUT_JOB_DEFINITIONS: this.toJsonString(Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.definitionArns()]))),
+      FANOUT_JOB_QUEUES: this.toJsonString({
+        ...Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.queue.jobQueueArn])),
+        ...this.mergeJobs?.queueArns(),
+      }),
+      FANOUT_JOB_DEFINITIONS: this.toJsonString({
+        ...Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.definitionArns()])),
+        ...this.mergeJobs?.definitionArns(),
+      }),
       FANOUT_RUN_TTL_DAYS: String(props.runRecordDays),
     };
     const configJson = JSON.stringify(props.pipelines);
@@ -288,6 +321,8 @@ export class FanoutComputeStack extends Stack {
       // Cleanup, and consolidate in partial mode when fan-out failed (nothing done is lost).
       jobs.grantSubmit(onJobFailed.function, 'consolidate', 'cleanup');
     }
+    this.mergeJobs?.grantSubmit(onIntake.function, 'merge', 'cleanup');
+    this.mergeJobs?.grantSubmit(onJobFailed.function, 'cleanup');
     // Jobs are submitted with tags (run, pipeline): tagging at creation needs batch:TagResource.
     const tagJobs = new iam.PolicyStatement({
       actions: ['batch:TagResource'],
@@ -304,6 +339,13 @@ export class FanoutComputeStack extends Stack {
       bucketName: bucket.bucketName,
     });
     for (const pipeline of props.pipelines.pipelines) {
+      if (pipeline.shape === 'dataset') {
+        // A merge batch folder holds files of any name (x_list.txt): every object of the folder.
+        intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
+          prefix: `${PREFIX.intake}${pipeline.name}/`,
+        });
+        continue;
+      }
       for (const suffix of INTAKE_SUFFIXES) {
         intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
           prefix: `${PREFIX.intake}${pipeline.name}/`,

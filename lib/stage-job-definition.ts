@@ -8,7 +8,7 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import type { Stage } from '../runtime/model';
+import type { JobStage } from '../runtime/model';
 import { stageRetryStrategies, type ComputeKind } from './retry-strategies';
 
 /** vCPUs a container of `vcpus` takes on a queue: EC2 containers take whole vCPUs (at least 1). */
@@ -17,7 +17,7 @@ export function containerVcpus(compute: ComputeKind, vcpus: number): number {
 }
 
 export interface StageJobDefinitionProps {
-  readonly stage: Stage;
+  readonly stage: JobStage;
   /** Which queue the definition is for: Fargate and EC2 definitions differ. */
   readonly compute: ComputeKind;
   /** The jobs' image (`batch-jobs/Dockerfile`). */
@@ -40,6 +40,8 @@ export interface StageJobDefinitionProps {
   readonly secrets?: Record<string, batch.Secret>;
   /** Give a Fargate task a public IP (jobs in public subnets, no NAT). @default false */
   readonly assignPublicIp?: boolean;
+  /** Fargate only: local storage of the task, 21-200 GiB (e.g. a merge's spill). @default - Fargate's 20 GiB */
+  readonly ephemeralStorage?: Size;
 }
 
 /**
@@ -72,6 +74,7 @@ export class StageJobDefinition extends Construct {
             assignPublicIp: props.assignPublicIp ?? false,
             fargatePlatformVersion: ecs.FargatePlatformVersion.LATEST,
             fargateCpuArchitecture: ecs.CpuArchitecture.X86_64,
+            ephemeralStorageSize: props.ephemeralStorage,
           })
         : new batch.EcsEc2ContainerDefinition(this, 'Container', {
             ...common,

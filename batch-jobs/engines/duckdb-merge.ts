@@ -50,9 +50,13 @@ export function containerMemoryBytes(read: (path: string) => string = (p) => rea
   return totalmem();
 }
 
-/** DuckDB's share of the container: what is left after the Node.js process (about 512 MiB), 80% of it, at least 256 MiB. */
+/**
+ * DuckDB's share of the container: 85% of what is left after Node.js (its heap is capped at 2 GiB
+ * in the merge job, lib/merge-jobs.ts; a quarter of a small container), at least 256 MiB.
+ */
 export function duckdbMemoryLimit(containerBytes: number): number {
-  return Math.max(256 * 1024 * 1024, Math.floor((containerBytes - 512 * 1024 * 1024) * 0.8));
+  const reserve = Math.min(2.5 * 1024 ** 3, containerBytes / 4);
+  return Math.max(256 * 1024 * 1024, Math.floor((containerBytes - reserve) * 0.85));
 }
 
 const ordinal = (n: number) => `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
