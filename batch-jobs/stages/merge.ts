@@ -83,7 +83,7 @@ export async function runMerge(ctx: StageContext, opts: MergeStageOptions = {}):
     const { counts, outputKeys, preview } = merged;
     const rowCounts = { rows: counts.leftRows + counts.rightRows, items: counts.outputRows, succeeded: counts.outputRows, failed: 0, chunks: 0, retries: 0 };
     await ctx.table.updateRun(ctx.runId, {
-      dataset: { ...dataset, counts, outputKeys },
+      dataset: { ...dataset, counts, outputKeys, ...(merged.engineRunId ? { engineRunId: merged.engineRunId } : {}) },
       counts: rowCounts,
       resultKey: outputKeys[0],
       extraResultKeys: outputKeys.slice(1),
@@ -152,6 +152,8 @@ interface Merged {
   preview: { header: string[]; rows: string[][] };
   workbook?: { attachment: MailAttachment };
   noWorkbook?: string;
+  /** The Spark job run. */
+  engineRunId?: string;
 }
 
 const fileName = (key: string) => key.split('/').pop() ?? key;
@@ -404,6 +406,6 @@ async function mergeOnSpark(
   const preview = await readPreview(files, plan.outputDelimiter);
   const outputKeys = [manifestKey];
   const wb = await maybeWorkbook(ctx, run, p, d, plan, counts, tmp, files, outputKeys);
-  return { counts, outputKeys, preview, ...wb };
+  return { counts, outputKeys, preview, ...wb, engineRunId: jobRunId };
 }
 
