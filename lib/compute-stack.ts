@@ -235,6 +235,7 @@ export class FanoutComputeStack extends Stack {
       fanout: { ...base },
       consolidate: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
       cleanup: { ...base },
+      merge: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
     };
     this.pipelineJobs = props.pipelines.pipelines.filter((p) => p.shape === 'items').map(
       (pipeline) =>
@@ -263,7 +264,7 @@ export class FanoutComputeStack extends Stack {
             image,
             bucket,
             prefixes: PREFIX,
-            environment: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
+            environment: stageEnvironment.merge,
             cleanup: { role: jobRoles.cleanup, logGroup: logGroups.cleanup, environment: stageEnvironment.cleanup, settings: props.jobs.cleanup },
             grantCommon: (grantee) => {
               table.grantReadWriteData(grantee);

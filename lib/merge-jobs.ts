@@ -26,14 +26,12 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { RemovalPolicy } from 'aws-cdk-lib';
 import { Construct } from 'constructs';
 import type { DatasetPipelineConfig } from '../runtime/config/schema';
+import type { JobDefinitionEnvironment } from '../runtime/env';
 import type { JobStage } from '../runtime/model';
 import { acknowledgeGrantWildcards, type WildcardReason } from './acknowledge';
 import { pascal } from './construct-ids';
 import { StageJobDefinition } from './stage-job-definition';
 
-/** Environment variables of the merge stage (batch-jobs/stages/merge.ts MERGE_ENV). */
-const EMR_APPLICATION_ID_ENV = 'FANOUT_EMR_APPLICATION_ID';
-const EMR_JOB_ROLE_ARN_ENV = 'FANOUT_EMR_JOB_ROLE_ARN';
 /** Node.js heap of a merge job (batch-jobs/engines/duckdb-merge.ts leaves DuckDB the rest). */
 const NODE_HEAP_MIB = 2048;
 
@@ -68,10 +66,10 @@ export interface MergeJobsProps {
   readonly bucket: s3.IBucket;
   /** Key prefixes of the bucket: intake/, work/, results/. */
   readonly prefixes: { readonly intake: string; readonly work: string; readonly results: string };
-  /** Environment of every merge job (bucket, table, region, link days). */
-  readonly environment: Record<string, string>;
+  /** Environment of every merge job (bucket, table, region, link days); the Spark variables are added here. */
+  readonly environment: JobDefinitionEnvironment<'merge'>;
   /** The cleanup stage's role, log group and environment (shared with the items pipelines). */
-  readonly cleanup: { readonly role: iam.IRole; readonly logGroup: logs.ILogGroup; readonly environment: Record<string, string>; readonly settings: { vcpus: number; memoryMiB: number; timeoutMinutes: number; attempts: number } };
+  readonly cleanup: { readonly role: iam.IRole; readonly logGroup: logs.ILogGroup; readonly environment: JobDefinitionEnvironment<'cleanup'>; readonly settings: { vcpus: number; memoryMiB: number; timeoutMinutes: number; attempts: number } };
   /** Grants the merge job role what every merge needs besides the bucket: the run table, sending mail. */
   readonly grantCommon: (grantee: iam.IGrantable) => void;
   readonly logKey: kms.IKey;
@@ -117,7 +115,10 @@ export class MergeJobs extends Construct {
     props.grantCommon(this.role);
 
     // Node.js needs a small heap; the container's memory is DuckDB's (native memory, outside the heap).
-    const environment: Record<string, string> = { ...props.environment, NODE_OPTIONS: `--max-old-space-size=${NODE_HEAP_MIB}` };
+    const environment: JobDefinitionEnvironment<'merge'> & { NODE_OPTIONS: string } = {
+      ...props.environment,
+      NODE_OPTIONS: `--max-old-space-size=${NODE_HEAP_MIB}`,
+    };
     if (props.pipelines.some((p) => p.engine === 'emr-serverless')) {
       const spark = props.spark ?? {};
       this.sparkJobRole = new iam.Role(this, 'SparkJobRole', {
@@ -146,8 +147,8 @@ export class MergeJobs extends Construct {
       );
       this.role.addToPolicy(new iam.PolicyStatement({ actions: ['emr-serverless:GetJobRun'], resources: [`${applicationArn}/jobruns/*`] }));
       this.sparkJobRole.grantPassRole(this.role);
-      environment[EMR_APPLICATION_ID_ENV] = this.sparkApplication.attrApplicationId;
-      environment[EMR_JOB_ROLE_ARN_ENV] = this.sparkJobRole.roleArn;
+      environment.FANOUT_EMR_APPLICATION_ID = this.sparkApplication.attrApplicationId;
+      environment.FANOUT_EMR_JOB_ROLE_ARN = this.sparkJobRole.roleArn;
       acknowledgeGrantWildcards(this.sparkJobRole, props.explainWildcard);
     }
     acknowledgeGrantWildcards(this.role, (w) => {

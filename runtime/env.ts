@@ -26,6 +26,10 @@
  *   FANOUT_RESULT_LINK_DAYS       consolidate: days a presigned result link is valid (optional, default 7)
  *   FANOUT_MAIL_MAX_BYTES         largest email the mail service takes (optional, default SES's 40 MiB; local runs set the emulator's)
  *   FANOUT_TMP_DIR                scratch directory (optional, default the OS temp dir)
+ *   FANOUT_MERGE_MEMORY_MIB       merge (DuckDB): its memory limit (optional, default from the container's memory)
+ *   FANOUT_MERGE_THREADS          merge (DuckDB): its worker threads (optional, default the CPU count)
+ *   FANOUT_EMR_APPLICATION_ID     merge of emr-serverless pipelines: the Spark application (lib/merge-jobs.ts)
+ *   FANOUT_EMR_JOB_ROLE_ARN       merge of emr-serverless pipelines: the role its job runs use
  *   AWS_BATCH_JOB_ARRAY_INDEX, AWS_BATCH_JOB_ATTEMPT   set by AWS Batch (or the local job runner)
  *   FANOUT_TEST_STOP_AFTER_ITEMS  local job runner only (a test hook): a fan-out attempt stops itself after N
  *                                 outcomes; refused anywhere else (batch-jobs/stop-after-items.ts)
@@ -38,7 +42,7 @@
 import { z } from 'zod';
 import { parseAppConfig } from './config/schema';
 import { EnvironmentError, errorMessage } from './errors';
-import { STAGES, type Stage } from './model';
+import { STAGES, type JobStage } from './model';
 
 export type Env = Record<string, string | undefined>;
 
@@ -119,7 +123,7 @@ const storageFields = {
 };
 
 const jobQueuesSchema = z.record(z.string(), z.string().min(1));
-const jobDefinitionsSchema = z.record(z.string(), z.partialRecord(z.enum(STAGES), z.string().min(1)));
+const jobDefinitionsSchema = z.record(z.string(), z.partialRecord(z.enum([...STAGES, 'merge']), z.string().min(1)));
 
 const handlerFields = {
   ...storageFields,
@@ -151,6 +155,10 @@ const jobFields = {
   FANOUT_RESULT_LINK_DAYS: wholeNumber(1, 7),
   FANOUT_MAIL_MAX_BYTES: wholeNumber(1024, undefined),
   FANOUT_TMP_DIR: optional(),
+  FANOUT_MERGE_MEMORY_MIB: wholeNumber(64, undefined),
+  FANOUT_MERGE_THREADS: wholeNumber(1, undefined),
+  FANOUT_EMR_APPLICATION_ID: optional(),
+  FANOUT_EMR_JOB_ROLE_ARN: optional(),
   AWS_BATCH_JOB_ARRAY_INDEX: wholeNumber(0, 0),
   AWS_BATCH_JOB_ATTEMPT: wholeNumber(1, 1),
   /** Checked further (local runner only) by batch-jobs/stop-after-items.ts. */
@@ -162,7 +170,7 @@ const jobObject = z.object(jobFields);
 export type JobEnv = z.output<typeof jobObject>;
 
 /** The schema of stage `stage`'s environment: the job variables, with the stage's own requirements. */
-export function jobEnvSchema(stage: Stage) {
+export function jobEnvSchema(stage: JobStage) {
   return jobObject.superRefine((env, ctx) => {
     if (stage === 'split' && env.FANOUT_EVENTS !== 'ipc' && env.FANOUT_SPLIT_DONE_TOPIC_ARN === undefined) {
       ctx.addIssue({
@@ -220,8 +228,9 @@ export interface JobDefinitionEnvironments {
   fanout: Provide<JobInput, StorageKeys, 'FANOUT_MAX_CHILDREN' | 'FANOUT_OSRM_BASE_URL'>;
   consolidate: Provide<JobInput, StorageKeys | 'FANOUT_RESULT_LINK_DAYS'>;
   cleanup: Provide<JobInput, StorageKeys>;
+  merge: Provide<JobInput, StorageKeys | 'FANOUT_RESULT_LINK_DAYS', 'FANOUT_EMR_APPLICATION_ID' | 'FANOUT_EMR_JOB_ROLE_ARN'>;
 }
-export type JobDefinitionEnvironment<S extends Stage> = JobDefinitionEnvironments[S];
+export type JobDefinitionEnvironment<S extends JobStage> = JobDefinitionEnvironments[S];
 
 /** What a handler adds to a job's environment when it submits it (beside FANOUT_RUN_ID, which the submitter sets). */
 export type SubmissionEnvironment = Provide<JobInput, never, 'FANOUT_PARTIAL'>;

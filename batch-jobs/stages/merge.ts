@@ -36,15 +36,6 @@ import { mergeResultMail, PREVIEW_ROWS } from './merge-mail';
 export const WORKBOOK_MAX_ROWS = 100_000;
 const XLSX_TYPE = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
 
-/** Environment variables of the merge stage (set by lib/merge-jobs.ts; the memory limit also by tests and the bench). */
-export const MERGE_ENV = {
-  /** DuckDB's memory limit in MiB. @default - 80% of the container's memory after 512 MiB for Node.js */
-  memoryMiB: 'FANOUT_MERGE_MEMORY_MIB',
-  /** DuckDB's worker threads. @default - the CPU count */
-  threads: 'FANOUT_MERGE_THREADS',
-  emrApplicationId: 'FANOUT_EMR_APPLICATION_ID',
-  emrJobRoleArn: 'FANOUT_EMR_JOB_ROLE_ARN',
-} as const;
 
 export interface MergeStageOptions {
   /** The EMR Serverless adapter (tests give one with a capturing client). @default - built from the environment */
@@ -159,13 +150,8 @@ interface Merged {
 const fileName = (key: string) => key.split('/').pop() ?? key;
 
 function memoryLimitBytes(ctx: StageContext): number {
-  const mib = ctx.env[MERGE_ENV.memoryMiB];
-  if (mib !== undefined && mib.trim() !== '') {
-    const n = Number(mib);
-    if (!Number.isInteger(n) || n < 64) throw new EnvironmentError(`environment variable ${MERGE_ENV.memoryMiB} must be a whole number of MiB >= 64, got "${mib}"`);
-    return n * 1024 * 1024;
-  }
-  return duckdbMemoryLimit(containerMemoryBytes());
+  const mib = ctx.env.FANOUT_MERGE_MEMORY_MIB;
+  return mib !== undefined ? mib * 1024 * 1024 : duckdbMemoryLimit(containerMemoryBytes());
 }
 
 async function mergeOnDuckdb(ctx: StageContext, run: RunRecord, p: DatasetPipelineConfig, d: DatasetRunInfo, tmp: string): Promise<Merged> {
@@ -186,7 +172,7 @@ async function mergeOnDuckdb(ctx: StageContext, run: RunRecord, p: DatasetPipeli
   const ext = p.merge.output.format;
   const outPath = join(tmp, `${p.merge.output.name}.${ext}`);
   await mkdir(join(tmp, 'spill'), { recursive: true });
-  const threads = ctx.env[MERGE_ENV.threads] ? Number(ctx.env[MERGE_ENV.threads]) : undefined;
+  const threads = ctx.env.FANOUT_MERGE_THREADS;
   const memory = memoryLimitBytes(ctx);
   ctx.log.info('merging on DuckDB', { memoryLimitMiB: Math.round(memory / 1048576), threads: threads ?? 'auto', left: leftKey, right: rightKey });
   const { counts, timings } = await runDuckdbMerge({ plan, leftPath, rightPath, outPath, memoryLimitBytes: memory, tempDir: join(tmp, 'spill'), threads });
@@ -294,14 +280,14 @@ async function maybeWorkbook(
 }
 
 function sparkFromEnv(ctx: StageContext): EmrServerlessSpark {
-  const applicationId = ctx.env[MERGE_ENV.emrApplicationId]?.trim();
-  const executionRoleArn = ctx.env[MERGE_ENV.emrJobRoleArn]?.trim();
+  const applicationId = ctx.env.FANOUT_EMR_APPLICATION_ID;
+  const executionRoleArn = ctx.env.FANOUT_EMR_JOB_ROLE_ARN;
   if (!applicationId || !executionRoleArn) {
     throw new EnvironmentError(
-      `environment variables ${MERGE_ENV.emrApplicationId} and ${MERGE_ENV.emrJobRoleArn} must be set for an emr-serverless merge (the CDK app sets them; a local run cannot run Spark)`,
+      `environment variables FANOUT_EMR_APPLICATION_ID and FANOUT_EMR_JOB_ROLE_ARN must be set for an emr-serverless merge (the CDK app sets them; a local run cannot run Spark)`,
     );
   }
-  const region = ctx.env.AWS_REGION?.trim();
+  const region = ctx.env.AWS_REGION;
   return new EmrServerlessSpark(new EMRServerlessClient(region ? { region } : {}), {
     applicationId,
     executionRoleArn,
