@@ -17,8 +17,33 @@ export class ExcelDate {
   ) {}
 }
 
+/**
+ * An xlsx formula cell saved without its computed value (what openpyxl and pandas write for any
+ * text that starts with `=`, and what many generators write for real formulas).
+ */
+export class ExcelFormula {
+  constructor(
+    /** The formula without its leading `=` (empty for a shared-formula reference). */
+    readonly formula: string,
+  ) {}
+
+  /** What the person typed: `=` and the formula. */
+  get text(): string {
+    return `=${this.formula}`;
+  }
+}
+
+/** An xlsx number whose cell format shows it as an id would read: `000123` (format `000000`), `1.23E+15`. */
+export class FormattedNumber {
+  constructor(
+    readonly value: number,
+    /** The text the cell's number format shows. */
+    readonly shown: string,
+  ) {}
+}
+
 /** What a reader hands over for one cell before normalisation. */
-export type RawCell = string | number | boolean | ExcelDate | null;
+export type RawCell = string | number | boolean | ExcelDate | ExcelFormula | FormattedNumber | null;
 
 /** Either a normalised value or why the raw value does not fit the column. */
 export type Normalised = { ok: true; value: Cell } | { ok: false; problem: string };
@@ -33,7 +58,16 @@ const MIN_UNIX_MILLIS = 100_000_000_000;
 
 /** Quotes a value for a problem message, cut to a readable length. */
 function quoteValue(value: unknown): string {
-  let s = typeof value === 'string' ? value : value instanceof ExcelDate ? excelSerialToIso(value) ?? String(value.serial) : String(value);
+  let s =
+    typeof value === 'string'
+      ? value
+      : value instanceof ExcelDate
+        ? (excelSerialToIso(value) ?? String(value.serial))
+        : value instanceof ExcelFormula
+          ? value.text
+          : value instanceof FormattedNumber
+            ? value.shown
+            : String(value);
   if (s.length > 60) s = `${s.slice(0, 57)}...`;
   return JSON.stringify(s);
 }
@@ -213,12 +247,28 @@ export function rawToText(raw: RawCell): string | null {
   }
   if (typeof raw === 'number') return numberToText(raw);
   if (typeof raw === 'boolean') return raw ? 'TRUE' : 'FALSE';
+  if (raw instanceof ExcelFormula) return raw.text;
+  if (raw instanceof FormattedNumber) return raw.shown;
   return excelSerialToIso(raw) ?? numberToText(raw.serial);
+}
+
+/** Why a formula without a computed value cannot stand for a value of a typed column. */
+function formulaProblem(raw: ExcelFormula): string {
+  const what = raw.formula === '' ? 'a formula' : `the formula ${raw.text.length > 60 ? `${raw.text.slice(0, 57)}...` : raw.text}`;
+  return `holds ${what} with no computed value (the file was saved by a program that does not calculate); open and save it in Excel, or export the values`;
 }
 
 /** Normalises one raw cell for a column type. Empty cells become null (the caller checks `required`). */
 export function normaliseCell(raw: RawCell, type: ColumnType, date1904 = false): Normalised {
   if (isBlank(raw)) return { ok: true, value: null };
+  if (raw instanceof ExcelFormula) {
+    // Text columns keep what was typed (written back as text, never as a formula); other types needed the result.
+    return type === 'text' && raw.formula !== '' ? { ok: true, value: raw.text } : { ok: false, problem: formulaProblem(raw) };
+  }
+  if (raw instanceof FormattedNumber) {
+    if (type === 'text') return { ok: true, value: raw.shown };
+    raw = raw.value;
+  }
   switch (type) {
     case 'text':
       return { ok: true, value: rawToText(raw) };

@@ -8,20 +8,57 @@
  * must be names, entities must be XML's own or character references, and DOCTYPEs are refused.
  * Comments, processing instructions and CDATA are handled; element prefixes (`x:c`) are ignored.
  */
-import { ExcelDate, type RawCell } from './normalise';
+import { ExcelDate, ExcelFormula, FormattedNumber, type RawCell } from './normalise';
 import type { RawRow } from './raw';
+
+/** Excel's row limit: no Excel file holds a row past it. */
+export const EXCEL_MAX_ROWS = 1_048_576;
+/** Excel's limit on the characters of one cell. */
+export const EXCEL_MAX_CELL_CHARS = 32_767;
 
 export interface SheetContext {
   /** Shared string `i`, or undefined when there is no such string. */
   sharedString: (i: number) => string | undefined;
   /** Whether cell style `s` shows a date. */
   isDateStyle: (s: number) => boolean;
+  /**
+   * The text style `s` shows number `n` as, when the style's number format is one that makes an id
+   * (zero padding such as `000000`, or scientific notation of a whole number); undefined otherwise.
+   * @default - numbers are handed over as numbers
+   */
+  shownNumber?: (s: number, n: number) => string | undefined;
   date1904: boolean;
+  /** Longest cell text accepted, in characters. @default 1_048_576 */
+  maxCellChars?: number;
 }
 
 /** The worksheet XML is not well-formed, or refers to something the workbook does not have. */
 export class SheetXmlError extends Error {
   override readonly name = 'SheetXmlError';
+}
+
+/** The sheet holds more than a workbook can: a cell past `maxCellChars`, or a row past Excel's last row. */
+export class SheetLimitError extends Error {
+  override readonly name = 'SheetLimitError';
+  constructor(
+    message: string,
+    readonly row: number,
+    /** Column letter, for a cell. */
+    readonly column?: string,
+  ) {
+    super(message);
+  }
+}
+
+const X_ESCAPE = /_x([0-9A-Fa-f]{4})_/g;
+
+/**
+ * Decodes the `_xHHHH_` escapes of OOXML string text (ECMA-376 22.9.2.19 ST_Xstring): `Tab_x0009_Esc`
+ * holds a tab, and `_x005F_` is a literal underscore (so `_x005F_x0009_` is the text `_x0009_`).
+ */
+export function decodeXEscapes(text: string): string {
+  if (!text.includes('_x')) return text;
+  return text.replace(X_ESCAPE, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
 }
 
 const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
@@ -39,6 +76,13 @@ export function decodeEntities(text: string): string {
     if (value === undefined) throw new SheetXmlError(`unknown entity ${whole}`);
     return value;
   });
+}
+
+/** Column letters of a 0-based index: 0 -> A. */
+function letters(index: number): string {
+  let out = '';
+  for (let n = index + 1; n > 0; n = Math.floor((n - 1) / 26)) out = String.fromCharCode(65 + ((n - 1) % 26)) + out;
+  return out;
 }
 
 /** "AB12" -> 27 (0-based column), -1 when there are no letters. */
@@ -74,8 +118,17 @@ export class SheetXmlScanner {
   private capture = false;
   private inIs = false;
   private phonetic = 0;
+  /** The cell has an `<f>` element; `formula` is its text (empty for a shared-formula reference). */
+  private hasFormula = false;
+  private formula = '';
+  private inFormula = false;
+  /** The cell has a `<v>` element (an empty one is a cached empty string for `t="str"`). */
+  private hasValue = false;
+  private readonly maxCellChars: number;
 
-  constructor(private readonly ctx: SheetContext) {}
+  constructor(private readonly ctx: SheetContext) {
+    this.maxCellChars = ctx.maxCellChars ?? 1_048_576;
+  }
 
   /** Row number of the last row started (for messages). */
   get lastRow(): number {
@@ -99,10 +152,17 @@ export class SheetXmlScanner {
     while (pos < n && !this.done) {
       const lt = s.indexOf('<', pos);
       if (lt < 0) {
-        this.pending = s.slice(pos); // text that may go on (or end in half an entity)
+        // Text that goes on past this chunk. Take it now (keeping only a half entity at its end), so
+        // a long text costs linear time, not a copy of everything so far per chunk.
+        if (this.capture || this.inFormula) {
+          const amp = s.lastIndexOf('&');
+          const cut = amp >= pos && n - amp < 14 && s.indexOf(';', amp) < 0 ? amp : n;
+          this.append(s, pos, cut);
+          this.pending = s.slice(cut);
+        }
         return;
       }
-      if (lt > pos && this.capture) this.text += decodeEntities(s.slice(pos, lt));
+      if (lt > pos && (this.capture || this.inFormula)) this.append(s, pos, lt);
       if (lt + 1 >= n) {
         this.pending = s.slice(lt);
         return;
@@ -116,7 +176,10 @@ export class SheetXmlScanner {
         } else if (s.startsWith('<![CDATA[', lt)) {
           const end = s.indexOf(']]>', lt + 9);
           if (end < 0) return this.keep(s, lt);
-          if (this.capture) this.text += s.slice(lt + 9, end);
+          if (this.capture) {
+          this.text += s.slice(lt + 9, end);
+          this.append(s, 0, 0);
+        }
           pos = end + 3;
         } else if (n - lt < 9 && ('<![CDATA['.startsWith(s.slice(lt)) || '<!--'.startsWith(s.slice(lt)))) {
           return this.keep(s, lt);
@@ -145,6 +208,21 @@ export class SheetXmlScanner {
     if (this.done) return;
     if (this.pending.trim().length > 0) throw new SheetXmlError(`the XML ends inside ${JSON.stringify(this.pending.slice(0, 20))}`);
     if (this.stack.length > 0) throw new SheetXmlError(`the XML ends before </${this.stack[this.stack.length - 1]}>`);
+  }
+
+  /** Adds s[from, to) to the cell's text; a cell past `maxCellChars` is refused. */
+  private append(s: string, from: number, to: number): void {
+    if (this.inFormula) {
+      if (to > from) this.formula += decodeEntities(s.slice(from, to));
+      if (this.formula.length <= this.maxCellChars) return;
+    } else if (to > from) this.text += decodeEntities(s.slice(from, to));
+    if (this.text.length > this.maxCellChars || this.formula.length > this.maxCellChars) {
+      throw new SheetLimitError(
+        `the cell ${letters(this.col)}${this.rowNumber} holds more than ${this.maxCellChars.toLocaleString('en-US')} characters (Excel's own limit is ${EXCEL_MAX_CELL_CHARS.toLocaleString('en-US')})`,
+        this.rowNumber,
+        letters(this.col),
+      );
+    }
   }
 
   private keep(s: string, from: number): void {
@@ -181,11 +259,19 @@ export class SheetXmlScanner {
         this.type = t;
         this.style = st;
         this.text = '';
+        this.hasFormula = false;
+        this.formula = '';
+        this.hasValue = false;
         if (selfClosing) this.closeCell();
         break;
       }
       case 'v':
+        this.hasValue = true;
         if (!selfClosing) this.capture = true;
+        break;
+      case 'f':
+        this.hasFormula = true;
+        if (!selfClosing) this.inFormula = true;
         break;
       case 't':
         if (this.inIs && this.phonetic === 0 && !selfClosing) this.capture = true;
@@ -203,6 +289,12 @@ export class SheetXmlScanner {
         });
         const number = r !== undefined ? Number(r) : NaN;
         this.rowNumber = Number.isInteger(number) && number > 0 ? number : this.rowNumber + 1;
+        if (this.rowNumber > EXCEL_MAX_ROWS) {
+          throw new SheetLimitError(
+            `the sheet has a row ${this.rowNumber.toLocaleString('en-US')}, past Excel's last row ${EXCEL_MAX_ROWS.toLocaleString('en-US')}: no Excel file holds it`,
+            this.rowNumber,
+          );
+        }
         this.cells = [];
         this.nextCol = 0;
         if (selfClosing) this.out.push({ rowNumber: this.rowNumber, cells: this.cells });
@@ -230,6 +322,9 @@ export class SheetXmlScanner {
       case 't':
         this.capture = false;
         break;
+      case 'f':
+        this.inFormula = false;
+        break;
       case 'rPh':
         this.phonetic--;
         break;
@@ -251,7 +346,11 @@ export class SheetXmlScanner {
   private closeCell(): void {
     const text = this.text;
     let value: RawCell = null;
-    if (text !== '') {
+    if (text === '' && this.hasFormula && !(this.type === 'str' && this.hasValue)) {
+      // A formula saved without its computed value (openpyxl, pandas and many generators do not
+      // calculate): keep what was typed. (`t="str"` with an empty <v> is a computed empty string.)
+      value = new ExcelFormula(this.formula);
+    } else if (text !== '') {
       switch (this.type) {
         case 's': {
           const index = Number(text);
@@ -263,6 +362,8 @@ export class SheetXmlScanner {
           break;
         }
         case 'inlineStr':
+          value = decodeXEscapes(text);
+          break;
         case 'str':
         case 'e':
         case 'd':
@@ -273,7 +374,12 @@ export class SheetXmlScanner {
           break;
         default: {
           const n = Number(text);
-          value = Number.isNaN(n) ? text : this.ctx.isDateStyle(this.style) ? new ExcelDate(n, this.ctx.date1904) : n;
+          if (Number.isNaN(n)) value = text;
+          else if (this.ctx.isDateStyle(this.style)) value = new ExcelDate(n, this.ctx.date1904);
+          else {
+            const shown = this.style !== 0 ? this.ctx.shownNumber?.(this.style, n) : undefined;
+            value = shown === undefined ? n : new FormattedNumber(n, shown);
+          }
         }
       }
     }
@@ -281,6 +387,8 @@ export class SheetXmlScanner {
     this.nextCol = this.col + 1;
     this.text = '';
     this.capture = false;
+    this.hasFormula = false;
+    this.inFormula = false;
   }
 }
 

@@ -24,12 +24,41 @@ import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import yauzl from 'yauzl';
 import { InputError, errorMessage } from '../../runtime/errors';
 import type { RawRow, RawSource } from './raw';
-import { SheetXmlError, SheetXmlScanner } from './sheet-xml';
+import { decodeXEscapes, SheetLimitError, SheetXmlError, SheetXmlScanner } from './sheet-xml';
+
+/** Limits that refuse a decompression bomb before it is inflated (see docs/records.md). */
+export interface XlsxLimits {
+  /** Longest cell text, in characters. @default 1_048_576 (32 times Excel's 32,767) */
+  maxCellChars: number;
+  /** Largest inflated size of the sheet or shared-strings part, in MB (MiB). @default 2048 */
+  maxInflatedMB: number;
+  /** Largest inflated-to-zipped ratio of a part that inflates past 64 MB. @default 100 */
+  maxCompressionRatio: number;
+}
+
+export const DEFAULT_XLSX_LIMITS: XlsxLimits = { maxCellChars: 1_048_576, maxInflatedMB: 2048, maxCompressionRatio: 100 };
+/** Parts smaller than this inflated are not held to the ratio limit (small parts of repeated markup compress well). */
+const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
 
 export interface XlsxOptions {
   fileName: string;
-  /** Sheet to read; the first visible worksheet when not given. */
-  sheet?: string;
+  /** @default DEFAULT_XLSX_LIMITS */
+  limits?: Partial<XlsxLimits>;
+}
+
+export interface XlsxSheet {
+  name: string;
+  hidden: boolean;
+}
+
+/** An opened workbook: its worksheets, each readable as a stream of rows. */
+export interface XlsxWorkbook {
+  /** Worksheets in workbook order. */
+  sheets: XlsxSheet[];
+  /** Opens worksheet `index` (of `sheets`) as rows; its `close()` closes the whole workbook. */
+  openSheet(index: number): Promise<RawSource>;
+  /** Releases the temp file and handles; safe to call twice. */
+  close(): Promise<void>;
 }
 
 const REL_OFFICE_DOCUMENT = /\/officeDocument$/;
@@ -38,6 +67,9 @@ const REL_SHARED_STRINGS = /\/sharedStrings$/;
 const REL_STYLES = /\/styles$/;
 /** Parts read whole (workbook, relationships, styles) may not be larger than this. */
 const MAX_SMALL_PART = 64 * 1024 * 1024;
+
+/** Built-in number formats that show ids differently from the plain number (ECMA-376 18.8.30). */
+const BUILTIN_ID_FORMATS = new Map<number, string>([[11, '0.00E+00']]);
 
 /** Built-in number formats that show dates or times (ECMA-376 18.8.30, plus the CJK date ids). */
 const BUILTIN_DATE_FORMATS = new Set([14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58]);
@@ -53,6 +85,75 @@ function isDateFormatCode(code: string): boolean {
     .replace(/\[[^\]]*\]/g, ''); // colours, conditions, locales
   const section = (stripped.split(';')[0] ?? '').replace(/AM\/PM|A\/P/gi, 'h');
   return /[ydmhs]/i.test(section);
+}
+
+/** The format code's first section as literal text and digit placeholders; undefined when it holds anything else. */
+function formatTokens(code: string): (string | { zeros: number })[] | undefined {
+  const section = code.split(';')[0] ?? '';
+  const tokens: (string | { zeros: number })[] = [];
+  for (let i = 0; i < section.length; i++) {
+    const c = section[i]!;
+    if (c === '"') {
+      const end = section.indexOf('"', i + 1);
+      if (end < 0) return undefined;
+      tokens.push(section.slice(i + 1, end));
+      i = end;
+    } else if (c === '\\') {
+      if (i + 1 >= section.length) return undefined;
+      tokens.push(section[++i]!);
+    } else if (c === '0') {
+      const last = tokens[tokens.length - 1];
+      if (typeof last === 'object') last.zeros++;
+      else tokens.push({ zeros: 1 });
+    } else if (c === '-' || c === ' ' || c === '(' || c === ')' || c === '/') tokens.push(c);
+    else return undefined;
+  }
+  return tokens;
+}
+
+/**
+ * How a number format shows a whole number when that differs from the plain number in a way that
+ * matters for ids: zero padding (`000000` shows 123 as 000123, `00000\-0000` shows 123456789 as
+ * 12345-6789) and scientific notation (`0.00E+00` shows 1234567890123456 as 1.23E+15). Undefined
+ * for every other format (General, decimals, currency...): those cells stay numbers.
+ */
+export function idFormatter(code: string): ((n: number) => string | undefined) | undefined {
+  const sci = /^(?:"[^"]*")*0(?:\.(0+))?[eE]([+-])(0+)(?:"[^"]*")*$/.exec(code.split(';')[0] ?? '');
+  if (sci) {
+    const decimals = sci[1]?.length ?? 0;
+    const alwaysSign = sci[2] === '+';
+    const expDigits = sci[3]!.length;
+    return (n) => {
+      if (!Number.isInteger(n)) return undefined;
+      const [mantissa, exp] = n.toExponential(decimals).split('e') as [string, string];
+      const e = Number(exp);
+      const sign = e < 0 ? '-' : alwaysSign ? '+' : '';
+      return `${mantissa}E${sign}${String(Math.abs(e)).padStart(expDigits, '0')}`;
+    };
+  }
+  const tokens = formatTokens(code);
+  if (!tokens) return undefined;
+  const groups = tokens.filter((t): t is { zeros: number } => typeof t === 'object');
+  const zeros = groups.reduce((sum, g) => sum + g.zeros, 0);
+  if (groups.length === 0 || zeros < 2) return undefined;
+  return (n) => {
+    if (!Number.isSafeInteger(n)) return undefined;
+    const digits = String(Math.abs(n)).padStart(zeros, '0');
+    // Placeholders are filled from the right; extra leading digits go to the first group.
+    let extra = digits.length - zeros;
+    let at = 0;
+    let out = n < 0 ? '-' : '';
+    for (const t of tokens) {
+      if (typeof t === 'string') out += t;
+      else {
+        const take = t.zeros + extra;
+        out += digits.slice(at, at + take);
+        at += take;
+        extra = 0;
+      }
+    }
+    return out;
+  };
 }
 
 /** Shared strings packed as UTF-8 in 1 MB blocks: a few bytes per string instead of a JS string each. */
@@ -171,9 +272,37 @@ async function streamToString(stream: Readable, limit: number, what: string): Pr
   return Buffer.concat(parts).toString('utf8');
 }
 
-/** Spools the bytes to a temp file and opens the chosen worksheet for streaming. */
-export async function openXlsx(chunks: AsyncIterable<Buffer>, opts: XlsxOptions): Promise<RawSource> {
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toLocaleString('en-US', { maximumFractionDigits: bytes < 10 * 1024 * 1024 ? 1 : 0 })} MB`;
+
+/** What a zip entry claims: its inflated and zipped sizes, for messages. */
+function claimOf(entry: yauzl.Entry): string {
+  const ratio = entry.compressedSize > 0 ? Math.round(entry.uncompressedSize / entry.compressedSize) : Infinity;
+  return `it claims to inflate from ${mb(entry.compressedSize)} to ${mb(entry.uncompressedSize)}${Number.isFinite(ratio) ? ` (${ratio.toLocaleString('en-US')}:1)` : ''}`;
+}
+
+/**
+ * Refuses a part whose zip entry claims more than the limits allow, before a byte is inflated
+ * (yauzl then checks that the entry inflates to exactly what it claims).
+ */
+function checkClaim(fileName: string, what: string, entry: yauzl.Entry, limits: XlsxLimits): void {
+  const size = entry.uncompressedSize;
+  const overSize = size > limits.maxInflatedMB * 1024 * 1024;
+  const ratio = size / Math.max(1, entry.compressedSize);
+  const overRatio = size > RATIO_FLOOR_BYTES && ratio > limits.maxCompressionRatio;
+  if (!overSize && !overRatio) return;
+  const limit = overSize
+    ? `more than the ${limits.maxInflatedMB.toLocaleString('en-US')} MB this pipeline accepts (input.limits.maxInflatedMB)`
+    : `a ratio past the ${limits.maxCompressionRatio.toLocaleString('en-US')}:1 this pipeline accepts (input.limits.maxCompressionRatio; real spreadsheets compress about 5-20:1)`;
+  throw new InputError(
+    `${fileName} was refused before reading: its ${what} (${entry.fileName}) ${claimOf(entry)}, ${limit}. A small upload that inflates this much is most likely not a real workbook (a "zip bomb"). If the file is genuine, export it as CSV, or raise the limit in the pipeline's config.`,
+    { file: fileName },
+  );
+}
+
+/** Spools the bytes to a temp file and opens the workbook: its sheet list, styles and shared strings. */
+export async function openXlsx(chunks: AsyncIterable<Buffer>, opts: XlsxOptions): Promise<XlsxWorkbook> {
   const { fileName } = opts;
+  const limits: XlsxLimits = { ...DEFAULT_XLSX_LIMITS, ...opts.limits };
   const dir = await mkdtemp(join(tmpdir(), 'fanout-xlsx-'));
   let zip: yauzl.ZipFile | undefined;
   let closed = false;
@@ -263,43 +392,31 @@ export async function openXlsx(chunks: AsyncIterable<Buffer>, opts: XlsxOptions)
       return rel !== undefined && REL_WORKSHEET.test(rel.type) && find(rel.target) !== undefined;
     });
 
-    let chosen: SheetInfo | undefined;
-    if (opts.sheet !== undefined) {
-      const wanted = opts.sheet.trim().toLowerCase();
-      chosen = worksheets.find((s) => s.name.trim().toLowerCase() === wanted);
-      if (!chosen) {
-        throw new InputError(
-          `${fileName} has no sheet named "${opts.sheet}". Its sheets are: ${sheets.map((s) => `"${s.name}"`).join(', ') || 'none'}. Rename the sheet in the workbook, or set the pipeline's input.sheet to one of these.`,
-          { file: fileName, sheet: opts.sheet },
-        );
-      }
-    } else {
-      chosen = worksheets.find((s) => !s.hidden) ?? worksheets[0];
-      if (!chosen) {
-        throw new InputError(`${fileName} has no worksheet to read. Put the data on a worksheet and upload the workbook again.`, {
-          file: fileName,
-        });
-      }
-    }
-    const sheetName = chosen.name;
-    const sheetPath = relById.get(chosen.rid)!.target;
-
     // Styles: which cell formats (the s attribute) display a date.
     const isDateStyle: boolean[] = [];
+    const shownAs: (((n: number) => string | undefined) | undefined)[] = [];
     const stylesRel = rels.find((r) => REL_STYLES.test(r.type));
     const stylesXml = stylesRel ? await readSmall(stylesRel.target) : undefined;
     if (stylesXml) {
       const customDate = new Map<number, boolean>();
+      const customCode = new Map<number, string>();
       let inCellXfs = false;
       try {
         const parser = newParser();
         parser.on('opentag', (tag) => {
           const name = localName(tag.name);
-          if (name === 'numFmt') customDate.set(Number(attr(tag, 'numFmtId')), isDateFormatCode(attr(tag, 'formatCode') ?? ''));
-          else if (name === 'cellXfs') inCellXfs = true;
+          if (name === 'numFmt') {
+            const id = Number(attr(tag, 'numFmtId'));
+            const code = attr(tag, 'formatCode') ?? '';
+            customDate.set(id, isDateFormatCode(code));
+            customCode.set(id, code);
+          } else if (name === 'cellXfs') inCellXfs = true;
           else if (name === 'xf' && inCellXfs) {
             const id = Number(attr(tag, 'numFmtId') ?? 0);
-            isDateStyle.push(customDate.get(id) ?? BUILTIN_DATE_FORMATS.has(id));
+            const date = customDate.get(id) ?? BUILTIN_DATE_FORMATS.has(id);
+            isDateStyle.push(date);
+            const code = customCode.get(id) ?? BUILTIN_ID_FORMATS.get(id);
+            shownAs.push(!date && code !== undefined ? idFormatter(code) : undefined);
           }
         });
         parser.on('closetag', (tag) => {
@@ -315,12 +432,29 @@ export async function openXlsx(chunks: AsyncIterable<Buffer>, opts: XlsxOptions)
     const strings = new SharedStrings();
     const stringsRel = rels.find((r) => REL_SHARED_STRINGS.test(r.type));
     const stringsEntry = stringsRel ? find(stringsRel.target) : undefined;
-    if (stringsEntry) await readSharedStrings(await open(stringsEntry), stringsEntry.crc32, strings, fileName);
+    if (stringsEntry) {
+      checkClaim(fileName, 'shared-strings part', stringsEntry, limits);
+      await readSharedStrings(await open(stringsEntry), stringsEntry.crc32, strings, fileName, limits.maxCellChars);
+    }
 
-    const sheetEntry = find(sheetPath)!;
-    const sheetStream = await open(sheetEntry);
-    const batches = sheetBatches(sheetStream, sheetEntry.crc32, { fileName, sheetName, strings, isDateStyle, date1904 }, close);
-    return { batches, sheet: sheetName, date1904, strictWidth: false, close };
+    const openSheet = async (index: number): Promise<RawSource> => {
+      const sheet = worksheets[index];
+      if (!sheet) throw new RangeError(`${fileName} has no worksheet ${index}`);
+      const sheetEntry = find(relById.get(sheet.rid)!.target)!;
+      checkClaim(fileName, `sheet "${sheet.name}"`, sheetEntry, limits);
+      const sheetStream = await open(sheetEntry);
+      const batches = sheetBatches(sheetStream, sheetEntry, {
+        fileName,
+        sheetName: sheet.name,
+        strings,
+        isDateStyle,
+        shownAs,
+        date1904,
+        maxCellChars: limits.maxCellChars,
+      });
+      return { batches, sheet: sheet.name, date1904, strictWidth: false, close };
+    };
+    return { sheets: worksheets.map((w) => ({ name: w.name, hidden: w.hidden })), openSheet, close };
   } catch (err) {
     await close();
     throw err;
@@ -343,7 +477,7 @@ async function listEntries(zip: yauzl.ZipFile, fileName: string): Promise<Map<st
   return entries;
 }
 
-async function readSharedStrings(stream: Readable, crc: number, strings: SharedStrings, fileName: string): Promise<void> {
+async function readSharedStrings(stream: Readable, crc: number, strings: SharedStrings, fileName: string, maxChars: number): Promise<void> {
   const parser = newParser();
   let inSi = false;
   let capture = false;
@@ -357,8 +491,16 @@ async function readSharedStrings(stream: Readable, crc: number, strings: SharedS
     } else if (name === 't' && inSi && phonetic === 0) capture = true;
     else if (name === 'rPh') phonetic++;
   });
+  const tooLong = () =>
+    new InputError(
+      `${fileName}: shared string ${strings.count + 1} holds more than ${maxChars.toLocaleString('en-US')} characters (Excel's own limit is 32,767 per cell), so the file is not a workbook Excel wrote. Export the data as CSV, or raise the pipeline's input.limits.maxCellChars if the file is genuine.`,
+      { file: fileName },
+    );
   parser.on('text', (t) => {
-    if (capture) text += t;
+    if (capture) {
+      text += t;
+      if (text.length > maxChars) throw tooLong();
+    }
   });
   parser.on('cdata', (t) => {
     if (capture) text += t;
@@ -369,14 +511,14 @@ async function readSharedStrings(stream: Readable, crc: number, strings: SharedS
     else if (name === 'rPh') phonetic--;
     else if (name === 'si') {
       inSi = false;
-      strings.add(text);
+      strings.add(decodeXEscapes(text));
     }
   });
   try {
     for await (const text of entryText(stream, crc)) parser.write(text);
     parser.close();
   } catch (err) {
-    throw zipError(fileName, err);
+    throw err instanceof InputError ? err : zipError(fileName, err);
   }
 }
 
@@ -407,24 +549,38 @@ interface SheetInfoForRows {
   sheetName: string;
   strings: SharedStrings;
   isDateStyle: boolean[];
+  shownAs: (((n: number) => string | undefined) | undefined)[];
   date1904: boolean;
+  maxCellChars: number;
 }
 
 /** Scans sheet XML as it inflates, one batch of rows per chunk. */
-async function* sheetBatches(stream: Readable, crc: number, info: SheetInfoForRows, close: () => Promise<void>): AsyncGenerator<RawRow[]> {
-  const { fileName, sheetName, strings, isDateStyle, date1904 } = info;
+async function* sheetBatches(stream: Readable, entry: yauzl.Entry, info: SheetInfoForRows): AsyncGenerator<RawRow[]> {
+  const { fileName, sheetName, strings, isDateStyle, shownAs, date1904 } = info;
   const scanner = new SheetXmlScanner({
     sharedString: (i) => strings.get(i),
     isDateStyle: (st) => isDateStyle[st] === true,
+    shownNumber: (st, n) => shownAs[st]?.(n),
     date1904,
+    maxCellChars: info.maxCellChars,
   });
+  const where = `${fileName}, sheet "${sheetName}"`;
   const damaged = (err: unknown) =>
     new InputError(
-      `${fileName}, sheet "${sheetName}": the ${err instanceof SheetXmlError ? "sheet's XML" : 'workbook'} is damaged after row ${scanner.lastRow} (${errorMessage(err)}). Open the workbook in Excel, save it again, and upload it again.`,
+      `${where}: the ${err instanceof SheetXmlError ? "sheet's XML" : 'workbook'} is damaged after row ${scanner.lastRow} (${errorMessage(err)}). Open the workbook in Excel, save it again, and upload it again.`,
       { file: fileName, sheet: sheetName, row: scanner.lastRow },
     );
+  const tooMuch = (err: SheetLimitError) =>
+    new InputError(
+      `${where} was refused: ${err.message}, and the sheet part ${claimOf(entry)}. ${
+        err.column === undefined
+          ? 'Split the data into files of at most 1,048,575 rows, or upload it as CSV.'
+          : "A file Excel wrote cannot hold such a cell (most likely it is a \"zip bomb\"). If it is genuine, upload it as CSV or raise the pipeline's input.limits.maxCellChars."
+      }`,
+      { file: fileName, sheet: sheetName, row: err.row, ...(err.column !== undefined ? { column: err.column } : {}) },
+    );
   try {
-    const texts = entryText(stream, crc);
+    const texts = entryText(stream, entry.crc32);
     try {
       for await (const text of texts) {
         scanner.write(text);
@@ -434,12 +590,11 @@ async function* sheetBatches(stream: Readable, crc: number, info: SheetInfoForRo
       }
       if (!scanner.done) scanner.end();
     } catch (err) {
-      throw err instanceof InputError ? err : damaged(err);
+      throw err instanceof InputError ? err : err instanceof SheetLimitError ? tooMuch(err) : damaged(err);
     } finally {
       await texts.return(undefined);
     }
   } finally {
     stream.destroy();
-    await close();
   }
 }
