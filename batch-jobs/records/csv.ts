@@ -1,12 +1,13 @@
 /**
- * CSV/TSV reader: papaparse's parser fed chunk by chunk (pull-based, so memory holds one chunk
- * and the last partial record), with the delimiter and line ending detected from the header line.
+ * CSV/TSV reader: papaparse's public streaming API (`Papa.parse` on a Node stream with a `chunk`
+ * callback), with the delimiter and line ending detected from the header line. The text stream is
+ * paused while parsed rows wait to be taken, so memory holds a few chunks of rows and the last
+ * partial record whatever the file's size.
  */
+import { Readable } from 'node:stream';
 import Papa from 'papaparse';
 import { InputError } from '../../runtime/errors';
-import { TextEncodingError } from './bytes';
 import type { RawRow, RawSource } from './raw';
-
 /** Delimiters a .csv may use, detected from the header line. */
 const CSV_DELIMITERS = [',', ';', '|', '\t'] as const;
 
@@ -58,25 +59,12 @@ interface PapaError {
   row?: number;
 }
 
+/** Batches of parsed rows held before the text stream is paused. */
+const MAX_QUEUED_BATCHES = 4;
+
 /** Reads decoded text chunks as rows of raw (string) cells. */
 export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): Promise<RawSource> {
-  const source = texts[Symbol.asyncIterator]();
-  let rowNumber = 0;
-  const iterator: AsyncIterator<string> = {
-    next: async () => {
-      try {
-        return await source.next();
-      } catch (err) {
-        if (!(err instanceof TextEncodingError)) throw err;
-        const at = rowNumber + 1;
-        throw new InputError(
-          `${opts.fileName}, row ${at}: ${err.message}. Save the file as "CSV UTF-8" (or UTF-16 "Unicode text") and upload it again.`,
-          { file: opts.fileName, row: at },
-        );
-      }
-    },
-    return: async () => (await source.return?.()) ?? { done: true, value: undefined },
-  };
+  const iterator = texts[Symbol.asyncIterator]();
   // The first chunk decides delimiter and line ending; read until it holds a whole line (and a second one,
   // for Excel's "sep=;" line).
   let first = '';
@@ -99,7 +87,38 @@ export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): P
   }
   delimiter ??= detectDelimiter(first);
   const newline = detectNewline(first);
-  const parser = new Papa.Parser({ delimiter, newline, quoteChar: '"' });
+
+  async function* textChunks(): AsyncGenerator<string> {
+    if (first.length > 0) yield first;
+    if (ended) return;
+    for (;;) {
+      const next = await iterator.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  const text = Readable.from(textChunks(), { objectMode: true, highWaterMark: 1 });
+
+  let rowNumber = 0;
+  /** Characters handed to the parser (counted before papaparse's own 'data' listener sees them). */
+  let fed = 0;
+  text.on('data', (chunk: string) => {
+    fed += chunk.length;
+  });
+  const queue: RawRow[][] = [];
+  let done = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const signal = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const fail = (err: unknown) => {
+    failure ??= err;
+    text.destroy();
+    signal();
+  };
 
   const toRows = (data: string[][], errors: PapaError[]): RawRow[] => {
     const rows: RawRow[] = new Array(data.length);
@@ -121,31 +140,53 @@ export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): P
     return rows;
   };
 
-  async function* batches(): AsyncGenerator<RawRow[]> {
-    try {
-      let partial = '';
-      let chunk: string | undefined = first;
-      while (chunk !== undefined) {
-        const aggregate: string = partial + chunk;
-        const result = parser.parse(aggregate, 0, true) as Papa.ParseResult<string[]>;
-        partial = aggregate.substring(result.meta.cursor);
-        if (partial.length > MAX_RECORD_CHARS) {
+  Papa.parse<string[]>(text, {
+    delimiter,
+    newline,
+    quoteChar: '"',
+    chunk: (results) => {
+      if (failure !== undefined) return;
+      try {
+        // What papaparse holds back as the start of a record still to be completed.
+        const partial = fed - results.meta.cursor;
+        if (partial > MAX_RECORD_CHARS) {
           throw new InputError(
             `${opts.fileName}, row ${rowNumber + 1}: a record runs on for more than ${MAX_RECORD_CHARS / 1024 / 1024} MB, most likely because a quoted value is never closed. Check the quotes of that row and upload the file again.`,
             { file: opts.fileName, row: rowNumber + 1 },
           );
         }
-        if (result.data.length > 0) yield toRows(result.data, result.errors as PapaError[]);
-        if (ended) break;
-        const next = await iterator.next();
-        if (next.done) break;
-        chunk = next.value;
+        if (results.data.length > 0) queue.push(toRows(results.data, results.errors as PapaError[]));
+        if (queue.length >= MAX_QUEUED_BATCHES) text.pause();
+        signal();
+      } catch (err) {
+        fail(err);
       }
-      if (partial.length > 0) {
-        const result = parser.parse(partial, 0, false) as Papa.ParseResult<string[]>;
-        if (result.data.length > 0) yield toRows(result.data, result.errors as PapaError[]);
+    },
+    complete: () => {
+      done = true;
+      signal();
+    },
+    error: (err: Error) => fail(err),
+  });
+
+  async function* batches(): AsyncGenerator<RawRow[]> {
+    try {
+      for (;;) {
+        const batch = queue.shift();
+        if (batch) {
+          if (queue.length < MAX_QUEUED_BATCHES && text.isPaused() && failure === undefined) text.resume();
+          yield batch;
+          continue;
+        }
+        if (failure !== undefined) throw failure;
+        if (done) return;
+        if (text.isPaused()) text.resume();
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
       }
     } finally {
+      if (!done) text.destroy();
       await iterator.return?.();
     }
   }
@@ -154,6 +195,7 @@ export async function openCsv(texts: AsyncIterable<string>, opts: CsvOptions): P
     batches: batches(),
     strictWidth: true,
     close: async () => {
+      if (!done) text.destroy();
       await iterator.return?.();
     },
   };
