@@ -11,20 +11,27 @@ import type { Readable } from 'node:stream';
 import { normaliseHeader, type ColumnConfig, type ColumnType } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
 import type { Cell, Row } from '../../runtime/model';
-import { decodeText, peek, sniff, type Sniffed } from './bytes';
+import { decodeText, ESCAPED_BYTE_BASE, peek, sniff, type Sniffed, type TextFlags } from './bytes';
 import { openCsv } from './csv';
-import { isBlank, normaliseCell, rawToText } from './normalise';
+import { isBlank, normaliseCell, rawToText, type RawCell } from './normalise';
 import { columnLetter, type RawRow, type RawSource } from './raw';
-import { openXlsx } from './xlsx';
+import { openXlsx, type XlsxLimits, type XlsxWorkbook } from './xlsx';
 
 export interface OpenRecordsOptions {
   /** e.g. 'customers.xlsx': type detection by extension, and named in messages. */
   fileName: string;
   /** The pipeline's declared input columns. */
   columns: ColumnConfig[];
-  /** Workbook sheet to read. @default - the first (visible) sheet */
+  /** Workbook sheet to read. @default - the first visible sheet that has a header row */
   sheet?: string;
+  /** Non-empty rows at the top of a sheet searched for the header row. @default 10 */
+  headerSearchRows?: number;
+  /** Limits that refuse a workbook that inflates too far (decompression bombs). @default DEFAULT_XLSX_LIMITS */
+  limits?: Partial<XlsxLimits>;
 }
+
+/** Non-empty rows searched for the header row when the options do not say. */
+export const DEFAULT_HEADER_SEARCH_ROWS = 10;
 
 export interface SourceRow {
   /** Row number as a spreadsheet shows it (header = row 1; records, not physical lines, for CSV). */
@@ -40,6 +47,10 @@ export interface RecordSource {
   sheet?: string;
   /** Output column names in file order: declared columns under their schema name, others under their header text. */
   columns: string[];
+  /** Row number of the header row. */
+  headerRow: number;
+  /** What a person should know about how the file was read (a header below a title, another sheet, an encoding). */
+  notes: string[];
   /** Single pass, streamed. Break out of the loop early and the temp files and input are released. */
   rows: AsyncIterable<SourceRow>;
 }
@@ -81,18 +92,86 @@ export async function openRecords(input: Readable, opts: OpenRecordsOptions): Pr
     throw err;
   }
 
-  const raw: RawSource =
-    kind === 'xlsx'
-      ? await openXlsx(chunks, { fileName: file, sheet: opts.sheet })
-      : await openCsv(decodeText(chunks, sniffed.encoding ?? 'utf-8'), { fileName: file, delimiter: kind === 'tsv' ? '\t' : undefined });
+  if (kind !== 'xlsx') {
+    const flags: TextFlags = { invalidBytes: false, nul: false };
+    const raw = await openCsv(decodeText(chunks, sniffed.encoding ?? 'utf-8', flags), {
+      fileName: file,
+      delimiter: kind === 'tsv' ? '\t' : undefined,
+    });
+    const found = await withHeader(raw, kind, opts, flags);
+    if (!found.ok) {
+      await raw.batches.return(undefined);
+      await raw.close();
+      input.destroy();
+      throw found.error;
+    }
+    if (sniffed.assumed) found.source.notes.push(`${file}: ${sniffed.assumed}.`);
+    return found.source;
+  }
+  const book = await openXlsx(chunks, { fileName: file, limits: opts.limits });
   try {
-    return await withHeader(raw, kind, opts);
+    return await readWorkbook(book, opts);
   } catch (err) {
-    await raw.batches.return(undefined);
-    await raw.close();
+    await book.close();
     input.destroy();
     throw err;
   }
+}
+
+/** Reads the named sheet, or the first visible sheet that has a header row. */
+async function readWorkbook(book: XlsxWorkbook, opts: OpenRecordsOptions): Promise<RecordSource> {
+  const file = opts.fileName;
+  const sheets = book.sheets;
+  const tryOne = async (index: number) => {
+    const raw = await book.openSheet(index);
+    const found = await withHeader(raw, 'xlsx', opts);
+    if (!found.ok) await raw.batches.return(undefined);
+    return found;
+  };
+  if (opts.sheet !== undefined) {
+    const wanted = opts.sheet.trim().toLowerCase();
+    const index = sheets.findIndex((s) => s.name.trim().toLowerCase() === wanted);
+    if (index < 0) {
+      throw new InputError(
+        `${file} has no sheet named "${opts.sheet}". Its sheets are: ${sheets.map((s) => `"${s.name}"`).join(', ') || 'none'}. Rename the sheet in the workbook, or set the pipeline's input.sheet to one of these.`,
+        { file, sheet: opts.sheet },
+      );
+    }
+    const found = await tryOne(index);
+    if (!found.ok) throw found.error;
+    return found.source;
+  }
+  const visible = sheets.flatMap((s, i) => (s.hidden ? [] : [i]));
+  const candidates = visible.length > 0 ? visible : sheets.map((_, i) => i);
+  if (candidates.length === 0) {
+    throw new InputError(`${file} has no worksheet to read. Put the data on a worksheet and upload the workbook again.`, { file });
+  }
+  const misses: { sheet: string; result: Extract<HeaderResult, { ok: false }> }[] = [];
+  for (const index of candidates) {
+    const found = await tryOne(index);
+    if (found.ok) {
+      if (misses.length > 0) {
+        const skipped = misses.map((m) => `"${m.sheet}"`).join(', ');
+        found.source.notes.unshift(`Read sheet "${sheets[index]!.name}": the sheet${misses.length > 1 ? 's' : ''} before it (${skipped}) ${misses.length > 1 ? 'have' : 'has'} no header row with the pipeline's columns.`);
+      }
+      return found.source;
+    }
+    misses.push({ sheet: sheets[index]!.name, result: found });
+  }
+  // No sheet has a header row: one sheet with data says what it lacks; several are listed.
+  const withData = misses.filter((m) => m.result.firstRow !== undefined);
+  if (withData.length <= 1) throw (withData[0] ?? misses[0]!).result.error;
+  const required = opts.columns.filter((c) => c.required).map((c) => `"${c.name}"`);
+  const list = misses
+    .map((m) => {
+      const r = m.result.firstRow;
+      return r ? `"${m.sheet}" (first non-empty row ${r.rowNumber}: ${r.texts.map((t) => JSON.stringify(t)).join(', ')})` : `"${m.sheet}" (empty)`;
+    })
+    .join('; ');
+  throw new InputError(
+    `${file}: no sheet has a header row with the pipeline's columns${required.length > 0 ? ` (${required.join(', ')} are required)` : ''} among its first ${opts.headerSearchRows ?? DEFAULT_HEADER_SEARCH_ROWS} non-empty rows. Sheets: ${list}. Put the headers on the sheet with the data, or set the pipeline's input.sheet.`,
+    { file },
+  );
 }
 
 function checkContent(file: string, kind: RecordSource['kind'], sniffed: Sniffed, size: number): void {
@@ -167,27 +246,130 @@ function isEmptyRow(row: RawRow): boolean {
   return true;
 }
 
-async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: OpenRecordsOptions): Promise<RecordSource> {
+type HeaderResult =
+  | { ok: true; source: RecordSource }
+  | {
+      ok: false;
+      error: InputError;
+      /** The first non-empty row, when the sheet has one (for the list of sheets). */
+      firstRow?: { rowNumber: number; texts: string[] };
+    };
+
+/** The header texts of a row: trimmed text per cell, null for blank cells. */
+function headerTextsOf(row: RawRow): (string | null)[] {
+  return Array.from({ length: row.cells.length }, (_, i) => rawToText(row.cells[i] ?? null));
+}
+
+/** A problem of one cell's text that its row must carry: bytes that are not UTF-8, NUL characters. */
+function textProblem(text: string): { problem: string; cleaned: string } | undefined {
+  let bad = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0 || (c >= ESCAPED_BYTE_BASE + 0x80 && c <= ESCAPED_BYTE_BASE + 0xff)) {
+      bad = i;
+      break;
+    }
+  }
+  if (bad < 0) return undefined;
+  const at = Buffer.byteLength(text.slice(0, bad), 'utf8') + 1;
+  const cleaned = text.replace(/[\u0000\udc80-\udcff]/g, '\ufffd');
+  const c = text.charCodeAt(bad);
+  if (c === 0) {
+    return {
+      problem: `holds a NUL character (byte 0) at byte ${at} of the value; the row is not processed. Remove it (it is usually left over from a binary export) and upload the file again`,
+      cleaned,
+    };
+  }
+  const byte = c - ESCAPED_BYTE_BASE;
+  const legacy = new TextDecoder('windows-1252').decode(Uint8Array.of(byte));
+  const more = (text.match(/[\udc80-\udcff]/g)?.length ?? 1) - 1;
+  return {
+    problem: `byte ${at} of the value is 0x${byte.toString(16).toUpperCase()}, which is not UTF-8 (in Windows-1252 it would be ${JSON.stringify(legacy)})${more > 0 ? `, and ${more} more such byte${more > 1 ? 's' : ''}` : ''}; the row is not processed. Save the file as "CSV UTF-8" and upload it again`,
+    cleaned,
+  };
+}
+
+/**
+ * Finds the header row among the first `headerSearchRows` non-empty rows: the first that has every
+ * required column (with no required columns: the first that has any declared column, else the
+ * first non-empty row), and returns the rows below it as the source.
+ */
+async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: OpenRecordsOptions, flags?: TextFlags): Promise<HeaderResult> {
   const file = opts.fileName;
   const where = raw.sheet !== undefined ? `${file}, sheet "${raw.sheet}"` : file;
   const loc = (extra: { row?: number; column?: string } = {}) => ({ file, ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}), ...extra });
   const puller = new RowPuller(raw.batches);
+  const declared = new Map(opts.columns.map((c) => [normaliseHeader(c.name), c]));
+  const required = opts.columns.filter((c) => c.required);
+  const searchRows = Math.max(1, opts.headerSearchRows ?? DEFAULT_HEADER_SEARCH_ROWS);
 
-  let header: RawRow | undefined;
-  while ((header = await puller.next()) !== undefined && isEmptyRow(header));
-  if (!header) {
-    throw new InputError(
-      `${where} is empty: there is no header row and no data. Put the column headers in the first row and the records below them, then upload the file again.`,
-      loc(),
-    );
+  // The first non-empty rows, scored by the declared columns they name.
+  const top: { row: RawRow; texts: (string | null)[]; required: number; declared: number }[] = [];
+  let chosen = -1;
+  while (top.length < searchRows) {
+    const row = await puller.next();
+    if (row === undefined) break;
+    if (isEmptyRow(row)) continue;
+    const texts = headerTextsOf(row);
+    const names = new Set(texts.flatMap((t) => (t === null ? [] : [normaliseHeader(t)])));
+    const score = {
+      row,
+      texts,
+      required: required.filter((c) => names.has(normaliseHeader(c.name))).length,
+      declared: [...declared.keys()].filter((k) => names.has(k)).length,
+    };
+    top.push(score);
+    if (required.length > 0 ? score.required === required.length : score.declared > 0) {
+      chosen = top.length - 1;
+      break;
+    }
   }
+  const firstRow = top[0] ? { rowNumber: top[0].row.rowNumber, texts: top[0].texts.filter((t): t is string => t !== null) } : undefined;
+  if (top.length === 0) {
+    return {
+      ok: false,
+      error: new InputError(
+        `${where} is empty: there is no header row and no data. Put the column headers in the first row and the records below them, then upload the file again.`,
+        loc(),
+      ),
+    };
+  }
+  if (chosen < 0 && required.length === 0) chosen = 0;
+  if (chosen < 0) {
+    // No row has every required column: name the one that came closest (the first on a tie).
+    let best = 0;
+    top.forEach((t, i) => {
+      const b = top[best]!;
+      if (t.required > b.required || (t.required === b.required && t.declared > b.declared)) best = i;
+    });
+    const closest = top[best]!;
+    const names = new Set(closest.texts.flatMap((t) => (t === null ? [] : [normaliseHeader(t)])));
+    const missing = required.filter((c) => !names.has(normaliseHeader(c.name)));
+    const found = closest.texts.filter((t) => t !== null).map((t) => `"${t}"`).join(', ') || 'none';
+    const searched = top.length > 1 ? `, the closest match among the first ${top.length} non-empty rows` : '';
+    return {
+      ok: false,
+      firstRow,
+      error: new InputError(
+        `${where}: required column${missing.length > 1 ? 's' : ''} ${missing.map((c) => `"${c.name}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing from the header row (row ${closest.row.rowNumber}${searched}). Headers found: ${found}. Add the missing column${missing.length > 1 ? 's' : ''} (header matching ignores case and extra spaces) and upload the file again.`,
+        loc({ row: closest.row.rowNumber, column: missing[0]!.name }),
+      ),
+    };
+  }
+  const header = top[chosen]!.row;
+  const headerTexts = top[chosen]!.texts;
+  const notes: string[] = [];
+  if (chosen > 0) {
+    const above = top.slice(0, chosen).map((t) => `row ${t.row.rowNumber}: ${t.texts.filter((x) => x !== null).map((x) => JSON.stringify(x)).join(', ')}`);
+    notes.push(`${where}: the header is on row ${header.rowNumber}; the ${chosen} non-empty row${chosen > 1 ? 's' : ''} above it (${above.join('; ')}) ${chosen > 1 ? 'were' : 'was'} not read as data.`);
+  }
+  // Rows read past the header while searching are data.
+  const pending = top.slice(chosen + 1).map((t) => t.row);
 
   // Header cells -> names. Blank headers past the last named column are dropped; a blank one
   // between named columns is kept as "Column F" so no data is lost silently.
-  const headerTexts = Array.from({ length: header.cells.length }, (_, i) => rawToText(header.cells[i] ?? null));
   let width = headerTexts.length;
   while (width > 0 && headerTexts[width - 1] === null) width--;
-  const declared = new Map(opts.columns.map((c) => [normaliseHeader(c.name), c]));
   const output: OutputColumn[] = [];
   const seen = new Map<string, number[]>();
   for (let i = 0; i < width; i++) {
@@ -201,33 +383,32 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
         : { name: text, index: i, type: 'text', required: false },
     );
   }
-  const found = output.map((c) => `"${headerTexts[c.index] ?? ''}"`).join(', ') || 'none';
 
   const duplicates = [...seen.entries()].filter(([, at]) => at.length > 1);
   if (duplicates.length > 0) {
     const list = duplicates.map(([, at]) => `"${headerTexts[at[0]!]}" (columns ${at.map(columnLetter).join(', ')})`).join('; ');
-    throw new InputError(
-      `${where}, row ${header.rowNumber}: the header has the same column name more than once (case and spaces are ignored): ${list}. Rename or remove the extra columns and upload the file again.`,
-      loc({ row: header.rowNumber, column: headerTexts[duplicates[0]![1][0]!] ?? undefined }),
-    );
-  }
-
-  const missing = opts.columns.filter((c) => c.required && !seen.has(normaliseHeader(c.name)));
-  if (missing.length > 0) {
-    throw new InputError(
-      `${where}: required column${missing.length > 1 ? 's' : ''} ${missing.map((c) => `"${c.name}"`).join(', ')} ${missing.length > 1 ? 'are' : 'is'} missing from the header row (row ${header.rowNumber}). Headers found: ${found}. Add the missing column${missing.length > 1 ? 's' : ''} (header matching ignores case and extra spaces) and upload the file again.`,
-      loc({ row: header.rowNumber, column: missing[0]!.name }),
-    );
+    return {
+      ok: false,
+      firstRow,
+      error: new InputError(
+        `${where}, row ${header.rowNumber}: the header has the same column name more than once (case and spaces are ignored): ${list}. Rename or remove the extra columns and upload the file again.`,
+        loc({ row: header.rowNumber, column: headerTexts[duplicates[0]![1][0]!] ?? undefined }),
+      ),
+    };
   }
 
   // At least one data row, found before anything is handed out.
-  let first: RawRow | undefined;
-  while ((first = await puller.next()) !== undefined && isEmptyRow(first));
+  let first: RawRow | undefined = pending.shift();
+  if (!first) while ((first = await puller.next()) !== undefined && isEmptyRow(first));
   if (!first) {
-    throw new InputError(
-      `${where} has a header row (row ${header.rowNumber}) but no data rows. Add the records below the header and upload the file again.`,
-      loc({ row: header.rowNumber }),
-    );
+    return {
+      ok: false,
+      firstRow,
+      error: new InputError(
+        `${where} has a header row (row ${header.rowNumber}) but no data rows. Add the records below the header and upload the file again.`,
+        loc({ row: header.rowNumber }),
+      ),
+    };
   }
 
   const date1904 = raw.date1904 ?? false;
@@ -237,9 +418,17 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
     const cells = r.cells;
     const row: Row = {};
     const problems: string[] = r.problems ? [...r.problems] : [];
+    const checkText = flags !== undefined && (flags.invalidBytes || flags.nul);
     for (let j = 0; j < output.length; j++) {
       const col = output[j]!;
-      const rawCell = cells[col.index] ?? null;
+      let rawCell: RawCell = cells[col.index] ?? null;
+      if (checkText && typeof rawCell === 'string') {
+        const bad = textProblem(rawCell);
+        if (bad) {
+          problems.push(`row ${r.rowNumber}, column "${col.name}": ${bad.problem}`);
+          rawCell = bad.cleaned;
+        }
+      }
       let value: Cell;
       const result = normaliseCell(rawCell, col.type, date1904);
       if (result.ok) value = result.value;
@@ -254,10 +443,10 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
       const extra = cells.slice(headerWidth).filter((c) => !isBlank(c));
       if (extra.length > 0) {
         problems.push(
-          `row ${r.rowNumber}: ${cells.length} values but the header has ${headerWidth} columns; the extra values (${extra
+          `row ${r.rowNumber}: ${cells.length} values but the header has ${headerWidth} columns, so the values may have shifted and the row is not processed (the extra values: ${extra
             .slice(0, 3)
             .map((c) => JSON.stringify(rawToText(c)))
-            .join(', ')}${extra.length > 3 ? ', ...' : ''}) are ignored. A value containing the delimiter must be quoted.`,
+            .join(', ')}${extra.length > 3 ? ', ...' : ''}). A value containing the delimiter must be quoted; fix the row and upload it again.`,
         );
       }
     }
@@ -265,10 +454,15 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
   };
 
   return {
-    kind,
-    ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}),
-    columns: output.map((c) => c.name),
-    rows: new SourceRows(raw, [first, ...puller.rest()], normaliseRow),
+    ok: true,
+    source: {
+      kind,
+      ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}),
+      columns: output.map((c) => c.name),
+      headerRow: header.rowNumber,
+      notes,
+      rows: new SourceRows(raw, [first, ...pending, ...puller.rest()], normaliseRow),
+    },
   };
 }
 

@@ -124,7 +124,7 @@ describe('reader errors: the header', () => {
     const err = await inputError('customer id,Postcode,Notes\nA1,X,Y\n', 'customers.csv');
     assert.equal(
       err.message,
-      'customers.csv: required columns "Tax Year", "Name" are missing from the header row (row 1). Headers found: "customer id", "Postcode", "Notes". Add the missing columns (header matching ignores case and extra spaces) and upload the file again.',
+      'customers.csv: required columns "Tax Year", "Name" are missing from the header row (row 1, the closest match among the first 2 non-empty rows). Headers found: "customer id", "Postcode", "Notes". Add the missing columns (header matching ignores case and extra spaces) and upload the file again.',
     );
     assert.deepEqual(err.location, { file: 'customers.csv', row: 1, column: 'Tax Year' });
   });
