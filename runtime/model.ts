@@ -78,6 +78,8 @@ export interface RunRecord {
   dataset?: DatasetRunInfo;
   /** Column names of the input, in file order (declared columns by schema name). */
   inputColumns?: string[];
+  /** What split noted about reading the input (header row below a title, another sheet, an encoding); shown in the Summary. */
+  inputNotes?: string[];
   /** Epoch milliseconds. */
   createdAt: number;
   splitDoneAt?: number;

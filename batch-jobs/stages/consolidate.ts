@@ -14,7 +14,7 @@ import { LOG_EVENTS } from '../../runtime/log';
 import { partialResultMail, resultMail, type ResultMailOptions } from '../../runtime/mail/messages';
 import type { MailMessage } from '../../runtime/ports';
 import { keys, type Cell, type ResultLine, type RunRecord } from '../../runtime/model';
-import { createResultWorkbook, type WorkbookColumn } from '../workbook/result-workbook';
+import { createResultWorkbook, distinctNames, type WorkbookColumn } from '../workbook/result-workbook';
 import type { TaskOutputShape } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
 import { readChunk, readResultParts } from './fanout';
@@ -47,20 +47,22 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
   const declared = new Map(pipeline.input.columns.map((c) => [c.name, c.type] as const));
   const inputColumns = run.inputColumns ?? pipeline.input.columns.map((c) => c.name);
   const inputCols: WorkbookColumn[] = inputColumns.map((name) => ({ name, type: declared.get(name) ?? 'text' }));
-  const taken = new Set(inputColumns);
-  const rowCols: WorkbookColumn[] = shape.rowColumns.map((c) => ({
-    name: taken.has(c.name) ? `${c.name} (result)` : c.name,
-    type: c.type,
-  }));
+  // Result and run columns never share a header with an input column: `Status` beside an input `status` is `Status (result)`.
+  const ours = distinctNames(inputColumns, [...shape.rowColumns.map((c) => c.name), 'Status', 'Error', 'Attempts']);
+  const rowCols: WorkbookColumn[] = shape.rowColumns.map((c, j) => ({ name: ours[j]!, type: c.type }));
+  const [statusName, errorName, attemptsName] = ours.slice(shape.rowColumns.length) as [string, string, string];
   const statusCols: WorkbookColumn[] = [
-    { name: 'Status', type: 'text' },
-    { name: 'Error', type: 'text' },
-    { name: 'Attempts', type: 'integer' },
+    { name: statusName, type: 'text' },
+    { name: errorName, type: 'text' },
+    { name: attemptsName, type: 'integer' },
   ];
+  const ident = pipeline.input.groupBy ? [pipeline.input.groupBy] : inputColumns;
+  const [rowsName, errorsErrorName, errorsAttemptsName] = distinctNames(ident, ['Rows', 'Error', 'Attempts']) as [string, string, string];
   const errorCols: WorkbookColumn[] = [
-    { name: 'Rows', type: 'text' },
+    { name: rowsName, type: 'text' },
     ...(pipeline.input.groupBy ? [{ name: pipeline.input.groupBy, type: 'text' as ColumnType }] : inputCols),
-    ...statusCols.slice(1), // Error, Attempts
+    { name: errorsErrorName, type: 'text' },
+    { name: errorsAttemptsName, type: 'integer' },
   ];
   if (!partial) await moveRun(ctx.table, ctx.runId, 'CONSOLIDATING');
 
@@ -74,8 +76,13 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       results: [...inputCols, ...rowCols, ...statusCols],
       errors: errorCols,
       itemSheet: shape.itemSheet
-        ? { name: shape.itemSheet.name, columns: [{ name: 'Rows', type: 'text' }, ...shape.itemSheet.columns, ...statusCols] }
+        ? {
+            name: shape.itemSheet.name,
+            columns: [{ name: 'Rows', type: 'text' }, ...shape.itemSheet.columns, ...statusCols.map((c, j) => ({ ...c, name: ['Status', 'Error', 'Attempts'][j]! }))],
+          }
         : undefined,
+      // A cell cut to Excel's limit is noted in its row's Error column (Results, Errors; the item sheet's own).
+      noteColumns: { results: errorName, errors: errorsErrorName, items: 'Error' },
       // Upper bounds: a sheet that fits gets no CSV copy.
       expectedRows: { results: run.counts?.rows, errors: run.counts?.items, items: run.counts?.items },
     });
@@ -155,6 +162,7 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       ['Succeeded', succeeded],
       ['Failed', failed],
       ['Retried calls', retries],
+      ...(run.inputNotes ?? []).map((note): [string, Cell] => ['Input note', note]),
     ];
     const files = await workbook.finish(summary);
 

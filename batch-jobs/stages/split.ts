@@ -97,6 +97,7 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
   await ctx.table.updateRun(ctx.runId, {
     counts: { rows: result.rows, items: result.items, chunks: result.chunks, succeeded: 0, failed: 0, retries: 0 },
     inputColumns: source.columns,
+    ...(source.notes.length > 0 ? { inputNotes: source.notes } : {}),
     splitDoneAt: now,
   });
   await ctx.notifier.publishSplitDone({

@@ -12,7 +12,7 @@ import type { Cell } from '../../runtime/model';
 import { digits, validDate } from '../records/normalise';
 
 /** Longest text Excel keeps in one cell; longer text is cut in the xlsx copy (CSV keeps it whole). */
-const XLSX_MAX_CELL_CHARS = 32_767;
+export const XLSX_MAX_CELL_CHARS = 32_767;
 /** Excel's column limit (XFD). */
 export const XLSX_MAX_COLUMNS = 16_384;
 

@@ -25,7 +25,7 @@ import { ZipFile } from 'yazl';
 import type { ColumnType } from '../../runtime/config/schema';
 import type { Cell } from '../../runtime/model';
 import { columnLetter } from '../records/raw';
-import { cellXml, csvField, csvText, displayLength, STYLE, textCellXml, XLSX_MAX_COLUMNS } from './cells';
+import { cellXml, csvField, csvText, displayLength, STYLE, textCellXml, XLSX_MAX_CELL_CHARS, XLSX_MAX_COLUMNS } from './cells';
 import {
   appPropsXml,
   contentTypesXml,
@@ -68,17 +68,51 @@ export interface ResultWorkbookOptions {
   maxRowsPerSheet?: number;
   /** Deflate level of the zip entries, 0-9. @default 3 */
   compressionLevel?: number;
+  /**
+   * Column per sheet (by name) where a row's note about a cut cell goes, after any text already
+   * there. @default - no note in the row (the Summary and the long-cells CSV still say it)
+   */
+  noteColumns?: { results?: string; errors?: string; items?: string };
 }
 
 export interface ResultWorkbookFiles {
   workbookPath: string;
-  /** CSV files written alongside (sheets that passed Excel's row limit), each with ALL rows of its sheet. */
+  /**
+   * CSV files written alongside: for a sheet that passed Excel's row limit, ALL its rows; for a
+   * sheet with cells past Excel's 32,767 characters, `<baseName>.<sheet>.long-cells.csv` with the
+   * whole value of each cut cell (Row, Column, Characters, Value).
+   */
   csvPaths: string[];
   /** Data rows added per sheet (all of them, including those only in a CSV file). */
   rows: { results: number; errors: number; items: number };
   /** Names of the sheets whose xlsx copy stops at Excel's limit. */
   truncatedSheets: string[];
+  /** Cells cut to Excel's 32,767 characters in the workbook (whole in a long-cells CSV). */
+  cutCells: number;
 }
+
+/**
+ * Names for the `wanted` columns that differ from the `taken` ones and from each other (case and
+ * spaces ignored): `Status` beside an input column `status` becomes `Status (result)`, then
+ * `Status (result 2)`. A result workbook never has two columns under one header.
+ */
+export function distinctNames(taken: readonly string[], wanted: readonly string[]): string[] {
+  const key = (name: string) => name.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
+  const used = new Set(taken.map(key));
+  return wanted.map((name) => {
+    let candidate = name;
+    for (let n = 1; used.has(key(candidate)); n++) candidate = `${name} (result${n > 1 ? ` ${n}` : ''})`;
+    used.add(key(candidate));
+    return candidate;
+  });
+}
+
+const LONG_CELL_COLUMNS: WorkbookColumn[] = [
+  { name: 'Row', type: 'integer' },
+  { name: 'Column', type: 'text' },
+  { name: 'Characters', type: 'integer' },
+  { name: 'Value', type: 'text' },
+];
 
 export interface ResultWorkbook {
   /** Values aligned with the results columns; await when it returns a promise (backpressure). */
@@ -208,6 +242,10 @@ interface SheetStreamOptions {
   csv: CsvCopy | undefined;
   maxDataRows: number;
   selected: boolean;
+  /** Index of the column that takes notes about cut cells, -1 for none. */
+  noteIndex: number;
+  /** Path of the long-cells CSV, created on the first cell past Excel's limit. */
+  longCellsPath: string;
 }
 
 /** One data sheet: header, frozen pane, autofilter, typed cells; CSV copy when configured. */
@@ -225,6 +263,11 @@ class SheetStream {
   private readonly letters: string[];
   private readonly maxDataRows: number;
   private readonly selected: boolean;
+  private readonly noteIndex: number;
+  private readonly longCellsPath: string;
+  /** The whole values of cut cells, once there is one. */
+  longCells: CsvCopy | undefined;
+  cutCells = 0;
 
   constructor(o: SheetStreamOptions) {
     this.name = o.name;
@@ -235,6 +278,8 @@ class SheetStream {
     this.selected = o.selected;
     this.types = o.columns.map((c) => c.type);
     this.letters = o.columns.map((_, i) => columnLetter(i));
+    this.noteIndex = o.noteIndex;
+    this.longCellsPath = o.longCellsPath;
   }
 
   get truncated(): boolean {
@@ -263,9 +308,40 @@ class SheetStream {
     return combine(toXml, toCsv);
   }
 
-  private rowXml(values: readonly Cell[], r: number): string {
+  /**
+   * A row with text past Excel's cell limit: each such value goes whole to the long-cells CSV, and
+   * the row's note column says what was cut and where the whole value is.
+   */
+  private withNotes(values: readonly Cell[], r: number): readonly Cell[] {
+    const notes: string[] = [];
+    for (let c = 0; c < values.length; c++) {
+      const v = values[c];
+      if (typeof v !== 'string' || v.length <= XLSX_MAX_CELL_CHARS) continue;
+      this.longCells ??= new CsvCopy(this.longCellsPath, LONG_CELL_COLUMNS);
+      void this.longCells.add([r, this.columns[c]!.name, v.length, v]);
+      this.cutCells++;
+      notes.push(
+        `column "${this.columns[c]!.name}" is cut to Excel's ${XLSX_MAX_CELL_CHARS.toLocaleString('en-US')} characters (of ${v.length.toLocaleString('en-US')}); the whole value is in ${basename(this.longCellsPath)}`,
+      );
+    }
+    if (notes.length === 0 || this.noteIndex < 0) return values;
+    const out = values.slice();
+    const before = out[this.noteIndex];
+    out[this.noteIndex] = before === null || before === undefined || before === '' ? notes.join('; ') : `${String(before)}; ${notes.join('; ')}`;
+    return out;
+  }
+
+  private rowXml(row: readonly Cell[], r: number): string {
     const types = this.types;
     const letters = this.letters;
+    let values = row;
+    for (let c = 0; c < row.length; c++) {
+      const v = row[c];
+      if (typeof v === 'string' && v.length > XLSX_MAX_CELL_CHARS) {
+        values = this.withNotes(row, r);
+        break;
+      }
+    }
     let s = `<row r="${r}">`;
     for (let c = 0; c < types.length; c++) {
       const v = values[c];
@@ -309,11 +385,11 @@ class SheetStream {
   async finish(): Promise<void> {
     if (this.sample) await this.start();
     this.xml.write(sheetTailXml(this.filter));
-    await Promise.all([this.xml.end(), this.csv?.sink.end()]);
+    await Promise.all([this.xml.end(), this.csv?.sink.end(), this.longCells?.sink.end()]);
   }
 
   async destroy(): Promise<void> {
-    await Promise.all([this.xml.destroy(), this.csv?.sink.destroy()]);
+    await Promise.all([this.xml.destroy(), this.csv?.sink.destroy(), this.longCells?.sink.destroy()]);
   }
 }
 
@@ -438,6 +514,8 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
       csv,
       maxDataRows,
       selected: i === 0,
+      noteIndex: def.columns.findIndex((c) => c.name === opts.noteColumns?.[def.key]),
+      longCellsPath: join(opts.dir, csvFileName(opts.baseName, def.name).replace(/\.csv$/, '.long-cells.csv')),
     });
   });
 
@@ -456,7 +534,7 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
     const outClosed = out.closed ? Promise.resolve() : new Promise<void>((resolve) => out.once('close', () => resolve()));
     out.destroy();
     await Promise.all([...closed, outClosed]);
-    const csvPaths = Object.values(sheets).flatMap((s) => (s?.csv ? [s.csv.path] : []));
+    const csvPaths = Object.values(sheets).flatMap((s) => [s?.csv?.path, s?.longCells?.path].filter((p): p is string => p !== undefined));
     await Promise.all([workbookPath, ...csvPaths, tmpDir].map((p) => rm(p, { recursive: true, force: true })));
   }
 
@@ -485,6 +563,16 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
           await rm(s.csv.path, { force: true });
         }
       }
+      let cutCells = 0;
+      for (const s of list) {
+        if (!s.longCells) continue;
+        cutCells += s.cutCells;
+        csvPaths.push(s.longCells.path);
+        notes.push([
+          `${s.name} sheet, long cells`,
+          `${s.cutCells.toLocaleString('en-US')} cell${s.cutCells > 1 ? 's' : ''} longer than Excel's ${XLSX_MAX_CELL_CHARS.toLocaleString('en-US')} characters ${s.cutCells > 1 ? 'are' : 'is'} cut here; the whole values are in ${basename(s.longCells.path)}`,
+        ]);
+      }
       zip.addBuffer(Buffer.from(summarySheetXml([...summary, ...notes])), `xl/worksheets/sheet${sheetCount}.xml`, entry);
       const entries: WorkbookSheetEntry[] = list.map((s) => ({ name: s.name, filter: s.filter }));
       entries.push({ name: 'Summary' });
@@ -507,6 +595,7 @@ export async function createResultWorkbook(opts: ResultWorkbookOptions): Promise
           items: sheets.items?.rows ?? 0,
         },
         truncatedSheets,
+        cutCells,
       };
     } catch (err) {
       state = 'closed';
