@@ -22,6 +22,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { crc32 } from 'node:zlib';
 import { SaxesParser, type SaxesTagPlain } from 'saxes';
 import yauzl from 'yauzl';
+import { INPUT_LIMIT_DEFAULTS } from '../../runtime/config/schema';
 import { InputError, errorMessage } from '../../runtime/errors';
 import type { RawRow, RawSource } from './raw';
 import { decodeXEscapes, SheetLimitError, SheetXmlError, SheetXmlScanner } from './sheet-xml';
@@ -36,7 +37,7 @@ export interface XlsxLimits {
   maxCompressionRatio: number;
 }
 
-export const DEFAULT_XLSX_LIMITS: XlsxLimits = { maxCellChars: 1_048_576, maxInflatedMB: 2048, maxCompressionRatio: 100 };
+export const DEFAULT_XLSX_LIMITS: XlsxLimits = INPUT_LIMIT_DEFAULTS;
 /** Parts smaller than this inflated are not held to the ratio limit (small parts of repeated markup compress well). */
 const RATIO_FLOOR_BYTES = 64 * 1024 * 1024;
 

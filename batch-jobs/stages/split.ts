@@ -45,6 +45,8 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
     fileName: run.inputName,
     columns: pipeline.input.columns,
     sheet: pipeline.input.sheet,
+    headerSearchRows: pipeline.input.headerSearchRows,
+    limits: pipeline.input.limits,
   });
   const tmp = await mkdtemp(join(ctx.tmpDir, 'split-'));
   let result: SplitResult;

@@ -112,6 +112,18 @@ export type OsrmMatchTaskConfig = z.infer<typeof osrmMatchTaskSchema>;
 export const taskSchema = z.discriminatedUnion('type', [httpLookupTaskSchema, osrmMatchTaskSchema]);
 export type TaskConfig = z.infer<typeof taskSchema>;
 
+/** Defaults of `input.limits`. */
+export const INPUT_LIMIT_DEFAULTS = { maxCellChars: 1_048_576, maxInflatedMB: 2048, maxCompressionRatio: 100 } as const;
+
+export const inputLimitsSchema = z.object({
+  /** Longest cell text read from a workbook, in characters (Excel's own limit is 32,767). @default 1048576 */
+  maxCellChars: z.int().min(32_767).max(1_000_000_000).default(INPUT_LIMIT_DEFAULTS.maxCellChars),
+  /** Largest inflated size of a workbook's sheet or shared-strings part, in MB. @default 2048 */
+  maxInflatedMB: z.int().min(1).max(1_048_576).default(INPUT_LIMIT_DEFAULTS.maxInflatedMB),
+  /** Largest inflated-to-zipped ratio of such a part that inflates past 64 MB. @default 100 */
+  maxCompressionRatio: z.int().min(10).max(100_000).default(INPUT_LIMIT_DEFAULTS.maxCompressionRatio),
+});
+
 /**
  * An `items` pipeline: rows → work items → one task call per item → result workbook
  * (split → fan-out array → consolidate → cleanup). The shape every pipeline had before shapes
@@ -125,11 +137,15 @@ export const itemsPipelineSchema = z.object({
   description: z.string().optional(),
   task: taskSchema,
   input: z.object({
-    /** Worksheet to read from a workbook. @default - the first sheet */
+    /** Worksheet to read from a workbook. @default - the first visible sheet that has a header row */
     sheet: z.string().min(1).optional(),
     columns: z.array(columnSchema).min(1, 'declare at least one input column'),
     /** Column whose equal values form one work item (e.g. a trip id). @default - one row per item */
     groupBy: z.string().min(1).optional(),
+    /** Non-empty rows at the top of a sheet searched for the header row (docs/records.md). @default 10 */
+    headerSearchRows: z.int().min(1).max(1000).default(10),
+    /** Limits that refuse a workbook that inflates too far, a decompression bomb (docs/records.md). */
+    limits: inputLimitsSchema.prefault({}),
   }),
   /** Work items per chunk (one fan-out child per chunk). @default 1000 */
   chunkSize: z.int().min(1).max(MAX_CHUNK_SIZE).default(1000),
