@@ -9,6 +9,7 @@ import { errorMessage } from '../../runtime/errors';
 import { describeProblems, quote, s3EventSchema } from '../../runtime/events';
 import { once, openRun } from '../../runtime/lifecycle';
 import { LOG_EVENTS } from '../../runtime/log';
+import { hasControlCharacters, printable } from '../../runtime/mail/messages';
 import type { RunRecord } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
 import { handleDatasetObject } from './merge-intake';
@@ -91,7 +92,8 @@ export async function handleS3Event(deps: HandlerDeps, event: unknown): Promise<
 }
 
 export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated): Promise<IntakeOutcome> {
-  const m = /^intake\/([^/]+)\/(.+)$/.exec(ev.key);
+  // `s`: a name may hold line breaks (an S3 key can hold any character); such an upload must fail visibly.
+  const m = /^intake\/([^/]+)\/(.+)$/s.exec(ev.key);
   if (!m) return { action: 'ignored', why: `${ev.key} is not under intake/<pipeline>/` };
   if (ev.key.endsWith('/')) return { action: 'ignored', why: `${ev.key} is a folder marker` };
   const [, folder, rest] = m as unknown as [string, string, string];
@@ -106,7 +108,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
 
   if (!pipeline) {
     const known = deps.config.pipelines.map((p) => `intake/${p.name}/`).join(', ');
-    const reason = `The file was uploaded to intake/${folder}/, but there is no pipeline named "${folder}". Upload it to one of: ${known}.`;
+    const reason = `The file was uploaded to intake/${printable(folder)}/, but there is no pipeline named "${printable(folder)}". Upload it to one of: ${known}.`;
     log.warn('upload to an unknown pipeline folder', { known });
     // A failed run record keeps the history; operators (if configured) get the email.
     const created = await openRun(deps.table, {
@@ -148,7 +150,9 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     // The run was opened but split was never submitted (an earlier attempt failed): carry on.
   }
 
-  const rejection = rejectionFor(inputName);
+  const rejection = hasControlCharacters(ev.key)
+    ? `The file name "${printable(rest)}" holds control characters (line breaks, tabs or others, shown escaped here), which cannot be used safely in file names, email subjects and result names. Rename the file without them and upload it again.`
+    : rejectionFor(inputName);
   if (rejection) {
     await failRun(deps, run, { reason: rejection, cleanup: false });
     return { action: 'rejected', runId, reason: rejection };

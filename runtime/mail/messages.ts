@@ -7,6 +7,25 @@ import type { RunRecord } from '../model';
 
 const fmt = (n: number | undefined) => (n ?? 0).toLocaleString('en-US');
 
+/** Control characters (C0, DEL, C1) and the Unicode line and paragraph separators. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+const NAMED_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * A name (an uploaded file's, a key's) safe to show in a subject or a line of text: every control
+ * character is shown escaped, `\n` `\r` `\t` or `\u001B`, so it can neither break a header nor
+ * hide in the text.
+ */
+export function printable(name: string): string {
+  return name.replace(CONTROL, (c) => NAMED_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`);
+}
+
+/** Whether the name holds a control character that `printable` would escape. */
+export function hasControlCharacters(name: string): boolean {
+  CONTROL.lastIndex = 0;
+  return CONTROL.test(name);
+}
+
 function when(ms: number | undefined): string {
   return ms === undefined ? '-' : new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
 }
@@ -24,7 +43,7 @@ export function resultSubject(run: RunRecord): string {
   const c = run.counts ?? {};
   const failed = c.failed ?? 0;
   const state = failed > 0 ? `${fmt(c.succeeded)} done, ${fmt(failed)} failed` : `all ${fmt(c.succeeded)} done`;
-  return `[batch-fanout] ${run.pipeline}: ${run.inputName} - ${state}`;
+  return `[batch-fanout] ${run.pipeline}: ${printable(run.inputName)} - ${state}`;
 }
 
 export interface ResultMailOptions {
@@ -107,12 +126,12 @@ export interface FailureMailOptions {
 }
 
 export function failureSubject(pipeline: string, inputName: string): string {
-  return `[batch-fanout] FAILED ${pipeline}: ${inputName}`;
+  return `[batch-fanout] FAILED ${pipeline}: ${printable(inputName)}`;
 }
 
 export function failureMail(o: FailureMailOptions): MailMessage {
   const lines = [
-    `Your file ${o.inputName} could not be processed by the ${o.pipeline} pipeline.`,
+    `Your file ${printable(o.inputName)} could not be processed by the ${o.pipeline} pipeline.`,
     '',
     'What went wrong:',
     ...o.reason.split('\n').map((l) => `  ${l}`),

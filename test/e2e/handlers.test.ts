@@ -183,4 +183,27 @@ describe('handlers', () => {
     assert.equal(out.action, 'ignored');
     assert.equal((await deps.table.getRun(runId))?.status, 'SUCCEEDED');
   });
+
+  it('a file name with control characters ends FAILED with one failure email that shows them escaped, the subject intact', async () => {
+    // given an upload whose name holds CR, LF (as a header injection would) and a tab
+    const mailsBefore = (await emulators.listMail()).length;
+    const jobsBefore = deps.jobs.submitted.length;
+    const e = { ...event(), key: 'intake/tax-due/bad\r\nBcc: x@evil.example\tname.csv' };
+    // when it arrives
+    const out = await handleObjectCreated(deps, e);
+    // then the run is FAILED, no job starts, and the pipeline's recipients get one email naming the file safely
+    assert.equal(out.action, 'rejected');
+    const run = await deps.table.getRun((out as { runId: string }).runId);
+    assert.equal(run?.status, 'FAILED');
+    assert.equal(deps.jobs.submitted.length, jobsBefore);
+    const mails = (await emulators.listMail()).slice(mailsBefore);
+    assert.equal(mails.length, 1);
+    assert.deepEqual(mails[0]!.to, ['tax-team@example.com']);
+    assert.equal(mails[0]!.subject, '[batch-fanout] FAILED tax-due: bad\\r\\nBcc: x@evil.example\\tname.csv');
+    assert.match(mails[0]!.text ?? '', /The file name "bad\\r\\nBcc: x@evil\.example\\tname\.csv" holds control characters/);
+    const eml = await emulators.getEml(mails[0]!.messageId);
+    const headers = eml.slice(0, eml.indexOf('\r\n\r\n'));
+    assert.equal(headers.match(/^Subject:/gim)?.length, 1, 'one Subject header');
+    assert.doesNotMatch(headers, /^Bcc:/im, 'no header injected');
+  });
 });
