@@ -273,12 +273,15 @@ async function streamToString(stream: Readable, limit: number, what: string): Pr
   return Buffer.concat(parts).toString('utf8');
 }
 
-const mb = (bytes: number) => `${(bytes / 1024 / 1024).toLocaleString('en-US', { maximumFractionDigits: bytes < 10 * 1024 * 1024 ? 1 : 0 })} MB`;
+const mb = (bytes: number) =>
+  bytes < 1024 * 1024
+    ? `${Math.ceil(bytes / 1024).toLocaleString('en-US')} KB`
+    : `${(bytes / 1024 / 1024).toLocaleString('en-US', { maximumFractionDigits: bytes < 10 * 1024 * 1024 ? 1 : 0 })} MB`;
 
 /** What a zip entry claims: its inflated and zipped sizes, for messages. */
 function claimOf(entry: yauzl.Entry): string {
   const ratio = entry.compressedSize > 0 ? Math.round(entry.uncompressedSize / entry.compressedSize) : Infinity;
-  return `it claims to inflate from ${mb(entry.compressedSize)} to ${mb(entry.uncompressedSize)}${Number.isFinite(ratio) ? ` (${ratio.toLocaleString('en-US')}:1)` : ''}`;
+  return `claims to inflate from ${mb(entry.compressedSize)} to ${mb(entry.uncompressedSize)}${Number.isFinite(ratio) ? ` (${ratio.toLocaleString('en-US')}:1)` : ''}`;
 }
 
 /**
