@@ -6,7 +6,8 @@
  *   npx tsx bench/xlsx-bombs.ts cell:10 rows:11  # a 10 MB single cell; 11 million rows
  *
  * Cases: `cell:<MB>` is a workbook whose only data cell is an inline string of that many MB;
- * `rows:<millions>` is a sheet of that many one-cell rows (about 4 MB zipped for 11 million).
+ * `rows:<millions>` is a sheet of that many identical one-cell rows without row numbers (they
+ * compress about 1000:1); `rowsr:<millions>` the same rows numbered (`<row r="n">`, about 8:1).
  * Inputs are generated into bench/out/ (streamed through yazl, so generating them holds no
  * sheet in memory). Each case runs `openRecords` + `writeChunks` in its own process, as split
  * would, and prints wall and CPU seconds, peak RSS and the first line of the error it ended with.
@@ -44,7 +45,7 @@ function* sheetXml(name: string): Generator<string> {
     const rows = Number(size) * 1_000_000;
     let buf = '';
     for (let r = 2; r <= rows + 1; r++) {
-      buf += `<row r="${r}"><c r="A${r}"><v>1</v></c></row>`;
+      buf += kind === 'rowsr' ? `<row r="${r}"><c r="A${r}"><v>1</v></c></row>` : '<row><c><v>1</v></c></row>';
       if (buf.length > 1 << 20) {
         yield buf;
         buf = '';
@@ -121,7 +122,7 @@ async function runCase(name: string): Promise<CaseResult> {
   };
 }
 
-const CASES = ['cell:10', 'cell:20', 'cell:40', 'cell:1024', 'rows:11'];
+const CASES = ['cell:10', 'cell:20', 'cell:40', 'cell:1024', 'rows:11', 'rowsr:11'];
 
 async function main(): Promise<void> {
   const child = process.env.BENCH_BOMB_CASE;
