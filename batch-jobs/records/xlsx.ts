@@ -4,13 +4,13 @@
  *
  * The zip's directory is at its end and Excel writes the shared strings after the sheets, so the
  * upload is first spooled to a temp file (disk, not memory); then the workbook, its relationships,
- * the styles (which cells are dates) and the shared strings are read, and the chosen sheet is
- * scanned as it inflates, a batch of rows per chunk of XML. Memory holds the shared-string table
- * (packed as UTF-8 bytes) and one chunk of rows, whatever the number of rows. Each entry read is
- * checked against its CRC-32, so a damaged file is an error, not data.
+ * the styles (which cells are dates, which number formats show ids) and the shared strings are
+ * read, and a sheet the reader opens is scanned as it inflates, a batch of rows per chunk of XML.
+ * Memory holds the shared-string table (packed as UTF-8 bytes) and one chunk of rows, whatever the
+ * number of rows. Each entry read is checked against its CRC-32, so a damaged file is an error, not
+ * data; a part whose zip entry claims to inflate past `XlsxLimits` is refused before it inflates.
  *
- * On the 200k-row benchmark workbook (bench/split-records.ts) it reads and normalises about 2.5x
- * faster than exceljs's streaming WorkbookReader only reads, in about 30% less memory.
+ * Speed: see the split figures in the README's Performance section (bench/split-records.ts).
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
