@@ -5,7 +5,7 @@ import { ExitCode } from '../../../runtime/errors';
 import { decodeS3Key } from '../../../lambda/handlers/on-intake';
 import { describeJobFailure } from '../../../lambda/handlers/on-job-failed';
 import { parseSplitDone } from '../../../lambda/handlers/on-split-done';
-import { failureMail, resultSubject } from '../../../runtime/mail/messages';
+import { failureMail, failureSubject, printable, resultSubject } from '../../../runtime/mail/messages';
 import type { RunRecord } from '../../../runtime/model';
 
 describe('handler helpers', () => {
@@ -48,5 +48,11 @@ describe('handler helpers', () => {
     assert.match(mail.text, /no column "Tax Year"/);
     assert.match(mail.text, /upload the file again/);
     assert.match(mail.text, /Run id: r1/);
+  });
+
+  it('shows every control character of a file name escaped, so a subject stays one header line', () => {
+    assert.equal(printable('a\r\nb\tc\u0000d\u001be\u007ff\u0085g\u2028h.csv'), 'a\\r\\nb\\tc\\u0000d\\u001Be\\u007Ff\\u0085g\\u2028h.csv');
+    assert.equal(printable('Zoë 李雷.xlsx'), 'Zoë 李雷.xlsx');
+    assert.equal(failureSubject('tax-due', 'x\r\nBcc: y.csv'), '[batch-fanout] FAILED tax-due: x\\r\\nBcc: y.csv');
   });
 });
