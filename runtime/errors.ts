@@ -75,6 +75,18 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+/**
+ * What a transient failure says about the data source's load: `throttled` (429), `unavailable`
+ * (503) and `timeout` are the signals adaptive concurrency backs off on; `other` (a reset, another
+ * 5xx, an unreadable body) is not.
+ */
+export type TransientKind = 'throttled' | 'unavailable' | 'timeout' | 'other';
+
+/** The TransientKind of an HTTP status that is retried. */
+export function transientKindOf(status: number): TransientKind {
+  return status === 429 ? 'throttled' : status === 503 ? 'unavailable' : 'other';
+}
+
 /** A call that may succeed if tried again (timeout, reset, 408, 429, 5xx, unparseable body). */
 export class TransientError extends Error {
   override readonly name = 'TransientError';
@@ -82,6 +94,8 @@ export class TransientError extends Error {
     message: string,
     /** Server-requested delay (Retry-After), in milliseconds. */
     readonly retryAfterMs?: number,
+    /** What the failure says about the source's load. @default 'other' */
+    readonly kind: TransientKind = 'other',
   ) {
     super(message);
   }

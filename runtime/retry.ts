@@ -59,11 +59,31 @@ export interface RunWithRetryOptions {
   random?: () => number;
   /** Called before each back-off: the attempt that failed, its error, the delay about to be waited. */
   onRetry?: (attempt: number, error: Error, delayMs: number) => void;
+  /**
+   * Back-pressure (adaptive concurrency): refusals that `test` accepts (a 429, a 503 with
+   * Retry-After) do not use up an attempt; the item waits and calls again, until it has been
+   * refused for longer than `maxWaitMs` since its first refusal, and then fails saying so.
+   * @default - every transient failure uses up an attempt
+   */
+  backPressure?: BackPressurePolicy;
+}
+
+export interface BackPressurePolicy {
+  /** Whether a transient failure is the source pushing back. */
+  test(err: TransientError): boolean;
+  /** Longest an item keeps being refused, from its first refusal, before it fails. */
+  maxWaitMs: number;
+  /** Wait before the next call after the `refusals`-th refusal in a row (the origin's pause holds calls too). */
+  delayMs(err: TransientError, refusals: number): number;
+  /** Milliseconds, monotonic. */
+  now(): number;
 }
 
 /**
  * Runs fn until success; TransientError retried up to maxAttempts, PermanentError fails at once; any
  * other error is a failure with "unexpected error: ..." (not retried). Aborted signal stops waiting.
+ * With `backPressure`, refusals it accepts are waited out without using up an attempt (up to its
+ * maxWaitMs). `fn` gets the call number (1 for the first); the outcome's `attempts` counts calls.
  *
  * Resolves with the outcome (never rejects for an error of `fn`); rejects only when `signal` is
  * aborted, with the signal's reason, so that an interrupted item is not recorded as failed.
@@ -73,31 +93,54 @@ export async function runWithRetry<T>(
   policy: RetryPolicy,
   opts: RunWithRetryOptions = {},
 ): Promise<RetryOutcome<T>> {
-  const { signal, sleep = abortableSleep, random = Math.random, onRetry } = opts;
+  const { signal, sleep = abortableSleep, random = Math.random, onRetry, backPressure } = opts;
   const maxAttempts = Math.max(1, Math.floor(policy.maxAttempts));
-  for (let attempt = 1; ; attempt++) {
+  // `call` counts every call (what the outcome reports); `attempt` only those that use up the budget.
+  let attempt = 0;
+  let refusedSince: number | undefined;
+  let refusals = 0;
+  for (let call = 1; ; call++) {
     throwIfAborted(signal);
     let value: T;
     try {
-      value = await fn(attempt);
+      value = await fn(call);
     } catch (err) {
       throwIfAborted(signal);
       if (err instanceof PermanentError) {
-        return { ok: false, error: err.message, attempts: attempt };
+        return { ok: false, error: err.message, attempts: call };
       }
       if (!(err instanceof TransientError)) {
-        return { ok: false, error: `unexpected error: ${errorMessage(err)}`, attempts: attempt };
+        return { ok: false, error: `unexpected error: ${errorMessage(err)}`, attempts: call };
       }
+      if (backPressure?.test(err)) {
+        const now = backPressure.now();
+        refusedSince ??= now;
+        refusals++;
+        if (now - refusedSince >= backPressure.maxWaitMs) {
+          const waited = Math.round((now - refusedSince) / 1000);
+          return {
+            ok: false,
+            error: `${err.message} (the data source kept refusing the call for ${waited} s, past retry.maxWaitMs ${backPressure.maxWaitMs} ms; ${call} calls)`,
+            attempts: call,
+          };
+        }
+        const delayMs = Math.max(0, backPressure.delayMs(err, refusals));
+        onRetry?.(attempt, err, delayMs);
+        if (delayMs > 0) await sleep(delayMs, signal);
+        continue;
+      }
+      refusals = 0;
+      attempt++;
       if (attempt >= maxAttempts) {
         const tries = attempt === 1 ? '1 attempt' : `${attempt} attempts`;
-        return { ok: false, error: `${err.message} (gave up after ${tries})`, attempts: attempt };
+        return { ok: false, error: `${err.message} (gave up after ${tries})`, attempts: call };
       }
       const delayMs = backoffDelayMs(attempt, policy, err.retryAfterMs, random);
       onRetry?.(attempt, err, delayMs);
       if (delayMs > 0) await sleep(delayMs, signal);
       continue;
     }
-    return { ok: true, value, attempts: attempt };
+    return { ok: true, value, attempts: call };
   }
 }
 

@@ -9,7 +9,7 @@
  *
  * Every answer carries `code`: `Ok` with HTTP 200, otherwise an error code with HTTP 400.
  */
-import { PermanentError, TransientError } from '../../runtime/errors';
+import { PermanentError, TransientError, transientKindOf } from '../../runtime/errors';
 import { isTransientStatus, parseRetryAfter, type HttpResponse } from '../http/client';
 
 /** A `Waypoint` of the match service's `tracepoints` (null for an outlier). */
@@ -166,6 +166,7 @@ export function readMatchResponse(res: HttpResponse, expectedPoints: number): Os
     throw new TransientError(
       `OSRM answered HTTP ${res.status}${text ? `: ${excerpt(text)}` : ''}`,
       parseRetryAfter(res.headers['retry-after']),
+      transientKindOf(res.status),
     );
   }
   let json: unknown;

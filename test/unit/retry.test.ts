@@ -132,4 +132,63 @@ describe('runWithRetry', () => {
     await assert.rejects(run, /shutting down/);
     assert.equal(calls, 1);
   });
+
+  describe('with back-pressure (concurrency "auto")', () => {
+    /** A fake clock the sleeps move forward. */
+    function clock() {
+      let now = 0;
+      return { now: () => now, sleep: async (ms: number) => void (now += ms) };
+    }
+    const backPressure = (c: { now(): number }, maxWaitMs = 900_000) => ({
+      test: (err: TransientError) => err.kind === 'throttled',
+      maxWaitMs,
+      delayMs: (err: TransientError) => err.retryAfterMs ?? 1_000,
+      now: c.now,
+    });
+
+    it('given refusals, waits them out without using up an attempt', async () => {
+      const c = clock();
+      let calls = 0;
+      const out = await runWithRetry(
+        async () => {
+          calls++;
+          if (calls <= 10) throw new TransientError('HTTP 429', 1_000, 'throttled');
+          if (calls <= 12) throw new TransientError('HTTP 500');
+          return 'ok';
+        },
+        { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+        { sleep: c.sleep, backPressure: backPressure(c) },
+      );
+      assert.deepEqual(out, { ok: true, value: 'ok', attempts: 13 }, '10 refusals and 2 failures within 3 attempts');
+    });
+
+    it('given other transient failures, still gives up after maxAttempts', async () => {
+      const c = clock();
+      const out = await runWithRetry(
+        async () => {
+          throw new TransientError('HTTP 503', undefined, 'unavailable');
+        },
+        { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 1 },
+        { sleep: c.sleep, backPressure: backPressure(c) },
+      );
+      assert.equal(out.ok, false);
+      assert.equal(out.attempts, 3);
+    });
+
+    it('given refusals past maxWaitMs, fails and says the source kept refusing', async () => {
+      const c = clock();
+      let calls = 0;
+      const out = await runWithRetry(
+        async () => {
+          calls++;
+          throw new TransientError('HTTP 429 Too Many Requests from GET http://x/', 60_000, 'throttled');
+        },
+        { maxAttempts: 5, baseDelayMs: 1, maxDelayMs: 1 },
+        { sleep: c.sleep, backPressure: backPressure(c, 15 * 60_000) },
+      );
+      assert.equal(out.ok, false);
+      assert.equal(calls, 16, 'refused at 0, 1, ..., 15 minutes');
+      if (!out.ok) assert.match(out.error, /HTTP 429 .*kept refusing the call for 900 s, past retry\.maxWaitMs 900000 ms; 16 calls/);
+    });
+  });
 });
