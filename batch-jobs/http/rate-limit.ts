@@ -4,7 +4,8 @@
  * wait queues behind them even if a token is free), so no item starves under load.
  *
  * One limiter limits one process. The pipeline's fleet-wide rate (`rateLimitPerSecond`) is shared
- * by dividing it among the fan-out children that run at once.
+ * by the fan-out children actually running (batch-jobs/stages/fleet.ts), which set each child's
+ * share here with `setRate` as children come and go.
  */
 import { abortReason, onAbort } from '../../runtime/retry';
 
@@ -20,8 +21,9 @@ export interface RateLimiterClock {
 }
 
 export class RateLimiter {
-  readonly ratePerSecond: number;
-  readonly burst: number;
+  private rate: number;
+  private burstSize: number;
+  private readonly fixedBurst: number | undefined;
   private tokens: number;
   private last: number;
   private readonly queue: Waiter[] = [];
@@ -32,19 +34,46 @@ export class RateLimiter {
   /**
    * @param ratePerSecond tokens added per second (> 0)
    * @param burst tokens the bucket holds, and so calls that may go at once after a quiet spell.
-   *   @default - a twentieth of a second's worth, at least 1
+   *   @default - a fortieth of a second's worth, at least 1 (so a fleet of children stays within
+   *   2.5% of its rate over any second, plus one call per child)
    */
   constructor(ratePerSecond: number, burst?: number, clock: RateLimiterClock = { now: () => performance.now() }) {
     if (!Number.isFinite(ratePerSecond) || ratePerSecond <= 0) {
       throw new RangeError(`rate limit must be a positive number of calls per second, got ${ratePerSecond}`);
     }
-    const b = burst ?? Math.max(1, Math.ceil(ratePerSecond / 20));
+    const b = burst ?? defaultBurst(ratePerSecond);
     if (!Number.isFinite(b) || b < 1) throw new RangeError(`rate limit burst must be at least 1, got ${b}`);
-    this.ratePerSecond = ratePerSecond;
-    this.burst = b;
+    this.rate = ratePerSecond;
+    this.burstSize = b;
+    this.fixedBurst = burst;
     this.tokens = b;
     this.clock = clock;
     this.last = clock.now();
+  }
+
+  get ratePerSecond(): number {
+    return this.rate;
+  }
+
+  get burst(): number {
+    return this.burstSize;
+  }
+
+  /**
+   * Changes the rate from now on (the child's share of the fleet's rate changed). Tokens saved
+   * so far are kept, up to the new burst; waiters are rescheduled at the new rate.
+   */
+  setRate(ratePerSecond: number): void {
+    if (!Number.isFinite(ratePerSecond) || ratePerSecond <= 0) {
+      throw new RangeError(`rate limit must be a positive number of calls per second, got ${ratePerSecond}`);
+    }
+    if (ratePerSecond === this.rate) return;
+    this.refill();
+    this.rate = ratePerSecond;
+    this.burstSize = this.fixedBurst ?? defaultBurst(ratePerSecond);
+    this.tokens = Math.min(this.tokens, this.burstSize);
+    this.stopTimer();
+    if (this.queue.length > 0) this.schedule();
   }
 
   /** Tokens handed out so far. */
@@ -87,7 +116,7 @@ export class RateLimiter {
     const now = this.clock.now();
     const elapsed = now - this.last;
     if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSecond) / 1000);
+      this.tokens = Math.min(this.burstSize, this.tokens + (elapsed * this.rate) / 1000);
     }
     this.last = now;
   }
@@ -103,7 +132,7 @@ export class RateLimiter {
       waiter.resolve();
     }
     if (this.queue.length === 0) return;
-    const waitMs = Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.ratePerSecond));
+    const waitMs = Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.schedule();
@@ -116,4 +145,9 @@ export class RateLimiter {
       this.timer = undefined;
     }
   }
+}
+
+/** A fortieth of a second's worth of tokens, at least 1. */
+function defaultBurst(ratePerSecond: number): number {
+  return Math.max(1, Math.ceil(ratePerSecond / 40));
 }

@@ -94,4 +94,22 @@ describe('RateLimiter', () => {
   it('given a rate that is not positive, refuses it', () => {
     assert.throws(() => new RateLimiter(0), /positive/);
   });
+
+  it('given a new share of the fleet rate, serves the waiters at the new rate from then on', async () => {
+    const limiter = new RateLimiter(10, 1, { now: () => Date.now() });
+    const { granted } = startAcquires(limiter, 40);
+    await flush();
+    for (let t = 0; t < 500; t += 5) {
+      mock.timers.tick(5);
+      await flush();
+    }
+    assert.equal(granted.length, 1 + 5, 'burst + half a second at 10/s');
+    limiter.setRate(40);
+    for (let t = 0; t < 500; t += 5) {
+      mock.timers.tick(5);
+      await flush();
+    }
+    assert.equal(granted.length, 6 + 20, 'then half a second at 40/s');
+    assert.equal(limiter.ratePerSecond, 40);
+  });
 });
