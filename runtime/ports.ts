@@ -5,6 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { SplitDoneMessage } from './events';
+import type { FleetLimit, FleetReading } from './fleet';
 import type { RunStatus, Step } from './lifecycle';
 import type { ChunkRecord, JobStage, RunRecord } from './model';
 
@@ -44,7 +45,26 @@ export interface ObjectStore {
   presignGet(key: string, expiresInSeconds: number): Promise<PresignedLink>;
 }
 
-export interface RunTable {
+/**
+ * The fan-out fleet's shared state in the run table (runtime/fleet.ts has the layout): a registry
+ * of live children as per-epoch counters spread over shards, and an operator's limit.
+ */
+export interface FleetTable {
+  /** Counts one more live child in `epoch` on counter `shard` (one write). */
+  heartbeatFleet(runId: string, epoch: number, shard: number): Promise<void>;
+  /** Counts a child that stops out of `epoch` on counter `shard` (it heartbeated in that epoch). */
+  leaveFleet(runId: string, epoch: number, shard: number): Promise<void>;
+  /** The children counted in `epoch` over all `shards` counters, and the limit as kept in shard `ownShard` (one batched read). */
+  readFleet(runId: string, epoch: number, shards: number, ownShard: number): Promise<FleetReading>;
+  /**
+   * Sets a running run's fleet-wide rate and/or concurrency ceiling (`fanout limit`); `null`
+   * lifts one, an absent field keeps it. Written to every shard's copy; the children apply it
+   * at their next read, within one epoch (2 s up to 4,000 children). Returns the limit now in force.
+   */
+  setFleetLimit(runId: string, limit: { ratePerSecond?: number | null; concurrency?: number | null }): Promise<FleetLimit>;
+}
+
+export interface RunTable extends FleetTable {
   /** Opens a run; false when a run with this id exists already (a duplicated event). */
   createRun(run: RunRecord): Promise<boolean>;
   getRun(runId: string): Promise<RunRecord | undefined>;

@@ -7,6 +7,9 @@
  *   chunk  pk `CHUNK#<runId>#<n>`      sk `CHUNK`   (one partition key per chunk: 10,000 fan-out
  *                                                  children updating progress at once never
  *                                                  share a partition)
+ *   fleet  pk `FLEET#<runId>#<shard>`  sk `E#<epoch>` live-children counter of an epoch (TTL 1 day)
+ *                                      sk `LIMIT`     that shard's copy of an operator's limit
+ *          (runtime/fleet.ts: at most 1,000 children per shard)
  * Chunks are written and read in batches (25 writes, 100 reads per request, several in flight,
  * unprocessed items retried with back-off). Failures become StorageError with exit code TABLE.
  */
@@ -19,6 +22,7 @@ import {
   type DynamoDBDocumentClient,
 } from '@aws-sdk/lib-dynamodb';
 import { ExitCode, StorageError } from '../errors';
+import { fleetLayout, type FleetLimit, type FleetReading } from '../fleet';
 import type { RunStatus, Step } from '../lifecycle';
 import type { ChunkRecord, RunRecord } from '../model';
 import { forEachConcurrent } from '../pool';
@@ -35,6 +39,11 @@ export const RUN_TABLE_SCHEMA = {
 
 export const runKey = (runId: string) => ({ pk: `RUN#${runId}`, sk: 'RUN' });
 export const chunkKey = (runId: string, chunk: number) => ({ pk: `CHUNK#${runId}#${chunk}`, sk: 'CHUNK' });
+export const fleetCounterKey = (runId: string, shard: number, epoch: number) => ({ pk: `FLEET#${runId}#${shard}`, sk: `E#${epoch}` });
+export const fleetLimitKey = (runId: string, shard: number) => ({ pk: `FLEET#${runId}#${shard}`, sk: 'LIMIT' });
+
+/** Fleet counters are only read during their epoch and the next; a day is plenty. */
+const FLEET_COUNTER_TTL_SECONDS = 24 * 3600;
 
 /** Items per BatchWriteItem / keys per BatchGetItem (the DynamoDB maxima). */
 export const WRITE_BATCH_SIZE = 25;
@@ -242,6 +251,90 @@ export class DynamoRunTable implements RunTable {
     await this.batchWrite(requests, `delete ${count} chunks of run ${runId}`);
   }
 
+  // --- The fan-out fleet (FleetTable): live-children counters and an operator's limit -----------
+
+  async heartbeatFleet(runId: string, epoch: number, shard: number): Promise<void> {
+    await this.addToFleetCounter(runId, epoch, shard, 1, 'heartbeat');
+  }
+
+  async leaveFleet(runId: string, epoch: number, shard: number): Promise<void> {
+    await this.addToFleetCounter(runId, epoch, shard, -1, 'leave');
+  }
+
+  async readFleet(runId: string, epoch: number, shards: number, ownShard: number): Promise<FleetReading> {
+    const limitKey = fleetLimitKey(runId, ownShard);
+    const keys: Item[] = [limitKey, ...Array.from({ length: shards }, (_, shard) => fleetCounterKey(runId, shard, epoch))];
+    let live = 0;
+    let limit: FleetLimit | undefined;
+    const subject = `fleet of run ${runId}, epoch ${epoch}`;
+    await this.inBatches(keys, READ_BATCH_SIZE, 'BatchGetItem', subject, 'keys', async (pending) => {
+      const res = await this.call('BatchGetItem', subject, () =>
+        this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } })),
+      );
+      for (const item of res.Responses?.[this.tableName] ?? []) {
+        if (item.sk === limitKey.sk) limit = readFleetLimit(item);
+        else live += typeof item.live === 'number' ? item.live : 0;
+      }
+      return (res.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Item[];
+    });
+    return { live: Math.max(0, live), limit };
+  }
+
+  async setFleetLimit(runId: string, limit: { ratePerSecond?: number | null; concurrency?: number | null }): Promise<FleetLimit> {
+    for (const [field, value] of Object.entries(limit)) {
+      if (value !== null && value !== undefined && !(Number.isFinite(value) && value > 0)) {
+        throw new RangeError(`a fleet ${field} must be a positive number (or null to lift it), got ${value}`);
+      }
+    }
+    const run = await this.getRun(runId);
+    if (!run) throw this.missing(`set the fleet limit of run ${runId}`, 'run');
+    const { shards } = fleetLayout(run.counts?.chunks ?? 1);
+    const updatedAt = Date.now();
+    const sets = ['updatedAt = :at', `${RUN_TABLE_SCHEMA.ttlAttribute} = :exp`];
+    const removes: string[] = [];
+    const values: Item = { ':at': updatedAt, ':exp': Math.floor(updatedAt / 1000) + this.chunkTtlSeconds };
+    for (const field of ['ratePerSecond', 'concurrency'] as const) {
+      const value = limit[field];
+      if (value === null) removes.push(field);
+      else if (value !== undefined) {
+        sets.push(`${field} = :${field}`);
+        values[`:${field}`] = value;
+      }
+    }
+    const expression = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
+    let result: FleetLimit | undefined;
+    await forEachConcurrent(Array.from({ length: shards }, (_, shard) => shard), this.concurrency, async (shard) => {
+      const res = await this.call('UpdateItem (fleet limit)', `run ${runId} shard ${shard}`, () =>
+        this.doc.send(
+          new UpdateCommand({
+            TableName: this.tableName,
+            Key: fleetLimitKey(runId, shard),
+            UpdateExpression: expression,
+            ExpressionAttributeValues: values,
+            ReturnValues: 'ALL_NEW',
+          }),
+        ),
+      );
+      if (shard === 0) result = readFleetLimit(res.Attributes ?? {});
+    });
+    return result ?? { updatedAt };
+  }
+
+  private async addToFleetCounter(runId: string, epoch: number, shard: number, delta: number, what: string): Promise<void> {
+    await this.call(`UpdateItem (fleet ${what})`, `run ${runId} shard ${shard} epoch ${epoch}`, () =>
+      this.doc.send(
+        new UpdateCommand({
+          TableName: this.tableName,
+          Key: fleetCounterKey(runId, shard, epoch),
+          UpdateExpression: `ADD live :delta SET ${RUN_TABLE_SCHEMA.ttlAttribute} = :exp`,
+          ExpressionAttributeValues: { ':delta': delta, ':exp': Math.floor(Date.now() / 1000) + FLEET_COUNTER_TTL_SECONDS },
+        }),
+      ),
+    );
+  }
+
+  // ------------------------------------------------------------------------------------------
+
   private async getItem(key: Item, subject: string): Promise<Item | undefined> {
     const res = await this.call('GetItem', subject, () =>
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
@@ -333,4 +426,11 @@ export class DynamoRunTable implements RunTable {
       cause: err,
     });
   }
+}
+
+function readFleetLimit(item: Item): FleetLimit {
+  const limit: FleetLimit = { updatedAt: typeof item.updatedAt === 'number' ? item.updatedAt : 0 };
+  if (typeof item.ratePerSecond === 'number') limit.ratePerSecond = item.ratePerSecond;
+  if (typeof item.concurrency === 'number') limit.concurrency = item.concurrency;
+  return limit;
 }
