@@ -1,30 +1,52 @@
 /**
  * The fan-out stage as a child runs it: one chunk of work items through `runFanout` (the
  * pipeline's http-lookup task, retries, result parts to S3 every 500 items, progress to the run
- * table) against the demo data source, with S3 and DynamoDB emulated on loopback.
+ * table, the fleet share read from the run table) against the demo data source, with S3 and
+ * DynamoDB emulated on loopback.
  *
  *   npx tsx bench/fanout-stage.ts [--items 5000] [--concurrency 16,64,256] [--latency 50-150] [--failure-rate 0.08]
+ *   node --cpu-prof --cpu-prof-dir=prof --import tsx bench/fanout-stage.ts --concurrency 256   # a CPU profile
  *
- * Prints items/s, retries, failures and peak RSS per concurrency. The data source runs in this
- * process (its CPU is counted here), so figures are a lower bound for a child on its own vCPU.
+ * Prints items/s, retries, failures, CPU-seconds and CPU per item (this process: the stage and
+ * the emulators; the data source runs in a child process, so its CPU is not counted), peak RSS
+ * and the load average, per concurrency ("auto" too).
  */
 // Quiet the SDK's Node 20 notice before any client is made.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { runFanout } from '../batch-jobs/stages/fanout';
 import { createTask } from '../batch-jobs/tasks';
-import { startDemoDataSource } from '../local/sources/demo-data-source';
 import { createAwsClients } from '../runtime/adapters/clients';
 import { DynamoRunTable } from '../runtime/adapters/dynamo-run-table';
 import { S3ObjectStore } from '../runtime/adapters/s3-object-store';
 import { SesMailer } from '../runtime/adapters/ses-mailer';
 import { startEmulators } from '../local/emulators';
+import { maxInFlight } from '../runtime/config/schema';
 import { silentLogger } from '../runtime/log';
 import { keys, type WorkItem } from '../runtime/model';
 import { toJsonl } from '../batch-jobs/records/jsonl';
 import { customers, taxConfig, TOKEN } from '../test/e2e/fixtures';
+
+/** The demo data source in a child process (its CPU is not this process's). */
+async function startSourceProcess(latency: string, failureRate: number): Promise<{ url: string; stop(): void }> {
+  const script = fileURLToPath(new URL('../local/sources/demo-data-source.ts', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', script, '--port', '0', '--json', '--latency', latency, '--failure-rate', String(failureRate), '--token', TOKEN],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const first = await new Promise<string>((resolve, reject) => {
+    lines.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`demo data source exited early (${code})`)));
+  });
+  return { url: (JSON.parse(first) as { url: string }).url, stop: () => child.kill('SIGTERM') };
+}
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -32,19 +54,19 @@ const opt = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
 };
 const items = Number(opt('items', '5000'));
-const levels = opt('concurrency', '16,64,256').split(',').map(Number);
+const levels = opt('concurrency', '16,64,256').split(',').map((c) => (c === 'auto' ? ('auto' as const) : Number(c)));
 const [minL, maxL] = opt('latency', '50-150').split('-').map(Number) as [number, number];
 const failureRate = Number(opt('failure-rate', '0.08'));
 
 const dir = await mkdtemp(join(tmpdir(), 'bench-fanout-'));
 const emulators = await startEmulators({ dataDir: dir });
-const source = await startDemoDataSource({ port: 0, token: TOKEN, latencyMs: [minL, maxL], transientFailureRate: failureRate });
+const source = await startSourceProcess(`${minL}-${maxL}`, failureRate);
 const clients = createAwsClients(emulators.env);
 const store = new S3ObjectStore(clients.s3, emulators.bucket);
 const table = new DynamoRunTable(clients.dynamo, emulators.table);
 
 let peak = 0;
-const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
+const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 500);
 console.log(`fan-out stage: ${items} items, data source latency ${minL}-${maxL} ms, ${failureRate * 100}% transient failures`);
 try {
   for (const concurrency of levels) {
@@ -69,18 +91,20 @@ try {
         log: silentLogger, env: {}, arrayIndex: 0, attempt: 1, tmpDir: dir,
         signal: new AbortController().signal, resultLinkDays: 7,
       },
-      { createTask: (p) => createTask(p.task, { env: { TAX_API_TOKEN: TOKEN }, concurrency: p.concurrency }) },
+      { createTask: (p) => createTask(p.task, { env: { TAX_API_TOKEN: TOKEN }, concurrency: maxInFlight(p) }) },
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     console.log(
       `concurrency ${String(concurrency).padStart(4)}: ${(items / seconds).toFixed(0).padStart(5)} items/s  ${seconds.toFixed(1).padStart(6)} s  ` +
-        `retries ${result.retries}  failed ${result.failed}  parts ${result.parts}  cpu ${((cpu.user + cpu.system) / 1000 / items).toFixed(2)} ms/item  peak RSS ${(peak / 2 ** 20).toFixed(0)} MB`,
+        `retries ${result.retries}  failed ${result.failed}  parts ${result.parts}  CPU ${cpuSeconds.toFixed(2)} s = ` +
+        `${((cpuSeconds * 1000) / items).toFixed(3)} ms/item  peak RSS ${(peak / 2 ** 20).toFixed(0)} MB  load ${loadavg()[0]!.toFixed(1)}`,
     );
   }
 } finally {
   clearInterval(sampler);
-  await source.close();
+  source.stop();
   await emulators.stop();
   await rm(dir, { recursive: true, force: true });
 }

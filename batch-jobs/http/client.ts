@@ -9,12 +9,13 @@
  */
 import { STATUS_CODES } from 'node:http';
 import { Agent, errors as undiciErrors } from 'undici';
-import { PermanentError, TransientError, errorMessage } from '../../runtime/errors';
-import { abortReason, onAbort } from '../../runtime/retry';
+import { PermanentError, TransientError, errorMessage, transientKindOf } from '../../runtime/errors';
+import { abortReason } from '../../runtime/retry';
 
 export interface HttpRequest {
   method: string;
-  url: string;
+  /** The URL; a URL object the caller has already parsed and checked is used as it is. */
+  url: string | URL;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
   /** Whole request: waiting for a socket, connecting, sending, headers and body. */
@@ -81,54 +82,101 @@ export class HttpClient {
   }
 
   /** Transport failures (timeout, reset, refused, DNS) -> TransientError naming the cause. Statuses are not classified. */
-  async request(req: HttpRequest): Promise<HttpResponse> {
+  request(req: HttpRequest): Promise<HttpResponse> {
     let url: URL;
     try {
-      url = new URL(req.url);
+      url = typeof req.url === 'string' ? new URL(req.url) : req.url;
     } catch {
-      throw new PermanentError(`invalid URL in ${describeRequest(req)}`);
+      return Promise.reject(new PermanentError(`invalid URL in ${describeRequest(req)}`));
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      throw new PermanentError(`unsupported URL scheme "${url.protocol}" in ${describeRequest(req)}`);
+      return Promise.reject(new PermanentError(`unsupported URL scheme "${url.protocol}" in ${describeRequest(req)}`));
     }
-    if (req.signal?.aborted) throw abortReason(req.signal);
+    if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
+    // undici's dispatch with a handler of our own: no AbortController, body stream or promise
+    // wrapper per request (the fan-out makes thousands a second; see bench/fanout-stage.ts).
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const max = this.maxResponseBytes;
+      let abortRequest: ((reason: Error) => void) | undefined;
+      let cancelled: Error | undefined;
+      let timedOut = false;
+      let settled = false;
+      let status = 0;
+      let rawHeaders: Buffer[] | null = null;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const cancel = (reason: Error) => {
+        cancelled ??= reason;
+        abortRequest?.(reason);
+      };
+      const settle = (err: unknown, res?: HttpResponse) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        stopListening();
+        if (res) resolve(res);
+        else reject(this.failure(err, req, timedOut));
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        cancel(new Error('request timeout'));
+      }, req.timeoutMs);
+      const stopListening = onSharedAbort(req.signal, () => cancel(abortReason(req.signal!)));
+      try {
+        // undici's own (non-wrapped) handler interface: raw headers, read only when asked for.
+        this.agent.dispatch(
+          {
+            origin: url.origin,
+            path: `${url.pathname}${url.search}`,
+            method: req.method.toUpperCase() as 'GET',
+            headers: req.headers,
+            body: req.body,
+            headersTimeout: req.timeoutMs,
+            bodyTimeout: req.timeoutMs,
+          },
+          {
+            onConnect(abort) {
+              abortRequest = abort;
+              if (cancelled) abort(cancelled);
+            },
+            onHeaders(statusCode, raw) {
+              status = statusCode;
+              rawHeaders = raw;
+              return true;
+            },
+            onData(chunk) {
+              size += chunk.length;
+              if (size > max) {
+                abortRequest?.(new PermanentError(`response body larger than ${max} bytes from ${describeRequest(req)}`));
+                return false;
+              }
+              chunks.push(chunk);
+              return true;
+            },
+            onComplete() {
+              const body = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
+              settle(undefined, responseOf(status, rawHeaders, body));
+            },
+            onError(err) {
+              settle(err);
+            },
+          },
+        );
+      } catch (err) {
+        settle(err);
+      }
+    });
+  }
 
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, req.timeoutMs);
-    const stopListening = onAbort(req.signal, () => controller.abort());
-    try {
-      const res = await this.agent.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: req.method.toUpperCase() as 'GET',
-        headers: req.headers,
-        body: req.body,
-        signal: controller.signal,
-        headersTimeout: req.timeoutMs,
-        bodyTimeout: req.timeoutMs,
-      });
-      const body = await readBody(res.body, this.maxResponseBytes, req);
-      const headers: Record<string, string> = {};
-      for (const [name, value] of Object.entries(res.headers)) {
-        if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
-      }
-      return { status: res.statusCode, headers, body };
-    } catch (err) {
-      if (req.signal?.aborted) throw abortReason(req.signal);
-      if (timedOut) throw new TransientError(`timed out after ${req.timeoutMs} ms: ${describeRequest(req)}`);
-      if (err instanceof PermanentError || err instanceof TransientError) throw err;
-      if (err instanceof undiciErrors.InvalidArgumentError) {
-        throw new PermanentError(`invalid request ${describeRequest(req)}: ${errorMessage(err)}`);
-      }
-      throw new TransientError(`${transportCause(err)}: ${describeRequest(req)}`);
-    } finally {
-      clearTimeout(timer);
-      stopListening();
+  /** What a failed request rejects with: the caller's abort reason, a timeout, or a TransientError naming the cause. */
+  private failure(err: unknown, req: HttpRequest, timedOut: boolean): Error {
+    if (req.signal?.aborted) return abortReason(req.signal);
+    if (timedOut) return new TransientError(`timed out after ${req.timeoutMs} ms: ${describeRequest(req)}`, undefined, 'timeout');
+    if (err instanceof PermanentError || err instanceof TransientError) return err;
+    if (err instanceof undiciErrors.InvalidArgumentError) {
+      return new PermanentError(`invalid request ${describeRequest(req)}: ${errorMessage(err)}`);
     }
+    return new TransientError(`${transportCause(err)}: ${describeRequest(req)}`, undefined, isTimeout(err) ? 'timeout' : 'other');
   }
 
   /**
@@ -148,7 +196,7 @@ export class HttpClient {
       }
     }
     if (isTransientStatus(res.status)) {
-      throw new TransientError(describeResponse(req, res), parseRetryAfter(res.headers['retry-after']));
+      throw new TransientError(describeResponse(req, res), parseRetryAfter(res.headers['retry-after']), transientKindOf(res.status));
     }
     throw new PermanentError(describeResponse(req, res));
   }
@@ -215,7 +263,7 @@ export function describeUrl(raw: string): string {
 
 /** "GET <url as describeUrl shows it>"; built only when a message needs it. */
 function describeRequest(req: HttpRequest): string {
-  return `${req.method.toUpperCase()} ${describeUrl(req.url)}`;
+  return `${req.method.toUpperCase()} ${describeUrl(String(req.url))}`;
 }
 
 /** "HTTP 404 Not Found from GET <url>: <short body excerpt>". */
@@ -228,6 +276,17 @@ function describeResponse(req: HttpRequest, res: HttpResponse): string {
 function bodyExcerpt(body: string): string {
   const flat = body.replace(/\s+/g, ' ').trim();
   return flat.length > EXCERPT_CHARS ? `${flat.slice(0, EXCERPT_CHARS)}...` : flat;
+}
+
+const TIMEOUT_CODES = new Set(['ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Whether a transport failure was a timeout (a load signal for adaptive concurrency). */
+function isTimeout(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TIMEOUT_CODES.has(code)) return true;
+  }
+  return false;
 }
 
 function transportCause(err: unknown): string {
@@ -243,20 +302,51 @@ function transportCause(err: unknown): string {
   return found.startsWith('UND_ERR') ? cause : `${cause} (${found})`;
 }
 
-async function readBody(
-  body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
-  max: number,
-  req: HttpRequest,
-): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) {
-      body.destroy();
-      throw new PermanentError(`response body larger than ${max} bytes from ${describeRequest(req)}`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size).toString('utf8');
+/** A response whose headers (lower-case names, repeats joined with ", ") are read from the raw ones when first asked for. */
+function responseOf(status: number, raw: Buffer[] | null, body: string): HttpResponse {
+  let headers: Record<string, string> | undefined;
+  return {
+    status,
+    body,
+    get headers() {
+      if (headers === undefined) {
+        headers = {};
+        for (let i = 0; raw !== null && i + 1 < raw.length; i += 2) {
+          const name = raw[i]!.toString('latin1').toLowerCase();
+          const value = raw[i + 1]!.toString('latin1');
+          headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+        }
+      }
+      return headers;
+    },
+  };
 }
+
+/**
+ * Calls `fn` when `signal` aborts; returns the function that stops listening. Every request of a
+ * fan-out child shares one shutdown signal: one listener per signal, and a set of callbacks,
+ * instead of an event listener per request.
+ */
+const sharedAbortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
+function onSharedAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+  if (signal === undefined) return noop;
+  let callbacks = sharedAbortCallbacks.get(signal);
+  if (!callbacks) {
+    const set = new Set<() => void>();
+    callbacks = set;
+    sharedAbortCallbacks.set(signal, set);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const callback of set) callback();
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  const set = callbacks;
+  set.add(fn);
+  return () => set.delete(fn);
+}
+
+function noop(): void {}

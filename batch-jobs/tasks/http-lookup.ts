@@ -122,7 +122,8 @@ const PLACEHOLDER = /\{([^{}]+)\}/g;
 const DOT_SEGMENT = /^(\.|%2e){1,2}$/i;
 
 interface CompiledUrl {
-  fill(row: Row): string;
+  /** The filled URL, parsed and checked (the HTTP client uses it as it is). */
+  fill(row: Row): URL;
 }
 
 function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
@@ -184,7 +185,7 @@ function compileUrlTemplate(template: string, problems: string[]): CompiledUrl {
       if (pathPart.split('/').some((segment) => DOT_SEGMENT.test(segment))) {
         throw new PermanentError(`the filled URL has a "." or ".." path segment: ${describeFilled(out)}`);
       }
-      return parsed.toString();
+      return parsed;
     },
   };
 }
@@ -361,8 +362,13 @@ function toIsoDate(value: unknown): string | undefined {
   if (s === '') return undefined;
   const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
   if (dateOnly) {
-    const d = new Date(`${s}T00:00:00Z`);
-    return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(s) ? s : undefined;
+    // A calendar date, checked by arithmetic (no Date per answer: this runs for every item).
+    const year = Number(dateOnly[1]);
+    const month = Number(dateOnly[2]);
+    const day = Number(dateOnly[3]);
+    const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+    const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+    return month >= 1 && month <= 12 && day >= 1 && day <= days ? s : undefined;
   }
   const t = Date.parse(s);
   return Number.isNaN(t) ? undefined : new Date(t).toISOString();
@@ -383,7 +389,7 @@ function scrubError(err: unknown, scrub: (text: string) => string): unknown {
   if (!(err instanceof Error)) return new Error(scrub(String(err)));
   const message = scrub(err.message);
   if (message === err.message) return err;
-  if (err instanceof TransientError) return new TransientError(message, err.retryAfterMs);
+  if (err instanceof TransientError) return new TransientError(message, err.retryAfterMs, err.kind);
   if (err instanceof PermanentError) return new PermanentError(message);
   if (err instanceof EnvironmentError) return new EnvironmentError(message);
   const copy = new Error(message);
