@@ -7,7 +7,7 @@
 import { realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
-import { ConfigError, requireShape, type ItemsPipelineConfig } from '../runtime/config/schema';
+import { ConfigError, maxInFlight, requireShape, type ItemsPipelineConfig } from '../runtime/config/schema';
 import { jobEnvSchema, parseEnv, type Env, type JobEnv } from '../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode, InputError, StorageError, TerminatedError } from '../runtime/errors';
 import { fail } from '../runtime/lifecycle';
@@ -127,7 +127,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
         await runSplit(ctx);
         break;
       case 'fanout':
-        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env: taskEnv(p, env, jobEnv), concurrency: p.concurrency }), onOutcome });
+        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env: taskEnv(p, env, jobEnv), concurrency: maxInFlight(p) }), onOutcome });
         break;
       case 'consolidate':
         await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });

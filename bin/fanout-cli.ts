@@ -216,7 +216,7 @@ function checkConfigCommand(io: Io, args: string[]): number {
       continue;
     }
     io.out.write(
-      `${p.name}: ${p.task.type}, ${p.input.columns.length} input columns${p.input.groupBy ? `, grouped by ${p.input.groupBy}` : ''}, chunks of ${p.chunkSize}, ${p.concurrency} in flight, compute ${p.compute}\n`,
+      `${p.name}: ${p.task.type}, ${p.input.columns.length} input columns${p.input.groupBy ? `, grouped by ${p.input.groupBy}` : ''}, chunks of ${p.chunkSize}, ${p.concurrency === 'auto' ? `up to ${p.maxConcurrency} in flight (auto)` : `${p.concurrency} in flight`}, compute ${p.compute}\n`,
     );
   }
   return 0;

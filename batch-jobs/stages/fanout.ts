@@ -5,16 +5,18 @@
  * A child started again resumes from its parts: items with an outcome are not called again.
  * Exit 0 when every item has an outcome; infrastructure failures throw (non-zero exit).
  */
-import { requireShape, type ItemsPipelineConfig } from '../../runtime/config/schema';
+import { maxInFlight, requireShape, type ItemsPipelineConfig } from '../../runtime/config/schema';
 import { errorMessage, TerminatedError } from '../../runtime/errors';
 import { LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { forEachConcurrent } from '../../runtime/pool';
 import { RateLimiter } from '../http/rate-limit';
+import { isBackPressure, SourceGuard } from '../http/source-guard';
 import { readJsonl, toJsonl } from '../records/jsonl';
-import { runWithRetry } from '../../runtime/retry';
+import { backoffDelayMs, runWithRetry, type BackPressurePolicy, type RetryOutcome } from '../../runtime/retry';
 import type { Task, TaskResult } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
+import { FleetMember } from './fleet';
 
 export interface FanoutOptions {
   /** Builds the pipeline's task (tests may pass their own). */
@@ -90,22 +92,43 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
 
   const partItems = opts.partItems ?? 500;
   const partIntervalMs = opts.partIntervalMs ?? 5_000;
+  // Stops the work when a part cannot be saved or the fleet's share cannot be read: no new call
+  // starts, calls in flight are cut, and the child fails with that error's exit code.
+  const stop = new AbortController();
+  let fatal: unknown;
+  const stopWork = (err: unknown) => {
+    if (fatal !== undefined) return;
+    fatal = err;
+    log.error('stopping: progress can no longer be saved', { error: errorMessage(err) });
+    stop.abort(err);
+  };
+  const signal = AbortSignal.any([ctx.signal, stop.signal]);
   let pending: ResultLine[] = [];
   let lastFlush = Date.now();
   let flushing: Promise<void> = Promise.resolve();
   // What was last reported, so each progress line carries only what is new (the metrics sum them).
   let reported = { done, failed, retries };
+  // Lines handed to a part write that has not finished yet.
+  let unsavedInParts = 0;
   const flush = (): Promise<void> => {
-    if (pending.length === 0) return flushing;
+    if (pending.length === 0 || fatal !== undefined) return flushing;
     const lines = pending;
     pending = [];
+    unsavedInParts += lines.length;
     lastFlush = Date.now();
     const number = ++part;
     const snapshot = { done, failed, retries };
     // Parts are written one after another so the table's progress never runs ahead of S3.
     flushing = flushing.then(async () => {
-      await ctx.store.put(keys.resultPart(ctx.runId, chunk, number), toJsonl(lines), { contentType: 'application/x-ndjson' });
-      await ctx.table.updateChunk(ctx.runId, chunk, { ...snapshot, lastPart: number, updatedAt: nowOf(ctx) });
+      try {
+        await ctx.store.put(keys.resultPart(ctx.runId, chunk, number), toJsonl(lines), { contentType: 'application/x-ndjson' });
+        await ctx.table.updateChunk(ctx.runId, chunk, { ...snapshot, lastPart: number, updatedAt: nowOf(ctx) });
+      } catch (err) {
+        stopWork(err);
+        throw err;
+      } finally {
+        unsavedInParts -= lines.length;
+      }
       log.info(LOG_EVENTS.fanoutProgress, {
         part: number,
         done: snapshot.done - reported.done,
@@ -116,53 +139,103 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     });
     return flushing;
   };
+  // Progress for a terminal goes out at most four times a second, not once per item.
+  let progressSent = -1;
+  const sendProgress = () => {
+    if (!ctx.progress || done + failed === progressSent) return;
+    progressSent = done + failed;
+    ctx.progress({ stage: 'fanout', index: chunk, done: progressSent, total: items.length });
+  };
   const timer = setInterval(() => {
     if (Date.now() - lastFlush >= partIntervalMs) void flush().catch(() => undefined);
-  }, Math.min(partIntervalMs, 1_000));
+    sendProgress();
+  }, Math.min(partIntervalMs, 250));
   let recorded = 0;
   const record = (line: ResultLine) => {
     line.s === 'done' ? done++ : failed++;
     pending.push(line);
-    ctx.progress?.({ stage: 'fanout', index: chunk, done: done + failed, total: items.length });
     if (pending.length >= partItems) void flush().catch(() => undefined);
     opts.onOutcome?.(++recorded);
   };
 
-  // A fleet-wide rate limit is shared by the children that run at once: one per chunk, at most
-  // as many as the queue's vCPUs allow (FANOUT_MAX_CHILDREN, set by the infrastructure).
-  const maxChildren = ctx.env.FANOUT_MAX_CHILDREN ?? chunkCount;
-  const limiter = pipeline.rateLimitPerSecond
-    ? new RateLimiter(pipeline.rateLimitPerSecond / Math.max(1, Math.min(chunkCount, maxChildren)))
-    : undefined;
+  // Calls in flight toward the source (fixed, or adaptive with concurrency "auto"), and this
+  // child's share of the fleet's rate and concurrency ceiling, kept through the run table.
+  const guard = new SourceGuard({ mode: pipeline.concurrency === 'auto' ? 'auto' : 'fixed', max: maxInFlight(pipeline) });
+  let limiter: RateLimiter | undefined;
+  const fleet = new FleetMember({
+    table: ctx.table,
+    runId: ctx.runId,
+    child: chunk,
+    chunks: chunkCount,
+    ratePerSecond: pipeline.rateLimitPerSecond,
+    log,
+    onShare: (share) => {
+      log.info('fleet share', { ...share });
+      guard.setCeiling(share.concurrency);
+      if (share.ratePerSecond === undefined) {
+        // No rate any more: let anyone waiting on the old one go.
+        limiter?.setRate(Number.MAX_SAFE_INTEGER);
+        limiter = undefined;
+      } else if (limiter) limiter.setRate(share.ratePerSecond);
+      else limiter = new RateLimiter(share.ratePerSecond);
+    },
+  });
+  const fleetDone = new AbortController();
+  const fleetLoop = fleet.run(AbortSignal.any([signal, fleetDone.signal])).catch(stopWork);
+  const backPressure: BackPressurePolicy | undefined =
+    guard.mode === 'auto'
+      ? {
+          test: isBackPressure,
+          maxWaitMs: pipeline.retry.maxWaitMs,
+          // A Retry-After holds every call to the origin (the guard); without one, back off.
+          delayMs: (err, refusals) => (err.retryAfterMs !== undefined ? 0 : backoffDelayMs(refusals, pipeline.retry)),
+          now: () => performance.now(),
+        }
+      : undefined;
+  const onRetry = () => {
+    retries++;
+  };
+
   const task = opts.createTask(pipeline);
   try {
-    await forEachConcurrent(todo, pipeline.concurrency, async (item) => {
-      if (ctx.signal.aborted) return;
+    await Promise.race([fleet.whenReady(), new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+    await forEachConcurrent(todo, maxInFlight(pipeline), async (item) => {
+      // Storage back-pressure: while two parts' worth of outcomes are unsaved (a slow or failing
+      // PUT), start nothing new; so a child whose PUT fails loses at most those two parts.
+      while (unsavedInParts + pending.length >= 2 * partItems && !signal.aborted) await flushing.catch(() => undefined);
+      if (signal.aborted) return;
       if (item.x && item.x.length > 0) {
         record({ i: item.i, s: 'failed', e: `invalid input: ${item.x.join('; ')}`, a: 0 });
         return;
       }
-      let outcome: Awaited<ReturnType<typeof runWithRetry<TaskResult>>>;
+      const call = async (attempt: number): Promise<TaskResult> => {
+        await guard.acquire(signal);
+        let startedAt: number;
+        try {
+          if (limiter) await limiter.acquire(signal);
+          startedAt = performance.now();
+        } catch (err) {
+          guard.release();
+          throw err;
+        }
+        try {
+          const result = await task.run(item, { attempt, signal });
+          guard.succeeded(startedAt);
+          return result;
+        } catch (err) {
+          guard.failed(startedAt, err);
+          throw err;
+        }
+      };
+      let outcome: RetryOutcome<TaskResult>;
       try {
-        outcome = await runWithRetry(
-          async (attempt) => {
-            if (limiter) await limiter.acquire(ctx.signal);
-            return task.run(item, { attempt, signal: ctx.signal });
-          },
-          pipeline.retry,
-          {
-            signal: ctx.signal,
-            onRetry: () => {
-              retries++;
-            },
-          },
-        );
+        outcome = await runWithRetry(call, pipeline.retry, { signal, onRetry, backPressure });
       } catch (err) {
         // Cut off by shutdown: not an outcome, the next attempt calls the item again.
-        if (ctx.signal.aborted) return;
+        if (signal.aborted) return;
         throw err;
       }
-      if (ctx.signal.aborted && !outcome.ok) return;
+      if (signal.aborted && !outcome.ok) return;
       if (outcome.ok) {
         const line: ResultLine = { i: item.i, s: 'done', a: outcome.attempts };
         if (outcome.value.fields) line.f = outcome.value.fields;
@@ -174,12 +247,23 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     });
   } finally {
     clearInterval(timer);
+    fleetDone.abort();
+    await fleetLoop;
+    await fleet.leave().catch((err: unknown) => log.warn('leaving the fleet failed', { error: errorMessage(err) }));
     await task.close?.().catch((err: unknown) => log.warn('closing the task failed', { error: errorMessage(err) }));
-    await flush();
+    if (fatal === undefined) await flush().catch(() => undefined);
+    sendProgress();
   }
+  if (fatal !== undefined) throw fatal;
   if (ctx.signal.aborted) {
     throw new TerminatedError(`stopped by a termination signal after ${done + failed} of ${items.length} item(s); the next attempt resumes`);
   }
+  log.info('fan-out source guard', {
+    concurrency: pipeline.concurrency,
+    finalLimit: guard.limit,
+    originPauses: guard.pauseCount,
+    fleetLive: fleet.share.live,
+  });
   await ctx.table.updateChunk(ctx.runId, chunk, { status: 'DONE', done, failed, retries, lastPart: part, updatedAt: nowOf(ctx) });
   const result = { chunk, items: items.length, resumed, done, failed, retries, parts: part + 1 };
   log.info(LOG_EVENTS.fanoutChildDone, { ...result });

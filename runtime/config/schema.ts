@@ -41,6 +41,11 @@ export const retrySchema = z.object({
   baseDelayMs: z.int().min(0).max(60_000).default(500),
   /** Cap of one back-off delay (and of an honoured Retry-After). @default 30000 */
   maxDelayMs: z.int().min(0).max(600_000).default(30_000),
+  /**
+   * With `concurrency: "auto"`, how long an item may keep being refused (429, 503 with
+   * Retry-After) before it fails; refusals do not use up attempts. @default 900000 (15 minutes)
+   */
+  maxWaitMs: z.int().min(0).max(86_400_000).default(900_000),
 });
 export type RetryConfig = z.infer<typeof retrySchema>;
 
@@ -149,16 +154,30 @@ export const itemsPipelineSchema = z.object({
   }),
   /** Work items per chunk (one fan-out child per chunk). @default 1000 */
   chunkSize: z.int().min(1).max(MAX_CHUNK_SIZE).default(1000),
-  /** Requests in flight per fan-out child. @default 64 */
-  concurrency: z.int().min(1).max(2048).default(64),
-  /** Fleet-wide cap on requests per second to the data source, shared by all children. @default - none */
+  /**
+   * Requests in flight per fan-out child: `"auto"` adapts it to the data source (grows while calls
+   * succeed with flat latency, falls when the source pushes back; between 1 and `maxConcurrency`),
+   * a number fixes it. @default 'auto'
+   */
+  concurrency: z.union([z.literal('auto'), z.int().min(1).max(2048)]).default('auto'),
+  /** Most requests in flight per fan-out child with `concurrency: "auto"`. @default 256 */
+  maxConcurrency: z.int().min(1).max(2048).default(256),
+  /**
+   * Fleet-wide cap on requests per second to the data source, shared by the fan-out children
+   * actually running (through the run table). @default - none
+   */
   rateLimitPerSecond: z.number().positive().max(1_000_000).optional(),
-  retry: retrySchema.default({ maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 }),
+  retry: retrySchema.default({ maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000, maxWaitMs: 900_000 }),
   /** Where the pipeline's jobs run on AWS. @default 'fargate-spot' */
   compute: computeSchema,
   recipients: recipientsSchema,
 });
 export type ItemsPipelineConfig = z.infer<typeof itemsPipelineSchema>;
+
+/** Most requests a fan-out child of this pipeline has in flight: the fixed concurrency, or the auto maximum. */
+export function maxInFlight(p: Pick<ItemsPipelineConfig, 'concurrency' | 'maxConcurrency'>): number {
+  return p.concurrency === 'auto' ? p.maxConcurrency : p.concurrency;
+}
 
 /**
  * A pipeline of any shape, told apart by `shape` (`items` when absent). Stage code that only

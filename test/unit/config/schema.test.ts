@@ -34,9 +34,10 @@ describe('pipelines config', () => {
     const p = requireShape(c.pipelines[0]!, 'items');
     assert.equal(p.shape, 'items');
     assert.equal(p.chunkSize, 1000);
-    assert.equal(p.concurrency, 64);
+    assert.equal(p.concurrency, 'auto');
+    assert.equal(p.maxConcurrency, 256);
     assert.equal(p.compute, 'fargate-spot');
-    assert.deepEqual(p.retry, { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000 });
+    assert.deepEqual(p.retry, { maxAttempts: 5, baseDelayMs: 500, maxDelayMs: 30_000, maxWaitMs: 900_000 });
     assert.equal(p.input.columns[0]!.type, 'text');
     assert.equal(p.input.columns[0]!.required, true);
     assert.equal(c.runRetentionDays, 90);
