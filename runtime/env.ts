@@ -20,7 +20,7 @@
  *   FANOUT_RUN_ID                 set per submission (runtime/adapters/batch-job-submitter.ts)
  *   FANOUT_SPLIT_DONE_TOPIC_ARN   split: SNS topic it announces on (unless FANOUT_EVENTS=ipc)
  *   FANOUT_EVENTS=ipc             local runs only: split announces to the parent process instead
- *   FANOUT_MAX_CHILDREN           fan-out: most children the queue runs at once (shares rateLimitPerSecond; optional)
+ *   FANOUT_MAX_CHILDREN           fan-out: most children the queue runs at once (logged; the fleet-wide rate is shared by counting the live children in the run table; optional)
  *   FANOUT_OSRM_BASE_URL          fan-out of osrm-match pipelines: the managed OSRM service (wins over the config)
  *   FANOUT_PARTIAL=1              consolidate: set per submission when the run failed (partial results)
  *   FANOUT_RESULT_LINK_DAYS       consolidate: days a presigned result link is valid (optional, default 7)

@@ -87,7 +87,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   let retries = prior?.retries ?? 0;
   let part = previous.lastPart;
   const resumed = items.length - todo.length;
-  log.info('fan-out child starting', { items: items.length, resumed, todo: todo.length });
+  log.info('fan-out child starting', { items: items.length, resumed, todo: todo.length, maxChildren: ctx.env.FANOUT_MAX_CHILDREN });
   await ctx.table.updateChunk(ctx.runId, chunk, { status: 'RUNNING', attempt: ctx.attempt, updatedAt: nowOf(ctx) });
 
   const partItems = opts.partItems ?? 500;
