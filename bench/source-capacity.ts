@@ -82,7 +82,8 @@ function cpuSeconds(): number {
 
 /** Items with an outcome, and failed items the source knew, from the workbook's Results sheet (Customer ID in A, Status in I). */
 async function countOutcomes(file: string): Promise<{ knownFailed: number; settled: number }> {
-  const source = await openXlsx(createReadStream(file), { fileName: file, sheet: 'Results' });
+  const workbook = await openXlsx(createReadStream(file), { fileName: file });
+  const source = await workbook.openSheet(workbook.sheets.findIndex((s) => s.name === 'Results'));
   let knownFailed = 0;
   let settled = 0;
   try {
