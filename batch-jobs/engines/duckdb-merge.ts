@@ -132,6 +132,9 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
     const t0 = performance.now();
     await load(conn, o.plan, 'left', o.leftPath);
     await load(conn, o.plan, 'right', o.rightPath);
+    // The tables' rowids hold file order now; the COPY orders explicitly. Without insertion-order
+    // preservation the join and sort need less memory (a 1 GB limit ran out of memory with it).
+    await conn.run('SET preserve_insertion_order = false');
     const t1 = performance.now();
     const stats = (await conn.runAndReadAll(statsSql(o.plan))).getRowObjects()[0] ?? {};
     const t2 = performance.now();
