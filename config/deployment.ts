@@ -116,6 +116,11 @@ const deploymentSchema = z
         fargateSpotMaxVcpus: z.int().min(1).max(100_000).default(256),
         /** Largest number of vCPUs the EC2 Spot compute environment runs at once. @default 1152 */
         ec2SpotMaxVcpus: z.int().min(1).max(100_000).default(1152),
+        /**
+         * vCPUs the EC2 Spot compute environment keeps running while idle (warm instances start jobs
+         * at once, and cost money at rest). At most ec2SpotMaxVcpus. @default 0 - scales to zero
+         */
+        ec2SpotMinVcpus: z.int().min(0).max(100_000).default(0),
         /** EC2 Spot instance types (x86_64). @default c5.18xlarge, c5n.18xlarge, c5a.24xlarge, c6i.24xlarge, c6a.24xlarge */
         ec2InstanceTypes: z
           .array(z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an instance type such as c5.18xlarge'))
@@ -179,6 +184,13 @@ const deploymentSchema = z
       .prefault({}),
   })
   .superRefine((cfg, ctx) => {
+    if (cfg.compute.ec2SpotMinVcpus > cfg.compute.ec2SpotMaxVcpus) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['compute', 'ec2SpotMinVcpus'],
+        message: `must be at most compute.ec2SpotMaxVcpus (${cfg.compute.ec2SpotMaxVcpus}), got ${cfg.compute.ec2SpotMinVcpus}`,
+      });
+    }
     if (cfg.network.vpcId !== undefined && (cfg.account === undefined || cfg.region === undefined)) {
       ctx.addIssue({
         code: 'custom',

@@ -17,6 +17,11 @@ export interface BatchComputeProps {
   readonly fargateSpotMaxVcpus: number;
   /** Largest number of vCPUs running on EC2 Spot at once. */
   readonly ec2SpotMaxVcpus: number;
+  /**
+   * vCPUs the EC2 Spot environment keeps running while no job needs them (at most ec2SpotMaxVcpus).
+   * @default 0 - scales to zero
+   */
+  readonly ec2SpotMinVcpus?: number;
   /** EC2 Spot instance types, e.g. `c5.18xlarge`. */
   readonly ec2InstanceTypes: string[];
   /**
@@ -29,7 +34,7 @@ export interface BatchComputeProps {
 }
 
 /**
- * Defaults: both environments scale to zero (min 0 vCPUs); EC2 uses Spot with
+ * Defaults: both environments scale to zero (EC2: min 0 vCPUs unless ec2SpotMinVcpus); EC2 uses Spot with
  * SPOT_PRICE_CAPACITY_OPTIMIZED on the ECS AL2023 image, with a launch template that requires
  * IMDSv2 and a hop limit of 1 (containers cannot read the instance role's credentials) and
  * turns on detailed monitoring.
@@ -42,7 +47,8 @@ export class BatchCompute extends Construct {
 
   constructor(scope: Construct, id: string, props: BatchComputeProps) {
     super(scope, id);
-    if (props.ec2InstanceTypes.length === 0) throw new Error('BatchCompute: ec2InstanceTypes must name at least one instance type');
+    const problems = batchComputeProblems(props);
+    if (problems.length > 0) throw new Error(`BatchCompute ${this.node.path}: ${problems.join('; ')}`);
 
     this.fargateSpot = new batch.FargateComputeEnvironment(this, 'FargateSpot', {
       vpc: props.vpc,
@@ -66,7 +72,7 @@ export class BatchCompute extends Construct {
       instanceTypes: props.ec2InstanceTypes.map((t) => new ec2.InstanceType(t)),
       useOptimalInstanceClasses: false,
       images: [{ imageType: batch.EcsMachineImageType.ECS_AL2023 }],
-      minvCpus: 0,
+      minvCpus: props.ec2SpotMinVcpus ?? 0,
       maxvCpus: props.ec2SpotMaxVcpus,
       launchTemplate,
     });
@@ -89,4 +95,19 @@ export class BatchCompute extends Construct {
       );
     }
   }
+}
+
+/** Every problem of the props, each naming the prop and the value. */
+function batchComputeProblems(props: BatchComputeProps): string[] {
+  const problems: string[] = [];
+  const whole = (name: string, value: number, min: number) => {
+    if (!Number.isInteger(value) || value < min) problems.push(`${name} must be a whole number >= ${min}, got ${value}`);
+  };
+  whole('fargateSpotMaxVcpus', props.fargateSpotMaxVcpus, 1);
+  whole('ec2SpotMaxVcpus', props.ec2SpotMaxVcpus, 1);
+  const min = props.ec2SpotMinVcpus ?? 0;
+  whole('ec2SpotMinVcpus', min, 0);
+  if (min > props.ec2SpotMaxVcpus) problems.push(`ec2SpotMinVcpus (${min}) must be at most ec2SpotMaxVcpus (${props.ec2SpotMaxVcpus})`);
+  if (props.ec2InstanceTypes.length === 0) problems.push('ec2InstanceTypes must name at least one instance type');
+  return problems;
 }

@@ -25,19 +25,23 @@ export const MAX_EVALUATE_ON_EXIT = 5;
 
 /**
  * The stage retry strategies for a compute kind, in the order Batch evaluates them (first match
- * wins; a failure that matches none is retried, as Batch documents).
+ * wins; a failure that matches none is retried, as Batch documents). `nonRetryableExitCodes`
+ * exit at once; a list too long for Batch's five conditions throws.
  */
-export function stageRetryStrategies(compute: ComputeKind): batch.RetryStrategy[] {
+export function stageRetryStrategies(
+  compute: ComputeKind,
+  nonRetryableExitCodes: readonly number[] = NON_RETRYABLE_EXIT_CODES,
+): batch.RetryStrategy[] {
   const strategies = [
     batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: SPOT_RECLAIM_STATUS_REASON[compute] })),
-    ...NON_RETRYABLE_EXIT_CODES.map((code) =>
+    ...nonRetryableExitCodes.map((code) =>
       batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(code) })),
     ),
     batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.NON_ZERO_EXIT_CODE),
   ];
   if (strategies.length > MAX_EVALUATE_ON_EXIT) {
     throw new Error(
-      `NON_RETRYABLE_EXIT_CODES has ${NON_RETRYABLE_EXIT_CODES.length} codes: with the Spot reclaim and catch-all rules that makes ` +
+      `NON_RETRYABLE_EXIT_CODES has ${nonRetryableExitCodes.length} codes: with the Spot reclaim and catch-all rules that makes ` +
         `${strategies.length} retry conditions, more than the ${MAX_EVALUATE_ON_EXIT} AWS Batch accepts`,
     );
   }

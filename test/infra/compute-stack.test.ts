@@ -1,18 +1,21 @@
 /**
  * The compute stack's own choices: Spot capacity and queues, job definitions and their retry
  * strategies, the triggers of the handlers, least-privilege grants, encryption, alarms.
- * The app is built once (three pipelines: Fargate with a credential, EC2 Spot, OSRM matching).
+ * The app is built once (three pipelines: Fargate with a credential, EC2 Spot, OSRM matching), with
+ * deployment settings that differ from every default (fixture.ts nonDefaultDeployment), so each
+ * value found in the template was put there by the stack.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { Capture, Match, type Template } from 'aws-cdk-lib/assertions';
 import type { AppConfigInput } from '../../runtime/config/schema';
 import { NON_RETRYABLE_EXIT_CODES } from '../../runtime/errors';
 import { INTAKE_SUFFIXES } from '../../lib/compute-stack';
-import { buildApp, osrmOn, projectRoot, tripsPipeline, twoPipelines, type BuiltApp } from './fixture';
+import { buildApp, nonDefaultDeployment as settings, osrmOn, projectRoot, tripsPipeline, twoPipelines, type BuiltApp } from './fixture';
 
 const threePipelines: AppConfigInput = { ...twoPipelines, pipelines: [...twoPipelines.pipelines, tripsPipeline] };
 
@@ -38,6 +41,23 @@ function statementsOf(template: Template, rolePrefix: string): Record<string, an
   return out;
 }
 
+/** The .ts files under `dir`, recursively. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
+}
+
+/** Module specifiers a TypeScript file imports or re-exports, statically or dynamically (type-only imports included). */
+function importsOf(source: string): string[] {
+  const specs = [
+    ...source.matchAll(/^\s*(?:import|export)\s[^;]*?\sfrom\s+(['"])([^'"]+)\1/gms),
+    ...source.matchAll(/^\s*import\s+(['"])([^'"]+)\1/gm),
+    ...source.matchAll(/\bimport\(\s*(['"])([^'"]+)\1\s*\)/g),
+  ].map((m) => m[2]!);
+  return [...new Set(specs)];
+}
+
 const actionsOf = (s: Record<string, any>): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
 const resourcesText = (s: Record<string, any>): string => JSON.stringify(s.Resource);
 
@@ -48,7 +68,7 @@ describe('compute stack', () => {
   before(() => {
     built = buildApp({
       pipelines: threePipelines,
-      deployment: { osrm: osrmOn, operatorEmail: 'ops@example.com' },
+      deployment: { ...settings, osrm: osrmOn, operatorEmail: 'ops@example.com' },
     });
     t = built.compute;
   });
@@ -57,18 +77,18 @@ describe('compute stack', () => {
     it('runs a Fargate Spot compute environment with max vCPUs from config', () => {
       t.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
         Type: 'managed',
-        ComputeResources: Match.objectLike({ Type: 'FARGATE_SPOT', MaxvCpus: 256 }),
+        ComputeResources: Match.objectLike({ Type: 'FARGATE_SPOT', MaxvCpus: 96 }),
       });
     });
 
-    it('runs an EC2 Spot compute environment of c5.18xlarge-class instances, price-capacity optimised, scaling to zero', () => {
+    it('runs an EC2 Spot compute environment of the configured instance types and vCPUs, price-capacity optimised', () => {
       t.hasResourceProperties('AWS::Batch::ComputeEnvironment', {
         ComputeResources: Match.objectLike({
           Type: 'SPOT',
           AllocationStrategy: 'SPOT_PRICE_CAPACITY_OPTIMIZED',
-          InstanceTypes: Match.arrayWith(['c5.18xlarge', 'c5n.18xlarge']),
-          MinvCpus: 0,
-          MaxvCpus: 1152,
+          InstanceTypes: ['c6i.32xlarge', 'c5.24xlarge'],
+          MinvCpus: 72,
+          MaxvCpus: 576,
         }),
       });
     });
@@ -118,10 +138,14 @@ describe('compute stack', () => {
       assert.equal(images[0]!.source.platform, 'linux/amd64');
     });
 
-    it('builds both Dockerfile stages on the Node 22 image the handlers run on', () => {
+    it('builds both Dockerfile stages on the Node major the handlers run on', () => {
+      const runtimes = new Set(Object.values(t.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Runtime as string));
+      const handlerMajors = [...runtimes].filter((r) => /^nodejs\d+\.x$/.test(r)).map((r) => /\d+/.exec(r)![0]);
+      assert.equal(handlerMajors.length, 1, `one Node runtime among the handlers (${[...runtimes].join(', ')})`);
       const dockerfile = readFileSync(join(projectRoot, 'batch-jobs', 'Dockerfile'), 'utf8');
       const bases = [...dockerfile.matchAll(/^FROM\s+(\S+)/gm)].map((m) => m[1]);
-      assert.deepEqual(bases, ['public.ecr.aws/docker/library/node:22-bookworm-slim', 'public.ecr.aws/docker/library/node:22-bookworm-slim']);
+      const node = `public.ecr.aws/docker/library/node:${handlerMajors[0]}-bookworm-slim`;
+      assert.deepEqual(bases, [node, node]);
     });
 
     it('has a build context of the runtime, the job stages and the manifests only', () => {
@@ -130,7 +154,34 @@ describe('compute stack', () => {
       const context = join(built.outdir, image!.source.directory);
       const top = readdirSync(context).filter((f) => f !== '.dockerignore').sort();
       assert.deepEqual(top, ['batch-jobs', 'config', 'package-lock.json', 'package.json', 'runtime', 'tsconfig.json']);
-      assert.ok(existsSync(join(context, 'batch-jobs', 'Dockerfile')));
+    });
+
+    it('holds only code whose imports resolve inside the image, to Node built-ins or production dependencies', () => {
+      // Given the staged build context (what the Dockerfile COPYs: runtime/, batch-jobs/, config/)
+      const manifest = JSON.parse(readFileSync(join(built.outdir, 'batch-fanout-compute.assets.json'), 'utf8'));
+      const [image] = Object.values(manifest.dockerImages) as { source: { directory: string } }[];
+      const context = join(built.outdir, image!.source.directory);
+      const pkg = JSON.parse(readFileSync(join(context, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+      const files = sourceFiles(context);
+      assert.ok(files.some((f) => f.endsWith(join('batch-jobs', 'main.ts'))), 'the job entry point is in the context');
+      // When every import of every file is resolved
+      const problems: string[] = [];
+      for (const file of files) {
+        for (const spec of importsOf(readFileSync(file, 'utf8'))) {
+          const where = `${relative(context, file)} imports "${spec}"`;
+          if (spec.startsWith('.')) {
+            const target = resolve(dirname(file), spec);
+            if (!target.startsWith(context + sep) || ![target, `${target}.ts`, join(target, 'index.ts')].some((p) => existsSync(p) && statSync(p).isFile())) {
+              problems.push(`${where}: not in the image`);
+            }
+          } else if (!spec.startsWith('node:') && !builtinModules.includes(spec)) {
+            const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+            if (!(name in pkg.dependencies)) problems.push(`${where}: not a production dependency (npm ci --omit=dev leaves it out)`);
+          }
+        }
+      }
+      // Then none reaches dev-only code (local/, test/, devDependencies) or a file left out
+      assert.deepEqual(problems, []);
     });
   });
 
@@ -139,7 +190,7 @@ describe('compute stack', () => {
       const def = jobDefinition(t, 'tax-due', 'Fanout');
       assert.deepEqual(def.PlatformCapabilities, ['FARGATE']);
       assert.deepEqual(def.RetryStrategy, {
-        Attempts: 5,
+        Attempts: 7,
         EvaluateOnExit: [
           { Action: 'RETRY', OnStatusReason: 'Your Spot Task was interrupted*' },
           ...NON_RETRYABLE_EXIT_CODES.map((code) => ({ Action: 'EXIT', OnExitCode: String(code) })),
@@ -157,23 +208,28 @@ describe('compute stack', () => {
     it('sizes, times and retries each stage from config, with the stage as the command', () => {
       const split = jobDefinition(t, 'tax-due', 'Split');
       assert.deepEqual(split.ContainerProperties.Command, ['split']);
-      assert.deepEqual(split.Timeout, { AttemptDurationSeconds: 120 * 60 });
-      assert.equal(split.RetryStrategy.Attempts, 3);
+      assert.deepEqual(split.Timeout, { AttemptDurationSeconds: 95 * 60 });
+      assert.equal(split.RetryStrategy.Attempts, 4);
       assert.deepEqual(split.ContainerProperties.ResourceRequirements, [
-        { Type: 'MEMORY', Value: '4096' },
-        { Type: 'VCPU', Value: '2' },
+        { Type: 'MEMORY', Value: '12288' },
+        { Type: 'VCPU', Value: '4' },
       ]);
       const cleanup = jobDefinition(t, 'tax-due', 'Cleanup');
       assert.deepEqual(cleanup.ContainerProperties.Command, ['cleanup']);
-      assert.deepEqual(cleanup.Timeout, { AttemptDurationSeconds: 30 * 60 });
+      assert.deepEqual(cleanup.Timeout, { AttemptDurationSeconds: 20 * 60 });
+      assert.equal(cleanup.RetryStrategy.Attempts, 2);
+      assert.deepEqual(cleanup.ContainerProperties.ResourceRequirements, [
+        { Type: 'MEMORY', Value: '1024' },
+        { Type: 'VCPU', Value: '0.5' },
+      ]);
     });
 
     it("keeps Node's heap at 75 % of the container's memory, so V8 stays inside the container", () => {
-      // Given split's 4096 MiB (DEFAULT_JOBS)
+      // Given split's 12288 MiB (the fixture's settings)
       const env = jobDefinition(t, 'tax-due', 'Split').ContainerProperties.Environment as { Name: string; Value: string }[];
       assert.deepEqual(
         env.find((e) => e.Name === 'NODE_OPTIONS'),
-        { Name: 'NODE_OPTIONS', Value: '--max-old-space-size=3072' },
+        { Name: 'NODE_OPTIONS', Value: '--max-old-space-size=9216' },
       );
     });
 
@@ -182,9 +238,9 @@ describe('compute stack', () => {
         (jobDefinition(t, pipeline, 'Fanout').ContainerProperties.Environment as { Name: string; Value: string }[]).find(
           (e) => e.Name === 'FANOUT_MAX_CHILDREN',
         )?.Value;
-      // Defaults: Fargate Spot 256 vCPUs, EC2 Spot 1152 vCPUs; a fan-out child takes 1 vCPU.
-      assert.equal(maxChildren('tax-due'), '256');
-      assert.equal(maxChildren('heavy-lookup'), '1152');
+      // Fargate Spot 96 vCPUs, EC2 Spot 576 vCPUs; a fan-out child takes 2 vCPUs.
+      assert.equal(maxChildren('tax-due'), '48');
+      assert.equal(maxChildren('heavy-lookup'), '288');
     });
 
     it('sets no FANOUT_TEST_ hook variable (local job runner only) on any job definition', () => {
@@ -196,8 +252,12 @@ describe('compute stack', () => {
     });
 
     it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
+      // Given cleanup's 0.5 vCPU, which Fargate takes as it is (above)
       const cleanup = jobDefinition(t, 'heavy-lookup', 'Cleanup');
-      assert.ok(cleanup.ContainerProperties.ResourceRequirements.some((r: any) => r.Type === 'VCPU' && r.Value === '1'));
+      assert.deepEqual(cleanup.ContainerProperties.ResourceRequirements, [
+        { Type: 'MEMORY', Value: '1024' },
+        { Type: 'VCPU', Value: '1' },
+      ]);
     });
 
     it("hands the pipeline's credential to its fan-out only, as a Secrets Manager secret", () => {
@@ -240,8 +300,13 @@ describe('compute stack', () => {
       });
       assert.match(logGroup.asString(), /^ConsolidateJobLogs/);
       const group = t.findResources('AWS::Logs::LogGroup')[logGroup.asString()]!;
-      assert.equal(group.Properties.RetentionInDays, 365);
+      assert.equal(group.Properties.RetentionInDays, 180);
       assert.match(JSON.stringify(group.Properties.KmsKeyId), /AppKey/);
+    });
+
+    it("tells consolidate how long a result link is valid, from config", () => {
+      const env = jobDefinition(t, 'tax-due', 'Consolidate').ContainerProperties.Environment as { Name: string; Value: string }[];
+      assert.deepEqual(env.find((e) => e.Name === 'FANOUT_RESULT_LINK_DAYS'), { Name: 'FANOUT_RESULT_LINK_DAYS', Value: '3' });
     });
 
     it('sets the managed OSRM URL on the fan-out of osrm-match pipelines only', () => {
@@ -329,6 +394,17 @@ describe('compute stack', () => {
       }
     });
 
+    it('are traced by X-Ray when tracing is on', () => {
+      for (const name of ['OnIntake', 'OnSplitDone', 'OnJobFailed']) {
+        t.hasResourceProperties('AWS::Lambda::Function', {
+          FunctionName: Match.absent(),
+          Handler: 'index.handler',
+          LoggingConfig: Match.objectLike({ LogGroup: { Ref: Match.stringLikeRegexp(`^${name}Logs`) } }),
+          TracingConfig: { Mode: 'Active' },
+        });
+      }
+    });
+
     it('inline the pipelines config in the bundle, not in the 4 KB environment', () => {
       const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('OnIntakeFunction'))![1];
       assert.equal(fn.Properties.Environment.Variables.FANOUT_CONFIG, undefined);
@@ -340,7 +416,9 @@ describe('compute stack', () => {
     });
 
     it('load from their bundles with the inlined config and the environment the stack gives them', () => {
-      for (const [id, fn] of Object.entries(t.findResources('AWS::Lambda::Function')).filter(([i]) => /^On[A-Za-z]+Function/.test(i))) {
+      const handlers = Object.entries(t.findResources('AWS::Lambda::Function')).filter(([i]) => /^On[A-Za-z]+Function/.test(i));
+      assert.deepEqual(handlers.map(([id]) => id.replace(/Function.*/, '')).sort(), ['OnIntake', 'OnJobFailed', 'OnSplitDone']);
+      for (const [id, fn] of handlers) {
         const assetHash = (fn.Properties.Code.S3Key as string).replace(/\.zip$/, '');
         const bundle = join(built.outdir, `asset.${assetHash}`, 'index.mjs');
         const names = Object.keys(fn.Properties.Environment.Variables as Record<string, unknown>);
@@ -362,7 +440,7 @@ describe('compute stack', () => {
       assert.match(queues, /\\"tax-due\\":\\".*BatchFargateSpotQueue.*\\"heavy-lookup\\":\\".*BatchEc2SpotQueue/);
       const definitions = JSON.stringify(vars.FANOUT_JOB_DEFINITIONS);
       assert.match(definitions, /\\"heavy-lookup\\":\{\\"split\\":\\".*PipelineheavylookupSplitDefinition/);
-      assert.equal(vars.FANOUT_RUN_TTL_DAYS, '90');
+      assert.equal(vars.FANOUT_RUN_TTL_DAYS, '45');
     });
 
     it('let on-job-failed submit only consolidate (partial results) and cleanup', () => {
@@ -429,6 +507,19 @@ describe('compute stack', () => {
       assert.equal(sends.length, 1);
       assert.match(resourcesText(sends[0]!), /:identity\/",\{"Ref":"SenderIdentity[0-9A-F]+"\}\]/);
       t.hasResourceProperties('AWS::SES::EmailIdentity', { EmailIdentity: 'batch-fanout@example.com' });
+    });
+  });
+
+  describe("removalPolicy 'destroy'", () => {
+    it('deletes the app key and every log group with the stack', () => {
+      const kept = (type: string) =>
+        Object.entries(t.findResources(type))
+          .filter(([, r]) => r.DeletionPolicy !== 'Delete' || r.UpdateReplacePolicy !== 'Delete')
+          .map(([id]) => id);
+      assert.ok(Object.keys(t.findResources('AWS::Logs::LogGroup')).length >= 4 + 3, 'the job and handler log groups');
+      assert.deepEqual(kept('AWS::Logs::LogGroup'), []);
+      t.resourceCountIs('AWS::KMS::Key', 1);
+      assert.deepEqual(kept('AWS::KMS::Key'), []);
     });
   });
 

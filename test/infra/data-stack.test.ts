@@ -6,7 +6,8 @@ import { Capture, Match, Template } from 'aws-cdk-lib/assertions';
 import { FanoutDataStack } from '../../lib/data-stack';
 import { FANOUT_APP_CONTEXT } from '../../lib/fanout-app';
 
-const retention = { intakeDays: 120, resultsDays: 365, workDays: 7, accessLogDays: 90, noncurrentVersionDays: 30 };
+/** Every retention differs from its default (365, 365, 7, 365, 30 days), so the template shows the props arrived. */
+const retention = { intakeDays: 120, resultsDays: 400, workDays: 3, accessLogDays: 90, noncurrentVersionDays: 14 };
 
 function dataTemplate(removalPolicy?: RemovalPolicy): Template {
   const app = new App({ context: { ...FANOUT_APP_CONTEXT }, builtinCloudFormationValidation: false });
@@ -47,9 +48,9 @@ describe('data stack', () => {
     template.hasResourceProperties('AWS::S3::Bucket', {
       LifecycleConfiguration: {
         Rules: Match.arrayWith([
-          Match.objectLike({ Prefix: 'work/', ExpirationInDays: 7, Status: 'Enabled' }),
+          Match.objectLike({ Prefix: 'work/', ExpirationInDays: 3, Status: 'Enabled' }),
           Match.objectLike({ Prefix: 'intake/', ExpirationInDays: 120 }),
-          Match.objectLike({ Prefix: 'results/', ExpirationInDays: 365, NoncurrentVersionExpiration: { NoncurrentDays: 30 } }),
+          Match.objectLike({ Prefix: 'results/', ExpirationInDays: 400, NoncurrentVersionExpiration: { NoncurrentDays: 14 } }),
         ]),
       },
     });
@@ -87,5 +88,7 @@ describe('data stack', () => {
     const disposable = dataTemplate(RemovalPolicy.DESTROY);
     disposable.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete' });
     disposable.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: false });
+    assert.equal(Object.keys(disposable.findResources('AWS::S3::Bucket', { DeletionPolicy: 'Delete' })).length, 2);
+    disposable.resourceCountIs('Custom::S3AutoDeleteObjects', 2);
   });
 });

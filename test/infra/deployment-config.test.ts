@@ -10,7 +10,13 @@ import {
 } from '../../config/deployment';
 import { loadPipelinesConfig } from '../../config/pipelines';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../../lib/fanout-app';
-import { projectRoot } from './fixture';
+import { nonDefaultDeployment, projectRoot } from './fixture';
+
+/** [path, value] of every leaf of a plain object (arrays are leaves). */
+function leaves(value: unknown, path: string[] = []): [string, unknown][] {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [[path.join('.'), value]];
+  return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
+}
 
 describe('deployment config', () => {
   it('fills every default when nothing is set', () => {
@@ -19,6 +25,7 @@ describe('deployment config', () => {
     assert.equal(cfg.removalPolicy, 'retain');
     assert.deepEqual(cfg.network, { maxAzs: 2, natGateways: 1, gatewayEndpoints: true });
     assert.equal(cfg.compute.fargateSpotMaxVcpus, 256);
+    assert.equal(cfg.compute.ec2SpotMinVcpus, 0);
     assert.equal(cfg.compute.ec2InstanceTypes[0], 'c5.18xlarge');
     assert.deepEqual(cfg.jobs.fanout, { vcpus: 1, memoryMiB: 2048, timeoutMinutes: 360, attempts: 5 });
     assert.equal(cfg.retention.logDays, 365);
@@ -41,6 +48,22 @@ describe('deployment config', () => {
       () => parseDeploymentConfig({ jobs: { fanout: { vcpus: 1, memoryMiB: 1024, timeoutMinutes: 60, attempts: 2 } } }),
       /jobs\.fanout\.memoryMiB: 1024 MiB is not a Fargate size for 1 vCPU/,
     );
+  });
+
+  it('refuses more EC2 Spot vCPUs kept warm than the environment may run', () => {
+    assert.throws(
+      () => parseDeploymentConfig({ compute: { ec2SpotMaxVcpus: 96, ec2SpotMinVcpus: 192 } }),
+      /compute\.ec2SpotMinVcpus: must be at most compute\.ec2SpotMaxVcpus \(96\), got 192/,
+    );
+  });
+
+  it("gives the infrastructure tests' fixture a value other than the default for each setting it sets", () => {
+    const defaults = new Map(leaves(parseDeploymentConfig({})));
+    const set = leaves(nonDefaultDeployment);
+    assert.ok(set.length >= 20, `${set.length} settings`);
+    const same = set.filter(([path, value]) => JSON.stringify(defaults.get(path)) === JSON.stringify(value)).map(([path]) => path);
+    assert.deepEqual(same, []);
+    assert.doesNotThrow(() => parseDeploymentConfig(nonDefaultDeployment));
   });
 
   it('names the field of a log retention CloudWatch does not accept', () => {

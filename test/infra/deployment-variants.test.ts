@@ -32,7 +32,9 @@ describe('without a NAT gateway', () => {
     const defs = Object.values(built.compute.findResources('AWS::Batch::JobDefinition')).filter((d) =>
       (d.Properties.PlatformCapabilities as string[]).includes('FARGATE'),
     );
-    assert.ok(defs.length > 0);
+    const fargatePipelines = [...pipelinesConfig.pipelines, tripsPipeline].filter((p) => (p.compute ?? 'fargate-spot') === 'fargate-spot');
+    assert.ok(fargatePipelines.length >= 2);
+    assert.equal(defs.length, fargatePipelines.length * 4, 'the four stages of each Fargate pipeline');
     for (const d of defs) assert.deepEqual(d.Properties.ContainerProperties.NetworkConfiguration, { AssignPublicIp: 'ENABLED' });
   });
 

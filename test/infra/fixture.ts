@@ -97,6 +97,25 @@ export const tripsPipeline: AppConfigInput['pipelines'][number] = {
 /** The managed OSRM server on a prepared archive. */
 export const osrmOn = { enabled: true, extractKey: 'osrm/region.tar' };
 
+/**
+ * Deployment settings that differ from the defaults (config/deployment.ts) and from CDK's own, so
+ * a test that finds them in the template shows the stack's wiring of the setting, not a default
+ * (test/infra/deployment-config.test.ts checks that each differs).
+ */
+export const nonDefaultDeployment = {
+  compute: { fargateSpotMaxVcpus: 96, ec2SpotMaxVcpus: 576, ec2SpotMinVcpus: 72, ec2InstanceTypes: ['c6i.32xlarge', 'c5.24xlarge'] },
+  jobs: {
+    split: { vcpus: 4, memoryMiB: 12_288, timeoutMinutes: 95, attempts: 4 },
+    fanout: { vcpus: 2, memoryMiB: 6144, timeoutMinutes: 240, attempts: 7 },
+    consolidate: { vcpus: 4, memoryMiB: 16_384, timeoutMinutes: 150, attempts: 2 },
+    cleanup: { vcpus: 0.5, memoryMiB: 1024, timeoutMinutes: 20, attempts: 2 },
+  },
+  retention: { logDays: 180, runRecordDays: 45 },
+  resultLinkDays: 3,
+  removalPolicy: 'destroy',
+  tracing: true,
+} satisfies DeploymentInput;
+
 /** Subnets (logical ids) of the one resource of `type` whose logical id starts with `prefix`. */
 export function subnetsOf(t: Template, type: string, prefix: string, path: (props: Record<string, any>) => unknown): string {
   const [resource] = Object.entries(t.findResources(type)).filter(([id]) => id.startsWith(prefix));

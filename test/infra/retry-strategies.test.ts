@@ -20,8 +20,16 @@ describe('stage retry strategies', () => {
     assert.equal(strategies.at(-1)!.action, Action.RETRY);
   });
 
-  it('stays within the conditions AWS Batch accepts', () => {
-    assert.ok(stageRetryStrategies('fargate-spot').length <= MAX_EVALUATE_ON_EXIT);
+  it('has a condition per non-retryable exit code, between the Spot reclaim and the catch-all', () => {
     assert.equal(stageRetryStrategies('ec2-spot').length, NON_RETRYABLE_EXIT_CODES.length + 2);
+  });
+
+  it('refuses more exit codes than the conditions AWS Batch accepts', () => {
+    // Given four non-retryable codes: with the Spot reclaim and the catch-all, six conditions
+    const codes = [10, 11, 12, 13];
+    assert.equal(codes.length + 2, MAX_EVALUATE_ON_EXIT + 1);
+    assert.throws(() => stageRetryStrategies('fargate-spot', codes), /has 4 codes: .* makes 6 retry conditions, more than the 5 AWS Batch accepts/);
+    // and three still fit
+    assert.equal(stageRetryStrategies('fargate-spot', codes.slice(0, 3)).length, MAX_EVALUATE_ON_EXIT);
   });
 });

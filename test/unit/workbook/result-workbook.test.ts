@@ -270,9 +270,16 @@ describe('result workbook: package', () => {
       if (name === '[Content_Types].xml' || name.endsWith('.rels')) continue;
       assert.match(types, new RegExp(`PartName="/${name.replace(/[.[\]]/g, '\\$&')}"`), `content type of ${name}`);
     }
-    const targets = (rels: string) => [...rels.matchAll(/Target="([^"]+)"/g)].map((m) => m[1]);
-    for (const t of targets(parts.get('_rels/.rels') ?? '')) assert.ok(parts.has(t), `root relationship ${t}`);
-    for (const t of targets(parts.get('xl/_rels/workbook.xml.rels') ?? '')) assert.ok(parts.has(`xl/${t}`), `workbook relationship ${t}`);
+    const targets = (name: string) => {
+      assert.ok(parts.has(name), `${name} is in the package`);
+      const found = [...parts.get(name)!.matchAll(/Target="([^"]+)"/g)].map((m) => m[1]!);
+      assert.ok(found.length > 0, `${name} names its targets`);
+      return found;
+    };
+    for (const t of targets('_rels/.rels')) assert.ok(parts.has(t), `root relationship ${t}`);
+    const fromWorkbook = targets('xl/_rels/workbook.xml.rels');
+    assert.ok(fromWorkbook.filter((t) => t.startsWith('worksheets/')).length >= 4, 'the four sheets are related');
+    for (const t of fromWorkbook) assert.ok(parts.has(`xl/${t}`), `workbook relationship ${t}`);
     assert.equal([...(parts.get('xl/workbook.xml') ?? '').matchAll(/<sheet /g)].length, 4);
   });
 
