@@ -49,6 +49,9 @@ export class PipelineJobs extends Construct {
   constructor(scope: Construct, id: string, props: PipelineJobsProps) {
     super(scope, id);
     const { pipeline } = props;
+    if (props.queueMaxVcpus !== undefined && !(Number.isInteger(props.queueMaxVcpus) && props.queueMaxVcpus >= 1)) {
+      throw new Error(`PipelineJobs ${this.node.path}: queueMaxVcpus must be a whole number >= 1, got ${props.queueMaxVcpus}`);
+    }
     this.pipelineName = pipeline.name;
     this.queue = props.queue;
 

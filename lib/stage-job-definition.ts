@@ -2,7 +2,7 @@
  * One job definition of one stage, on Fargate or on EC2: the shared container image with the
  * stage as its command, its size, timeout, log group and retry strategy.
  */
-import { Duration, Size } from 'aws-cdk-lib';
+import { Duration, Size, Token } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,6 +10,12 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { JobStage } from '../runtime/model';
 import { stageRetryStrategies, type ComputeKind } from './retry-strategies';
+
+/** vCPU sizes a Fargate container may have. */
+export const FARGATE_VCPUS: readonly number[] = [0.25, 0.5, 1, 2, 4, 8, 16];
+
+/** Most attempts AWS Batch allows in a retry strategy. */
+export const MAX_JOB_ATTEMPTS = 10;
 
 /** vCPUs a container of `vcpus` takes on a queue: EC2 containers take whole vCPUs (at least 1). */
 export function containerVcpus(compute: ComputeKind, vcpus: number): number {
@@ -53,6 +59,8 @@ export class StageJobDefinition extends Construct {
 
   constructor(scope: Construct, id: string, props: StageJobDefinitionProps) {
     super(scope, id);
+    const problems = stageJobDefinitionProblems(props);
+    if (problems.length > 0) throw new Error(`StageJobDefinition ${this.node.path}: ${problems.join('; ')}`);
     const environment = {
       NODE_OPTIONS: `--max-old-space-size=${Math.floor(props.memory.toMebibytes() * 0.75)}`,
       ...props.environment,
@@ -88,4 +96,21 @@ export class StageJobDefinition extends Construct {
       propagateTags: true,
     });
   }
+}
+
+/** Every problem of the props, each naming the prop and the value. */
+function stageJobDefinitionProblems(props: StageJobDefinitionProps): string[] {
+  const problems: string[] = [];
+  if (props.compute === 'fargate-spot' && !FARGATE_VCPUS.includes(props.vcpus)) {
+    problems.push(`vcpus must be one of Fargate's sizes (${FARGATE_VCPUS.join(', ')}), got ${props.vcpus}`);
+  } else if (!(props.vcpus > 0)) {
+    problems.push(`vcpus must be above 0, got ${props.vcpus}`);
+  }
+  if (!Number.isInteger(props.attempts) || props.attempts < 1 || props.attempts > MAX_JOB_ATTEMPTS) {
+    problems.push(`attempts must be a whole number from 1 to ${MAX_JOB_ATTEMPTS} (AWS Batch's limit), got ${props.attempts}`);
+  }
+  if (!Token.isUnresolved(props.timeout) && props.timeout.toSeconds() < 60) {
+    problems.push(`timeout must be at least 60 seconds (AWS Batch's minimum), got ${props.timeout.toSeconds()} s`);
+  }
+  return problems;
 }

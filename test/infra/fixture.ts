@@ -5,7 +5,7 @@
  * the compliance checks, where its findings count too.
  */
 import assert from 'node:assert/strict';
-import { App, Validations } from 'aws-cdk-lib';
+import { App, Stack, Validations } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,6 +36,14 @@ export interface BuildOptions {
   readonly bundling?: boolean;
   /** Synthesize without account and region. @default false: region eu-west-1 */
   readonly environmentAgnostic?: boolean;
+}
+
+/**
+ * A bare stack for a construct test: no environment, nothing in it. Its app leaves CDK's WASM
+ * CloudFormation validation off (it starts an engine per process and checks nothing these tests assert).
+ */
+export function bareStack(): Stack {
+  return new Stack(new App({ builtinCloudFormationValidation: false }));
 }
 
 /** Builds and synthesizes the app in a fresh temp directory (region pinned, account agnostic). */
