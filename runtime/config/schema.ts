@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { computeSchema, identifier, recipientsSchema, type PipelineShape } from './common';
 import { datasetPipelineSchema } from './dataset-schema';
 import { filesPipelineSchema } from './files-schema';
+import { checkSources, sourcesSchema } from './sources-schema';
 
 export { PIPELINE_SHAPES, type ComputeKind, type PipelineShape } from './common';
 
@@ -212,8 +213,11 @@ export const appConfigSchema = z
     /** Days a run record is kept in the run table (TTL). @default 90 */
     runRetentionDays: z.int().min(1).max(3650).default(90),
     pipelines: z.array(pipelineSchema).min(1, 'declare at least one pipeline'),
+    /** Scheduled SFTP pulls into the pipelines' intake folders (runtime/config/sources-schema.ts). @default [] */
+    sources: sourcesSchema,
   })
   .superRefine((cfg, ctx) => {
+    checkSources(cfg.sources, cfg.pipelines.map((p) => p.name), (path, message) => ctx.addIssue({ code: 'custom', path, message }));
     const seen = new Set<string>();
     cfg.pipelines.forEach((p, i) => {
       if (seen.has(p.name)) {

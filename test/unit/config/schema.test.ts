@@ -137,15 +137,6 @@ describe('pipelines config: job shapes', () => {
     assert.deepEqual(explicit, implicit);
   });
 
-  for (const shape of ['files'] as const) {
-    it(`refuses a ${shape} pipeline with a clear "not built yet" message on its shape`, () => {
-      const raw = { pipelines: [{ shape, name: `a-${shape}`, recipients: ['a@example.com'] }] };
-      const lines = problems(raw);
-      assert.equal(lines.length, 1, lines.join('\n'));
-      assert.match(lines[0]!, new RegExp(`^pipelines\\[0\\]\\.shape: shape "${shape}" .* is not built yet: only "items" pipelines run`));
-    });
-  }
-
   it('names the shapes there are when a pipeline names another', () => {
     const raw = minimal();
     const lines = problems({ pipelines: [{ ...raw.pipelines[0]!, shape: 'stream' }] });
