@@ -36,6 +36,11 @@ export interface ObjectStore {
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object under a prefix, in key order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Copies an object inside the bucket (server-side, up to 5 GiB), with new metadata when given:
+   * the new key appears whole or not at all.
+   */
+  copy(fromKey: string, toKey: string, opts?: { metadata?: Record<string, string>; contentType?: string }): Promise<void>;
   /** Deletes objects in batches (1,000 per request on S3). */
   deleteMany(keys: string[]): Promise<void>;
   /**
@@ -138,4 +143,37 @@ export type { SplitDoneMessage } from './events';
 
 export interface SplitDoneNotifier {
   publishSplitDone(message: SplitDoneMessage): Promise<void>;
+}
+
+/** What a source pull copied: one record per remote file, so a file is copied once across pulls. */
+export interface PulledFileRecord {
+  source: string;
+  /** Remote path of the file. */
+  path: string;
+  /** `<size>:<mtime>`: a changed file has a new version and is copied again. */
+  version: string;
+  state: 'copying' | 'copied';
+  /** The pull that claimed it. */
+  pullId: string;
+  /** Intake key it was copied to (once copied). */
+  key?: string;
+  /** Epoch milliseconds of the last change. */
+  updatedAt: number;
+}
+
+export interface SourceLedger {
+  /**
+   * Claims a remote file version for one pull (a conditional write): true when no pull copied or
+   * is copying this version; false otherwise. A claim left `copying` longer than `staleMs` (a
+   * pull that died) can be taken over.
+   */
+  claim(source: string, path: string, version: string, pullId: string, now: number, staleMs: number): Promise<boolean>;
+  /** Records the copy as done (only by the pull holding the claim). */
+  markCopied(source: string, path: string, pullId: string, key: string, now: number): Promise<void>;
+  /** Gives a claim up after a failed copy, so the next pull tries again. */
+  release(source: string, path: string, pullId: string): Promise<void>;
+  /** Every record of a source. */
+  list(source: string): Promise<PulledFileRecord[]>;
+  /** Writes records as they are (restoring a saved local state). */
+  restore(records: PulledFileRecord[]): Promise<void>;
 }

@@ -8,6 +8,7 @@
  */
 import { PassThrough, type Readable } from 'node:stream';
 import {
+  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -74,6 +75,23 @@ export class S3ObjectStore implements ObjectStore {
       }
     } catch (err) {
       throw this.failure('PutObject', key, err);
+    }
+  }
+
+  async copy(fromKey: string, toKey: string, opts: { metadata?: Record<string, string>; contentType?: string } = {}): Promise<void> {
+    const replace = opts.metadata !== undefined || opts.contentType !== undefined;
+    try {
+      await this.client.send(
+        new CopyObjectCommand({
+          Bucket: this.bucket,
+          Key: toKey,
+          CopySource: `${this.bucket}/${fromKey.split('/').map(encodeURIComponent).join('/')}`,
+          ...(replace ? { MetadataDirective: 'REPLACE' as const, Metadata: opts.metadata, ContentType: opts.contentType } : {}),
+        }),
+      );
+    } catch (err) {
+      if (isObjectMissing(err)) throw new ObjectNotFoundError(fromKey);
+      throw this.failure('CopyObject', `${fromKey} -> ${toKey}`, err);
     }
   }
 
