@@ -26,6 +26,9 @@ import { runMerge } from './stages/merge';
 import { runSplit } from './stages/split';
 import { stopAfterItemsHook } from './stop-after-items';
 import { createTask, describeTaskOutput } from './tasks';
+import { filesRun, runFilesFanoutTask } from './stages/files-shape';
+import { runList } from './stages/list';
+import { runSummary } from './stages/summary';
 
 
 /** Messages a local run's job runner receives from a stage over IPC. */
@@ -124,13 +127,21 @@ export async function main(argv: string[], env: Env): Promise<number> {
   try {
     switch (stage) {
       case 'split':
-        await runSplit(ctx);
+        // The split job definition lists the files of a files-shape run.
+        if (await filesRun(ctx)) await runList(ctx);
+        else await runSplit(ctx);
         break;
       case 'fanout':
-        await runFanout(ctx, { createTask: (p) => createTask(p.task, { env: taskEnv(p, env, jobEnv), concurrency: maxInFlight(p) }), onOutcome });
+        await runFanout(ctx, {
+          createTask: (p) => createTask(p.task, { env: taskEnv(p, env, jobEnv), concurrency: maxInFlight(p) }),
+          createFileTask: (p) => runFilesFanoutTask(ctx, p),
+          onOutcome,
+        });
         break;
       case 'consolidate':
-        await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });
+        // The consolidate job definition writes the summary of a files-shape run.
+        if (await filesRun(ctx)) await runSummary(ctx);
+        else await runConsolidate(ctx, { describeOutput: (run) => describeTaskOutput(requireShape(run.config!, 'items').task) });
         break;
       case 'cleanup':
         await runCleanup(ctx);

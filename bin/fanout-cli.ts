@@ -3,7 +3,8 @@
  *
  *   fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
  *   fanout run <left file> <right file> --pipeline <merge pipeline> [--config FILE.json] [--out DIR] [--json]
- *   fanout demo [tax-due|map-match|merge] [--out DIR] [--json]
+ *   fanout demo [tax-due|map-match|merge|xml] [--out DIR] [--json]
+ *   fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
  *   fanout check-config [--config FILE.json]
  *
  * Exit codes: 0 the run completed (even with item failures), 1 the run failed, 2 usage error.
@@ -17,15 +18,19 @@ import { DEMO_TOKEN, startDemoDataSource } from '../local/sources/demo-data-sour
 import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig, type DatasetPipelineConfig } from '../runtime/config/schema';
 import { datasetUploads, localBatchName, mergeSummaryLines, MergeUsageError } from '../local/merge-run';
 import { errorMessage } from '../runtime/errors';
+import { describePull, pullLocal } from '../local/local-pull';
 import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
 import { createProgressView } from './progress-view';
 
 export const USAGE = `Usage:
   fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
   fanout run <left file> <right file> --pipeline <merge pipeline> [--config FILE.json] [--out DIR] [--json]
-  fanout demo [tax-due|map-match|merge] [--out DIR] [--json]
+  fanout demo [tax-due|map-match|merge|xml] [--out DIR] [--json]
+  fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
   fanout check-config [--config FILE.json]
 
+  pull          One pull of an SFTP source (docs/sftp.md) into the local intake, then the runs it
+                started. --state DIR keeps what was copied between pulls.
   run           Runs a pipeline on a file, locally: embedded S3, DynamoDB and SES emulators,
                 the same handlers and job stages as on AWS. No AWS account needed. A merge
                 (dataset) pipeline takes its files in the order of its inputs, uploaded into one
@@ -176,6 +181,15 @@ const DEMOS: Record<string, Demo> = {
       return { file: files[0]!, uploads: mergeUploads(pipeline, files), pipeline: 'merge-xy', config };
     },
   },
+  xml: {
+    start: async () => ({ url: '', close: async () => undefined }),
+    describe: () => 'converting examples/xml/batch.zip (order-10044.xml is malformed on purpose)',
+    run: () => ({
+      file: join(PROJECT_ROOT, 'examples', 'xml', 'batch.zip'),
+      pipeline: 'xml-json',
+      config: loadConfigFile(join(PROJECT_ROOT, 'examples', 'xml', 'pipelines.json')),
+    }),
+  },
   'map-match': {
     start: () => startOsrmTestServer({ port: 0 }),
     describe: (url) => `OSRM test server on ${url}`,
@@ -205,6 +219,34 @@ async function demoCommand(io: Io, args: string[]): Promise<number> {
   } finally {
     await server.close();
   }
+}
+
+async function pullCommand(io: Io, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      out: { type: 'string', short: 'o' },
+      state: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('fanout pull takes exactly one source name');
+  const config = loadConfig(values.config);
+  if (!config.sources.some((s) => s.name === positionals[0])) {
+    throw new UsageError(`no source "${positionals[0]}" in ${values.config ?? 'config/pipelines.ts'}; known: ${config.sources.map((s) => s.name).join(', ') || '(none)'}`);
+  }
+  const r = await pullLocal({ source: positionals[0]!, config, outDir: values.out, stateDir: values.state });
+  if (values.json) {
+    io.out.write(
+      `${JSON.stringify({ pullId: r.pull.pullId, source: r.pull.source, listed: r.pull.listed, copied: r.pull.copied.length, unchanged: r.pull.unchanged.length, tooYoung: r.pull.tooYoung.length, failed: r.pull.failed.length, runId: r.run?.runId ?? null, status: r.run?.status ?? null, resultFile: r.run?.resultFile ?? null, emailFile: r.run?.emailFile ?? null })}\n`,
+    );
+  } else {
+    io.out.write(describePull(r));
+    if (r.run) io.out.write(summaryLines(r.run));
+  }
+  return r.pull.failed.length > 0 || (r.run && r.run.status !== 'SUCCEEDED') ? 1 : 0;
 }
 
 function checkConfigCommand(io: Io, args: string[]): number {
@@ -238,6 +280,8 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
         return await runCommand(io, rest);
       case 'demo':
         return await demoCommand(io, rest);
+      case 'pull':
+        return await pullCommand(io, rest);
       case 'check-config':
         return checkConfigCommand(io, rest);
       default:

@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { findPipeline, type AppConfig } from '../runtime/config/schema';
 import { errorMessage } from '../runtime/errors';
 import { createPorts } from '../runtime/ports-factory';
+import type { AwsClients } from '../runtime/adapters/clients';
+import type { ObjectStore } from '../runtime/ports';
 import type { HandlerDeps } from '../runtime/run/deps';
 import { handleJobFailed } from '../lambda/handlers/on-job-failed';
 import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/handlers/on-intake';
@@ -22,6 +24,7 @@ import type { RunStatus } from '../runtime/lifecycle';
 import type { JobStage, RunRecord } from '../runtime/model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
 import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
+import { downloadFileOutputs } from './files-output';
 import { bundleStages, type StageBundle } from './stage-bundle';
 
 /** The project root (this file is local/local-run.ts). */
@@ -34,6 +37,11 @@ export interface LocalRunOptions {
   config: AppConfig;
   /** Where the workbook and email go. @default ./fanout-out/<runId> */
   outDir?: string;
+  /**
+   * Feeds the intake folder instead of uploading `file` (a local SFTP pull: local/local-pull.ts),
+   * with the emulated store and the clients of the emulators.
+   */
+  feed?: (ports: { store: ObjectStore; clients: AwsClients; table: string }) => Promise<void>;
   /** Upload under this key instead of intake/<pipeline>/<file name> (to try other folders). */
   intakeKey?: string;
   /** Upload these (in order) instead of `file`: a dataset pipeline's batch folder (local/merge-run.ts). */
@@ -100,7 +108,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
     // The handlers run in-process on the same ports the jobs build from their environment.
-    const { store, table, mailer } = createPorts(
+    const { store, table, mailer, clients } = createPorts(
       { FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table, FANOUT_MAIL_MAX_BYTES: emulators.sesMaxMessageBytes },
       emulators.env,
     );
@@ -153,7 +161,8 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     };
     emulators.onObjectCreated(dispatch);
     const uploads = opts.uploads ?? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`, file: opts.file }];
-    for (const u of uploads) await store.put(u.key, createReadStream(u.file));
+    if (opts.feed) await opts.feed({ store, clients, table: emulators.table });
+    else for (const u of uploads) await store.put(u.key, createReadStream(u.file));
     await runner.idle();
     if (opts.duplicateEvent && received[0]) {
       // Deliver the same notification again, as S3 may: it must start nothing twice.
@@ -178,6 +187,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       }
       resultFile = join(outDir, basename(run.resultKey));
     }
+    if (run?.config?.shape === 'files') await downloadFileOutputs(store, run, outDir);
     const mails = await emulators.listMail();
     const emailFiles: string[] = [];
     for (const [n, mail] of mails.entries()) {

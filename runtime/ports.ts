@@ -38,9 +38,9 @@ export interface ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /**
    * Copies an object inside the bucket (server-side, up to 5 GiB), with new metadata when given:
-   * the new key appears whole or not at all.
+   * the new key appears whole or not at all. (Optional: only the SFTP pull needs it.)
    */
-  copy(fromKey: string, toKey: string, opts?: { metadata?: Record<string, string>; contentType?: string }): Promise<void>;
+  copy?(fromKey: string, toKey: string, opts?: { metadata?: Record<string, string>; contentType?: string }): Promise<void>;
   /** Deletes objects in batches (1,000 per request on S3). */
   deleteMany(keys: string[]): Promise<void>;
   /**

@@ -133,6 +133,7 @@ export async function runPull(
       if (bytes !== file.size) {
         throw new Error(`read ${bytes} of its ${file.size} bytes (the connection closed early, or the file changed during the copy)`);
       }
+      if (!deps.store.copy) throw new Error('this object store cannot copy objects');
       await deps.store.copy(temp, key, {
         metadata: {
           'remote-path': ascii(file.path),

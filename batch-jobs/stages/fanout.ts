@@ -5,7 +5,7 @@
  * A child started again resumes from its parts: items with an outcome are not called again.
  * Exit 0 when every item has an outcome; infrastructure failures throw (non-zero exit).
  */
-import { maxInFlight, requireShape, type ItemsPipelineConfig } from '../../runtime/config/schema';
+import { ConfigError, maxInFlight, type FilesPipelineConfig, type ItemsPipelineConfig } from '../../runtime/config/schema';
 import { errorMessage, TerminatedError } from '../../runtime/errors';
 import { LOG_EVENTS } from '../../runtime/log';
 import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
@@ -21,6 +21,8 @@ import { FleetMember } from './fleet';
 export interface FanoutOptions {
   /** Builds the pipeline's task (tests may pass their own). */
   createTask: (pipeline: ItemsPipelineConfig) => Task;
+  /** Builds a files pipeline's per-file task (batch-jobs/stages/files-shape.ts). @default - files pipelines are refused */
+  createFileTask?: (pipeline: FilesPipelineConfig) => Task;
   /** Outcomes per result part. @default 500 */
   partItems?: number;
   /** Longest time between two parts, in ms. @default 5000 */
@@ -71,7 +73,14 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const chunk = ctx.arrayIndex;
   const run = await ctx.table.getRun(ctx.runId);
   if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
-  const pipeline = requireShape(run.config, 'items');
+  // Items and files (one file per work item) fan out the same way.
+  const config = run.config;
+  if (config.shape === 'dataset') throw new ConfigError(`pipeline ${config.name}`, ['a dataset pipeline has no fan-out']);
+  // Items and files (one file per work item) fan out the same way; files: a fixed number in flight, no rate limit.
+  const pipeline: Pick<ItemsPipelineConfig, 'name' | 'concurrency' | 'maxConcurrency' | 'rateLimitPerSecond' | 'retry'> =
+    config.shape === 'items'
+      ? config
+      : { name: config.name, concurrency: config.concurrency, maxConcurrency: config.concurrency, rateLimitPerSecond: undefined, retry: { ...config.retry, maxWaitMs: 0 } };
   const chunkCount = run.counts?.chunks ?? 1;
   if (chunk >= chunkCount) throw new Error(`array index ${chunk} is past the run's ${chunkCount} chunk(s)`);
   const log = ctx.log.child({ runId: ctx.runId, chunk, attempt: ctx.attempt });
@@ -195,8 +204,11 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const onRetry = () => {
     retries++;
   };
+  let task: Task;
+  if (config.shape === 'items') task = opts.createTask(config);
+  else if (opts.createFileTask) task = opts.createFileTask(config);
+  else throw new ConfigError(`pipeline ${config.name}`, ['this fan-out was started without a per-file task']);
 
-  const task = opts.createTask(pipeline);
   try {
     await Promise.race([fleet.whenReady(), new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
     await forEachConcurrent(todo, maxInFlight(pipeline), async (item) => {

@@ -18,7 +18,6 @@ import { LOG_EVENTS } from '../../runtime/log';
 import { failureSubject } from '../../runtime/mail/messages';
 import { keys, type Cell, type ResultLine, type RunRecord } from '../../runtime/model';
 import type { MailMessage } from '../../runtime/ports';
-import { PARTIAL_ENV } from '../../runtime/run/fail-run';
 import { positionOf } from '../tasks/file-task';
 import { FILE_FIELDS, fileRefOf } from '../tasks/file-items';
 import { createResultWorkbook, type WorkbookColumn } from '../workbook/result-workbook';
@@ -114,7 +113,7 @@ export async function runSummary(ctx: StageContext): Promise<SummaryResult> {
   const run = await ctx.table.getRun(ctx.runId);
   if (!run?.config) throw new Error(`run ${ctx.runId} does not exist in the run table, or has no pipeline`);
   const pipeline = requireShape(run.config, 'files');
-  const partial = ctx.env[PARTIAL_ENV] === '1';
+  const partial = ctx.env.FANOUT_PARTIAL === true;
   if (run.status === 'FAILED' && !partial) throw new Error(`run ${ctx.runId} has failed; nothing to summarise`);
   if (!partial) await moveRun(ctx.table, ctx.runId, 'CONSOLIDATING', { from: ['FANNING_OUT', 'CONSOLIDATING'] });
   const log = ctx.log.child({ runId: ctx.runId, pipeline: pipeline.name });

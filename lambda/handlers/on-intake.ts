@@ -13,6 +13,7 @@ import { hasControlCharacters, printable } from '../../runtime/mail/messages';
 import type { RunRecord } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
 import { handleDatasetObject } from './merge-intake';
+import { filesIntake } from './files-intake';
 import { nowOf, submitChain, type HandlerDeps } from '../../runtime/run/deps';
 
 /** An S3 ObjectCreated notification, key already URL-decoded. */
@@ -129,6 +130,10 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
     return { action: 'rejected', runId, reason };
   }
 
+  // A file pulled into a files pipeline's source folder is one of a batch: its pull's manifest starts the run.
+  const files = pipeline.shape === 'files' ? filesIntake(deps.config, pipeline.name, ev.key) : undefined;
+  if (files?.ignore) return { action: 'ignored', why: files.ignore };
+
   const run: RunRecord & { status: 'STARTED' } = {
     runId,
     pipeline: pipeline.name,
@@ -143,7 +148,7 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
   const created = await openRun(deps.table, run);
   if (!created) {
     const existing = await deps.table.getRun(runId);
-    if (existing?.steps?.split !== undefined || existing?.status !== 'STARTED') {
+    if (existing?.steps?.split !== undefined || existing?.steps?.list !== undefined || existing?.status !== 'STARTED') {
       log.info('duplicate intake event; run exists already', { status: existing?.status });
       return { action: 'duplicate', runId };
     }
@@ -152,15 +157,19 @@ export async function handleObjectCreated(deps: HandlerDeps, ev: ObjectCreated):
 
   const rejection = hasControlCharacters(ev.key)
     ? `The file name "${printable(rest)}" holds control characters (line breaks, tabs or others, shown escaped here), which cannot be used safely in file names, email subjects and result names. Rename the file without them and upload it again.`
-    : rejectionFor(inputName);
+    : files
+      ? files.rejection
+      : rejectionFor(inputName);
   if (rejection) {
     await failRun(deps, run, { reason: rejection, cleanup: false });
     return { action: 'rejected', runId, reason: rejection };
   }
 
-  const split = await once(deps.table, runId, 'split', 'submitting', async () => {
+  // A files run starts with list, run by the split job definition.
+  const first = files ? ({ step: 'list', stage: 'split', label: 'list' } as const) : ({ step: 'split', stage: 'split' } as const);
+  const split = await once(deps.table, runId, first.step, 'submitting', async () => {
     try {
-      const [jobId] = await submitChain(deps, { ...run, config: pipeline }, [{ step: 'split', stage: 'split' }]);
+      const [jobId] = await submitChain(deps, { ...run, config: pipeline }, [first]);
       return jobId!;
     } catch (err) {
       log.error('could not submit split; the event will be retried', { error: errorMessage(err) });
