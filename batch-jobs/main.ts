@@ -27,6 +27,7 @@ import { runSplit } from './stages/split';
 import { stopAfterItemsHook } from './stop-after-items';
 import { createTask, describeTaskOutput } from './tasks';
 import { filesRun, runFilesFanoutTask } from './stages/files-shape';
+import { runSftpPullJob } from './sftp/pull-job';
 import { runList } from './stages/list';
 import { runSummary } from './stages/summary';
 
@@ -82,6 +83,8 @@ export function exitCodeFor(err: unknown): number {
 export async function main(argv: string[], env: Env): Promise<number> {
   const stage = argv[0] as JobStage;
   const log: Logger = createLogger({ fields: { stage } });
+  // A scheduled SFTP pull is a job of its own, outside any run.
+  if (argv[0] === 'sftp-pull') return runSftpPullJob(env);
   if (!(JOB_STAGES as readonly string[]).includes(stage)) {
     log.error(`unknown stage "${argv[0] ?? ''}"; expected one of ${JOB_STAGES.join(', ')}`);
     return ExitCode.BAD_CONFIG;

@@ -60,9 +60,18 @@ export class SftpSession {
     const conn = new Client();
     let presented: string | undefined;
     const where = `${o.label} (${o.user}@${o.host}:${o.port})`;
+    let settled = false;
     await new Promise<void>((resolve, reject) => {
-      conn.once('ready', () => resolve());
-      conn.once('error', (err: Error & { level?: string }) => {
+      conn.once('ready', () => {
+        settled = true;
+        resolve();
+      });
+      // Kept for the connection's life: a reset after a refusal, or a drop mid-transfer, must not
+      // surface as an uncaught error (a transfer in progress fails through its own stream).
+      conn.on('error', (err: Error & { level?: string }) => {
+        if (settled) return;
+        settled = true;
+        conn.end();
         if (presented !== undefined && presented !== pinned) {
           reject(
             new SftpConfigError(

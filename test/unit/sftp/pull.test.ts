@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { manifestKey, runPull, type PullDeps } from '../../../batch-jobs/sftp/pull';
+import { runSftpPullJob } from '../../../batch-jobs/sftp/pull-job';
 import { SftpConfigError, SftpSession } from '../../../batch-jobs/sftp/sftp-session';
 import { startSftpTestServer, type SftpTestServer } from '../../../local/sources/sftp-test-server';
 import { DynamoSourceLedger } from '../../../runtime/adapters/dynamo-source-ledger';
@@ -198,5 +199,18 @@ describe('SFTP pull (real sshd)', () => {
     const next = await pull(source);
     assert.equal(next.copied.length, 1);
     assert.ok((await store.getBytes(next.copied[0]!.key)).equals(big));
+  });
+
+  it('runs as the sftp-pull job from its environment: exit 0 after a pull, 11 (not retried) on a wrong host key', async () => {
+    const source = sourceFor();
+    await remoteFile('a.xml', '<a/>');
+    const env = { ...fx.emu.env, FANOUT_BUCKET: fx.emu.bucket, FANOUT_TABLE: fx.emu.table, FANOUT_PIPELINE_SHAPE: 'files', PARTNER_KEY: server.privateKey };
+    assert.equal(await runSftpPullJob({ ...env, FANOUT_SOURCE: JSON.stringify(source) }), 0);
+    const copied = await intakeKeys();
+    assert.ok(copied.includes(`intake/xml-json/${source.name}/a.xml`), copied.join(', '));
+    assert.equal(copied.filter((k) => k.endsWith('.txt')).length, 1, 'one manifest for the batch');
+    const wrong = { ...source, hostKeySha256: `SHA256:${'C'.repeat(43)}` };
+    assert.equal(await runSftpPullJob({ ...env, FANOUT_SOURCE: JSON.stringify(wrong) }), 11);
+    assert.equal(await runSftpPullJob({ ...env, FANOUT_SOURCE: '{"name":"x"}' }), 11);
   });
 });
