@@ -13,7 +13,7 @@ import { DynamoSourceLedger } from '../../runtime/adapters/dynamo-source-ledger'
 import { S3ObjectStore } from '../../runtime/adapters/s3-object-store';
 import { PIPELINE_SHAPES, type PipelineShape } from '../../runtime/config/schema';
 import { sftpSourceSchema } from '../../runtime/config/sources-schema';
-import { jsonEnv, requireEnv, type Env } from '../../runtime/env';
+import { requireEnv, type Env } from '../../runtime/env';
 import { EnvironmentError, errorMessage, ExitCode } from '../../runtime/errors';
 import { createLogger } from '../../runtime/log';
 import { runPull } from './pull';
@@ -23,7 +23,14 @@ export async function runSftpPullJob(env: Env): Promise<number> {
   const log = createLogger({ fields: { stage: 'sftp-pull' } });
   let work: () => Promise<number>;
   try {
-    const parsed = sftpSourceSchema.safeParse(jsonEnv(env, 'FANOUT_SOURCE', 'the SFTP source config, set by the job definition'));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(requireEnv(env, 'FANOUT_SOURCE', 'the SFTP source config, set by the job definition'));
+    } catch (err) {
+      if (err instanceof EnvironmentError) throw err;
+      throw new EnvironmentError(`FANOUT_SOURCE is not valid JSON: ${errorMessage(err)}`);
+    }
+    const parsed = sftpSourceSchema.safeParse(raw);
     if (!parsed.success) throw new EnvironmentError(`FANOUT_SOURCE is not a valid source: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const source = parsed.data;
     const shape = requireEnv(env, 'FANOUT_PIPELINE_SHAPE', 'the shape of the pipeline the source feeds') as PipelineShape;
