@@ -4,7 +4,7 @@
  * the "split done" topic, the failed-job rule), email, secrets and observability. It holds no
  * data: destroying and redeploying it loses nothing but in-flight runs.
  */
-import { Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -34,6 +34,7 @@ import { MergeJobs } from './merge-jobs';
 import { PipelineJobs } from './pipeline-jobs';
 import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 import { pascal } from './construct-ids';
+import { STACK_OUTPUTS } from './stack-output-names';
 
 /** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
 export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
@@ -148,6 +149,10 @@ export class FanoutComputeStack extends Stack {
       displayName: 'batch-fanout split done',
       masterKey: this.key,
       enforceSSL: true,
+    });
+    new CfnOutput(this, STACK_OUTPUTS.splitDoneTopic, {
+      value: this.splitDoneTopic.topicArn,
+      description: 'Split-done topic (fanout redrive announces its chunks here)',
     });
 
     // Email: the sender identity, and the recipients' identities while in the SES sandbox.

@@ -3,14 +3,15 @@
  * from compute so that the compute stack can be replaced or destroyed without touching data.
  * Construct ids of these resources must never change (a new id is a new, empty resource).
  */
-import { Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
+import { STACK_OUTPUTS } from './stack-output-names';
 
 /** Key prefixes of the pipeline bucket (see runtime/model.ts `keys`). */
-export const PREFIX = { intake: 'intake/', work: 'work/', results: 'results/' } as const;
+export const PREFIX = { intake: 'intake/', work: 'work/', results: 'results/', history: 'history/' } as const;
 
 export interface FanoutDataStackProps extends StackProps {
   /** Days uploads under `intake/` are kept. */
@@ -93,6 +94,13 @@ export class FanoutDataStack extends Stack {
           expiration: Duration.days(props.resultsDays),
           noncurrentVersionExpiration: Duration.days(props.noncurrentVersionDays),
         },
+        {
+          // Each run's items with their outcomes (for `fanout redrive`), kept as long as its results.
+          id: 'expire-history',
+          prefix: PREFIX.history,
+          expiration: Duration.days(props.resultsDays),
+          noncurrentVersionExpiration: Duration.days(1),
+        },
         { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
@@ -109,6 +117,9 @@ export class FanoutDataStack extends Stack {
       removalPolicy,
     });
 
+    // Read by the `fanout` operating commands (--stack <appName>).
+    new CfnOutput(this, STACK_OUTPUTS.bucket, { value: this.bucket.bucketName, description: 'Pipeline bucket (intake/, results/)' });
+    new CfnOutput(this, STACK_OUTPUTS.table, { value: this.table.tableName, description: 'Run table' });
     this.acknowledgeFindings();
   }
 

@@ -1,7 +1,7 @@
 /**
  * The AWS emulators of a local run, started in-process on 127.0.0.1 with random ports:
  *   S3        s3rver (files under `<dataDir>/s3`)
- *   DynamoDB  dynalite (in memory)
+ *   DynamoDB  dynalite (in memory, or LevelDB files under `<dataDir>/dynamo` with `persist`)
  *   SES v2    aws-ses-v2-local (in memory)
  * The runtime reaches them through the SDK's own `AWS_ENDPOINT_URL_<SERVICE>` variables (`env`),
  * with the same adapter code as on AWS.
@@ -87,6 +87,11 @@ export interface StartEmulatorsOptions {
   bucket?: string;
   /** @default 'fanout-runs' */
   table?: string;
+  /**
+   * Keep the run table on disk too (`<dataDir>/dynamo`), so emulators started again on the same
+   * folder find the runs (`fanout run --keep DIR`, `fanout status --local DIR`). @default false
+   */
+  persist?: boolean;
 }
 
 /** aws-ses-v2-local's 25 MB JSON body limit, less base64 (4/3) and the request's other fields. */
@@ -149,7 +154,7 @@ type S3rverConstructor = new (options: {
   configureBuckets: Array<{ name: string; configs?: string[] }>;
 }) => S3rverInstance;
 
-type Dynalite = (options: { createTableMs: number; deleteTableMs: number; updateTableMs: number }) => Server;
+type Dynalite = (options: { createTableMs: number; deleteTableMs: number; updateTableMs: number; path?: string }) => Server;
 
 type SesServerFactory = (config: { host: string; port: number }) => Promise<Server>;
 
@@ -334,7 +339,7 @@ async function createRunTable(endpoint: string, table: string): Promise<void> {
     credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
   });
   try {
-    await client.send(
+    const create = client.send(
       new CreateTableCommand({
         TableName: table,
         BillingMode: 'PAY_PER_REQUEST',
@@ -348,6 +353,10 @@ async function createRunTable(endpoint: string, table: string): Promise<void> {
         ],
       }),
     );
+    // A kept folder has the table already.
+    await create.catch((err: unknown) => {
+      if (!(err instanceof Error && err.name === 'ResourceInUseException')) throw err;
+    });
     // dynalite has no TTL operations (UpdateTimeToLive): expiresAt is only an attribute here.
     await waitUntilTableExists({ client, maxWaitTime: 30, minDelay: 0.05, maxDelay: 0.2 }, { TableName: table });
   } finally {
@@ -396,7 +405,9 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
 
     // DynamoDB
     const dynalite = require('dynalite') as Dynalite;
-    const dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    const dynamoDir = opts.persist ? join(opts.dataDir, 'dynamo') : undefined;
+    if (dynamoDir) await mkdir(dynamoDir, { recursive: true });
+    const dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(dynamoDir ? { path: dynamoDir } : {}) });
     const dynamoAddress = await listen(dynamo);
     stops.push(() => closeServer(dynamo, () => closeHttp(dynamo)));
     const dynamoEndpoint = `http://127.0.0.1:${dynamoAddress.port}`;

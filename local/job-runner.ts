@@ -97,6 +97,8 @@ export interface LocalJob {
   attempts: AttemptRecord[];
   /** Array children states, by index. */
   children?: JobState[];
+  /** Why the job was terminated (TerminateJob / CancelJob); no attempt starts after it. */
+  terminated?: string;
 }
 
 export class LocalJobRunner implements JobSubmitter {
@@ -107,7 +109,7 @@ export class LocalJobRunner implements JobSubmitter {
   private idleWaiters: Array<() => void> = [];
   private readonly errors: unknown[] = [];
   private readonly log?: WriteStream;
-  private readonly procs = new Set<ChildProcess>();
+  private readonly procs = new Map<ChildProcess, LocalJob>();
 
   constructor(private readonly opts: LocalJobRunnerOptions) {
     if (opts.logFile) this.log = createWriteStream(opts.logFile, { flags: 'a' });
@@ -140,9 +142,24 @@ export class LocalJobRunner implements JobSubmitter {
     }
   }
 
+  /**
+   * Like Batch's TerminateJob (and CancelJob): a job not started yet fails at once with `reason`;
+   * a running one gets SIGTERM in every child process (they save their progress and exit) and
+   * fails with `reason`, without further attempts. False when the runner has no such job.
+   */
+  terminate(jobId: string, reason: string): boolean {
+    const job = this.jobs.get(jobId);
+    if (!job) return false;
+    if (job.state === 'SUCCEEDED' || job.state === 'FAILED') return true;
+    job.terminated ??= reason;
+    for (const [proc, owner] of this.procs) if (owner === job) proc.kill('SIGTERM');
+    for (const w of this.waiting.splice(0)) w();
+    return true;
+  }
+
   /** Kills running children (used when a local run is interrupted). */
   async stop(): Promise<void> {
-    for (const p of this.procs) p.kill('SIGKILL');
+    for (const p of this.procs.keys()) p.kill('SIGKILL');
     await new Promise<void>((r) => (this.log ? this.log.end(r) : r()));
   }
 
@@ -164,8 +181,13 @@ export class LocalJobRunner implements JobSubmitter {
   private async drive(job: LocalJob): Promise<void> {
     const deps = (job.request.dependsOn ?? []).map((id) => this.jobs.get(id)!);
     this.setState(job, 'PENDING');
-    while (deps.some((d) => d.state !== 'SUCCEEDED' && d.state !== 'FAILED')) {
+    while (!job.terminated && deps.some((d) => d.state !== 'SUCCEEDED' && d.state !== 'FAILED')) {
       await new Promise<void>((r) => this.waiting.push(r));
+    }
+    if (job.terminated) {
+      this.finish(job, 'FAILED', job.terminated);
+      await this.reportFailure(job);
+      return;
     }
     if (deps.some((d) => d.state === 'FAILED')) {
       this.finish(job, 'FAILED', 'Dependent Job failed');
@@ -176,7 +198,7 @@ export class LocalJobRunner implements JobSubmitter {
     const size = job.request.arraySize;
     if (size === undefined) {
       const ok = await this.runWithAttempts(job, undefined);
-      this.finish(job, ok ? 'SUCCEEDED' : 'FAILED', ok ? undefined : this.lastReason(job));
+      this.finish(job, ok ? 'SUCCEEDED' : 'FAILED', ok ? undefined : (job.terminated ?? this.lastReason(job)));
       if (!ok) await this.reportFailure(job);
       return;
     }
@@ -192,7 +214,7 @@ export class LocalJobRunner implements JobSubmitter {
         }
       }),
     );
-    this.finish(job, failed === 0 ? 'SUCCEEDED' : 'FAILED', failed === 0 ? undefined : 'Array Child Job failed');
+    this.finish(job, failed === 0 ? 'SUCCEEDED' : 'FAILED', failed === 0 ? undefined : (job.terminated ?? 'Array Child Job failed'));
     if (failed > 0) await this.reportFailure(job);
   }
 
@@ -230,8 +252,9 @@ export class LocalJobRunner implements JobSubmitter {
   private async runWithAttempts(job: LocalJob, index: number | undefined): Promise<boolean> {
     const stage = job.request.stage;
     const maxAttempts = this.setting(this.opts.attempts, stage, 3);
-    for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    for (let attempt = 1; attempt <= maxAttempts && !job.terminated; attempt++) {
       const rec = await this.runAttempt(job, index, attempt);
+      if (!rec) return false;
       job.attempts.push(rec);
       if (rec.exitCode === 0) return true;
       if (rec.exitCode !== null && NON_RETRYABLE_EXIT_CODES.includes(rec.exitCode)) return false;
@@ -249,8 +272,13 @@ export class LocalJobRunner implements JobSubmitter {
     };
   }
 
-  private async runAttempt(job: LocalJob, index: number | undefined, attempt: number): Promise<AttemptRecord> {
+  /** One attempt of a job (or array child); undefined when the job was terminated before it started. */
+  private async runAttempt(job: LocalJob, index: number | undefined, attempt: number): Promise<AttemptRecord | undefined> {
     const release = await this.slot();
+    if (job.terminated) {
+      release();
+      return undefined;
+    }
     const stage = job.request.stage;
     const { command, args, cwd } = this.opts.commandFor(stage);
     const startedAt = Date.now();
@@ -269,7 +297,7 @@ export class LocalJobRunner implements JobSubmitter {
     try {
       return await new Promise<AttemptRecord>((resolve) => {
         const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-        this.procs.add(child);
+        this.procs.set(child, job);
         let reason: string | undefined;
         let lastErr = '';
         const out = (chunk: Buffer) => this.log?.write(prefixLines(label, chunk));
@@ -302,6 +330,7 @@ export class LocalJobRunner implements JobSubmitter {
           cancelTimeout();
           cancelKill?.();
           this.procs.delete(child);
+          if (!reason && job.terminated) reason = job.terminated;
           if (!reason && code !== 0) reason = lastErrorLine(lastErr) ?? `exit code ${code ?? signal}`;
           resolve({ index, attempt, exitCode: code, signal, reason, startedAt, stoppedAt: Date.now() });
         });

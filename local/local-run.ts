@@ -22,6 +22,9 @@ import { handleSplitDone } from '../lambda/handlers/on-split-done';
 import { silentLogger, type Logger } from '../runtime/log';
 import type { RunStatus } from '../runtime/lifecycle';
 import type { JobStage, RunRecord } from '../runtime/model';
+import type { SplitDoneNotifier } from '../runtime/ports';
+import { startBatchControl, type BatchControl } from './batch-control';
+import { removeKeptEndpoints, writeKeptEndpoints } from './kept-run';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
 import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
 import { downloadFileOutputs } from './files-output';
@@ -31,8 +34,8 @@ import { bundleStages, type StageBundle } from './stage-bundle';
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface LocalRunOptions {
-  /** The file to process. */
-  file: string;
+  /** The file to process (uploaded to the intake folder), unless `begin` starts the run. */
+  file?: string;
   pipeline: string;
   config: AppConfig;
   /** Where the workbook and email go. @default ./fanout-out/<runId> */
@@ -62,6 +65,20 @@ export interface LocalRunOptions {
   log?: Logger;
   onJob?: (job: LocalJob) => void;
   onProgress?: (job: LocalJob, report: ProgressMessage) => void;
+  /**
+   * Keep the emulators' data in this folder (created if missing, never deleted), and while the run
+   * goes, serve the job runner's TerminateJob/CancelJob and name the endpoints in
+   * `<keepDir>/endpoints.json` (local/kept-run.ts), for the operating commands.
+   */
+  keepDir?: string;
+  /** Starts the run in place of an upload (e.g. a redrive announcing its split); answers its run id. */
+  begin?: (stack: LocalStack) => Promise<string>;
+}
+
+/** What `begin` may use: the same ports the handlers use, and split's announcement. */
+export interface LocalStack {
+  deps: HandlerDeps;
+  notifier: SplitDoneNotifier;
 }
 
 export interface LocalRunResult {
@@ -96,14 +113,16 @@ function passthroughEnv(config: AppConfig, pipeline: string): Record<string, str
 
 export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const started = Date.now();
-  const dataDir = await mkdtemp(join(tmpdir(), 'fanout-local-'));
-  const emulators = await startEmulators({ dataDir });
+  const dataDir = opts.keepDir ? resolve(opts.keepDir) : await mkdtemp(join(tmpdir(), 'fanout-local-'));
+  await mkdir(dataDir, { recursive: true });
+  const emulators = await startEmulators({ dataDir, persist: opts.keepDir !== undefined });
   const workDir = join(dataDir, 'jobs');
   await mkdir(workDir, { recursive: true });
   const logFile = join(dataDir, 'jobs.log');
   const log = opts.log ?? silentLogger;
   let runner: LocalJobRunner | undefined;
   let bundle: StageBundle | undefined;
+  let control: BatchControl | undefined;
   try {
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
@@ -140,6 +159,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       logFile,
     });
     deps = { config: opts.config, store, table, jobs: runner, mailer, log };
+    if (opts.keepDir) {
+      control = await startBatchControl(runner);
+      const env = { ...emulators.env, AWS_ENDPOINT_URL_BATCH: control.endpoint };
+      await writeKeptEndpoints(dataDir, { pid: process.pid, env, bucket: emulators.bucket, table: emulators.table });
+    }
 
     const intake: IntakeOutcome[] = [];
     const r = runner;
@@ -160,9 +184,17 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       );
     };
     emulators.onObjectCreated(dispatch);
-    const uploads = opts.uploads ?? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`, file: opts.file }];
-    if (opts.feed) await opts.feed({ store, clients, table: emulators.table });
-    else for (const u of uploads) await store.put(u.key, createReadStream(u.file));
+    if (opts.begin) {
+      const notifier: SplitDoneNotifier = { publishSplitDone: async (m) => r.track(handleSplitDone(deps, m)) };
+      intake.push({ action: 'started', runId: await opts.begin({ deps, notifier }), jobId: '' });
+    } else if (opts.feed) {
+      await opts.feed({ store, clients, table: emulators.table });
+    } else {
+      const file = opts.file;
+      const uploads = opts.uploads ?? (file ? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(file)}`, file }] : []);
+      if (uploads.length === 0) throw new Error('runLocal needs a file or uploads to upload, feed or begin');
+      for (const u of uploads) await store.put(u.key, createReadStream(u.file));
+    }
     await runner.idle();
     if (opts.duplicateEvent && received[0]) {
       // Deliver the same notification again, as S3 may: it must start nothing twice.
@@ -217,9 +249,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     };
   } finally {
     await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
+    if (opts.keepDir) await removeKeptEndpoints(dataDir);
+    await control?.close();
     await emulators.stop();
     await bundle?.remove();
-    await rm(dataDir, { recursive: true, force: true });
+    if (!opts.keepDir) await rm(dataDir, { recursive: true, force: true });
   }
 }
 

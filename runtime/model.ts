@@ -48,6 +48,19 @@ export interface ResultLine {
   a: number;
 }
 
+/**
+ * Fleet-wide limits set on a running run by `fanout limit`; they win over the pipeline's
+ * `rateLimitPerSecond` and `concurrency`. Running fan-out children read them every few seconds.
+ */
+export interface RunLimits {
+  /** Calls per second, fleet-wide. */
+  ratePerSecond?: number;
+  /** Calls in flight, fleet-wide. */
+  concurrency?: number;
+  /** Epoch milliseconds of the last change. */
+  updatedAt: number;
+}
+
 export interface RunCounts {
   rows: number;
   items: number;
@@ -94,6 +107,12 @@ export interface RunRecord {
   steps?: Partial<Record<Step, string>>;
   /** Epoch seconds after which DynamoDB may delete the record. */
   expiresAt?: number;
+  /** Live limits set by `fanout limit` (see RunLimits). */
+  limits?: RunLimits;
+  /** The run this one redrives (`fanout redrive`): only its failed and not processed items. */
+  redriveOf?: string;
+  /** Object key of the run's kept outcomes (items with their outcome), for a later redrive. */
+  outcomesKey?: string;
 }
 
 /** Progress of one chunk, one item per chunk spread over partition keys. */
@@ -122,6 +141,8 @@ export const keys = {
   result: (pipeline: string, inputName: string, runId: string, ext = 'xlsx') =>
     keys.resultFile(pipeline, `${inputName.replace(/\.[^.]+$/, '')}.${runId}.${ext}`),
   resultFile: (pipeline: string, fileName: string) => `results/${pipeline}/${fileName}`,
+  /** Every item of a run with its outcome, gzipped JSON Lines, kept after cleanup for `fanout redrive`. */
+  outcomes: (runId: string) => `history/${runId}/outcomes.jsonl.gz`,
 };
 
 /** Job stages; the stage is the container's command. */

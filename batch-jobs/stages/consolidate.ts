@@ -17,7 +17,8 @@ import { keys, type Cell, type ResultLine, type RunRecord } from '../../runtime/
 import { createResultWorkbook, distinctNames, type WorkbookColumn } from '../workbook/result-workbook';
 import type { TaskOutputShape } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
-import { readChunk, readResultParts } from './fanout';
+import { runItems } from './consolidate-items';
+import { createOutcomesArchive } from './outcomes-archive';
 
 export interface ConsolidateOptions {
   describeOutput: (run: RunRecord) => TaskOutputShape;
@@ -89,56 +90,61 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     let succeeded = 0;
     let failed = 0;
     let missing = 0;
+    let rowCount = 0;
+    let itemCount = 0;
+    // Every item with its outcome, kept after cleanup for `fanout redrive`.
+    const archive = createOutcomesArchive(tmp);
     try {
-      for (let n = 0; n < chunkCount; n++) {
-        const { outcomes } = await readResultParts(ctx, ctx.runId, n);
-        for await (const item of readChunk(ctx, ctx.runId, n)) {
-          let outcome: ResultLine | undefined = outcomes.get(item.i);
-          if (!outcome) {
-            // Never drop a record silently: an item without an outcome is reported as failed.
-            missing++;
-            outcome = {
-              i: item.i,
-              s: 'failed',
-              e: partial
-                ? 'not processed: the run failed before this item had an outcome'
-                : 'no outcome was recorded for this item (its fan-out child did not finish it)',
-              a: 0,
-            };
-          }
-          outcome.s === 'done' ? succeeded++ : failed++;
-          // Item-level fields go on each row unless the task has its own item sheet for them.
-          const itemFields = shape.itemSheet ? undefined : outcome.f;
-          for (let j = 0; j < item.d.length; j++) {
-            const row = item.d[j]!;
-            const per = outcome.p?.[j];
-            const values: Cell[] = inputColumns.map((c) => row[c] ?? null);
-            for (const c of shape.rowColumns) values.push(per?.[c.name] ?? itemFields?.[c.name] ?? null);
-            values.push(outcome.s, outcome.e ?? null, outcome.a);
-            await workbook.addResult(values);
-          }
-          const rows = item.r.join(', ');
-          if (outcome.s === 'failed') {
-            const first = item.d[0] ?? {};
-            const ident: Cell[] = pipeline.input.groupBy
-              ? [item.k ?? (first[pipeline.input.groupBy] as Cell) ?? null]
-              : inputColumns.map((c) => first[c] ?? null);
-            await workbook.addError([rows, ...ident, outcome.e ?? null, outcome.a]);
-          }
-          if (shape.itemSheet) {
-            const sheet = shape.itemSheet;
-            await workbook.addItem([
-              rows,
-              ...sheet.columns.map((c) => outcome.f?.[c.name] ?? (c.name === sheet.keyColumn ? (item.k ?? null) : null)),
-              outcome.s,
-              outcome.e ?? null,
-              outcome.a,
-            ]);
-          }
+      for await (const entry of runItems(ctx, run, chunkCount)) {
+        const item = entry.item;
+        let outcome: ResultLine | undefined = entry.outcome;
+        itemCount++;
+        rowCount += item.d.length;
+        if (!outcome) {
+          // Never drop a record silently: an item without an outcome is reported as failed.
+          missing++;
+          outcome = {
+            i: item.i,
+            s: 'failed',
+            e: partial
+              ? 'not processed: the run failed before this item had an outcome'
+              : 'no outcome was recorded for this item (its fan-out child did not finish it)',
+            a: 0,
+          };
         }
-        ctx.progress?.({ stage: 'consolidate', done: n + 1, total: chunkCount });
+        outcome.s === 'done' ? succeeded++ : failed++;
+        await archive.add(item, outcome);
+        // Item-level fields go on each row unless the task has its own item sheet for them.
+        const itemFields = shape.itemSheet ? undefined : outcome.f;
+        for (let j = 0; j < item.d.length; j++) {
+          const row = item.d[j]!;
+          const per = outcome.p?.[j];
+          const values: Cell[] = inputColumns.map((c) => row[c] ?? null);
+          for (const c of shape.rowColumns) values.push(per?.[c.name] ?? itemFields?.[c.name] ?? null);
+          values.push(outcome.s, outcome.e ?? null, outcome.a);
+          await workbook.addResult(values);
+        }
+        const rows = item.r.join(', ');
+        if (outcome.s === 'failed') {
+          const first = item.d[0] ?? {};
+          const ident: Cell[] = pipeline.input.groupBy
+            ? [item.k ?? (first[pipeline.input.groupBy] as Cell) ?? null]
+            : inputColumns.map((c) => first[c] ?? null);
+          await workbook.addError([rows, ...ident, outcome.e ?? null, outcome.a]);
+        }
+        if (shape.itemSheet) {
+          const sheet = shape.itemSheet;
+          await workbook.addItem([
+            rows,
+            ...sheet.columns.map((c) => outcome.f?.[c.name] ?? (c.name === sheet.keyColumn ? (item.k ?? null) : null)),
+            outcome.s,
+            outcome.e ?? null,
+            outcome.a,
+          ]);
+        }
       }
     } catch (err) {
+      archive.abort();
       await workbook.abort();
       throw err;
     }
@@ -146,9 +152,11 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     const chunkRecords = await ctx.table.getChunks(ctx.runId, chunkCount);
     const retries = chunkRecords.reduce((sum, c) => sum + (c.retries ?? 0), 0);
     const finishedAt = nowOf(ctx);
-    const counts = { ...run.counts, succeeded, failed, retries };
+    // A redrive's workbook holds the whole first run, merged.
+    const counts = { ...run.counts, succeeded, failed, retries, ...(run.redriveOf ? { rows: rowCount, items: itemCount } : {}) };
     const summary: Array<[string, Cell]> = [
       ['Run ID', run.runId],
+      ...(run.redriveOf ? [['Redrive of', `run ${run.redriveOf}: its failed and not processed items were run again`] as [string, Cell]] : []),
       ['Pipeline', run.pipeline],
       ['Input file', run.inputName],
       ['Input object', `s3://${ctx.store.bucket}/${run.inputKey}`],
@@ -173,8 +181,9 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       await ctx.store.put(key, createReadStream(csv), { contentType: 'text/csv; charset=utf-8' });
       extraResultKeys.push(key);
     }
-    const done: RunRecord = { ...run, counts, finishedAt, resultKey, extraResultKeys };
-    await ctx.table.updateRun(ctx.runId, { counts, resultKey, extraResultKeys });
+    const outcomesKey = await archive.finish(ctx.store, keys.outcomes(run.runId));
+    const done: RunRecord = { ...run, counts, finishedAt, resultKey, extraResultKeys, outcomesKey };
+    await ctx.table.updateRun(ctx.runId, { counts, resultKey, extraResultKeys, outcomesKey });
 
     const compose = partial
       ? (o: ResultMailOptions) => partialResultMail({ ...o, reason: run.error ?? 'fan-out failed', notProcessed: missing })

@@ -74,6 +74,24 @@ export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail
     // The job that failed first sends its own event, with the real reason; act on that one.
     return { action: 'ignored', why: `job ${d.jobName} only failed because a job it depends on failed` };
   }
+  if (run.status === 'CANCELLED') {
+    // `fanout cancel` stopped the run's jobs: the consolidate and cleanup of its original chain
+    // fail with it. The first stopped job delivers what was done (partial results, then cleanup).
+    const baseJobId = d.jobId.split(':')[0];
+    if (baseJobId === run.steps?.consolidate || baseJobId === run.steps?.cleanup) {
+      return { action: 'ignored', why: `job ${d.jobName} of cancelled run ${runId} was cancelled with it` };
+    }
+    if (d.arrayProperties?.index !== undefined) {
+      // The array job's own event comes once every child has stopped and saved its progress.
+      return { action: 'ignored', why: `child ${d.arrayProperties.index} of a job of cancelled run ${runId}` };
+    }
+    await failRun(deps, run, {
+      reason: run.error ?? 'the run was cancelled',
+      cleanup: stage !== 'cleanup',
+      partialResults: stage === 'fanout' && baseJobId !== run.steps?.['partial-results'],
+    });
+    return { action: 'failed-run', runId };
+  }
   if (run.status === 'SUCCEEDED') {
     log.warn('a job failed after the run succeeded; results were delivered', { statusReason: d.statusReason });
     return { action: 'ignored', why: `run ${runId} had succeeded` };

@@ -123,17 +123,21 @@ export interface FailureMailOptions {
   reason: string;
   /** What was already done (kept), if anything. */
   progress?: string;
+  /** The run was stopped by `fanout cancel` (not a failure). */
+  cancelled?: boolean;
 }
 
-export function failureSubject(pipeline: string, inputName: string): string {
-  return `[batch-fanout] FAILED ${pipeline}: ${printable(inputName)}`;
+export function failureSubject(pipeline: string, inputName: string, cancelled = false): string {
+  return `[batch-fanout] ${cancelled ? 'CANCELLED' : 'FAILED'} ${pipeline}: ${printable(inputName)}`;
 }
 
 export function failureMail(o: FailureMailOptions): MailMessage {
   const lines = [
-    `Your file ${printable(o.inputName)} could not be processed by the ${o.pipeline} pipeline.`,
+    o.cancelled
+      ? `The run of the ${o.pipeline} pipeline on your file ${printable(o.inputName)} was cancelled.`
+      : `Your file ${printable(o.inputName)} could not be processed by the ${o.pipeline} pipeline.`,
     '',
-    'What went wrong:',
+    o.cancelled ? 'Why:' : 'What went wrong:',
     ...o.reason.split('\n').map((l) => `  ${l}`),
     '',
   ];
@@ -144,7 +148,7 @@ export function failureMail(o: FailureMailOptions): MailMessage {
     '',
     `Run id: ${o.runId}`,
   );
-  return { from: o.from, to: o.to, subject: failureSubject(o.pipeline, o.inputName), text: lines.join('\n') };
+  return { from: o.from, to: o.to, subject: failureSubject(o.pipeline, o.inputName, o.cancelled), text: lines.join('\n') };
 }
 
 export interface PartialResultMailOptions extends ResultMailOptions {
@@ -158,10 +162,13 @@ export interface PartialResultMailOptions extends ResultMailOptions {
 export function partialResultMail(o: PartialResultMailOptions): MailMessage {
   const { run } = o;
   const c = run.counts ?? {};
+  const cancelled = run.status === 'CANCELLED';
   const lines = [
-    `Your file ${run.inputName} could not be processed completely by the ${run.pipeline} pipeline.`,
+    cancelled
+      ? `The run of the ${run.pipeline} pipeline on your file ${run.inputName} was cancelled before it finished.`
+      : `Your file ${run.inputName} could not be processed completely by the ${run.pipeline} pipeline.`,
     '',
-    'What went wrong:',
+    cancelled ? 'Why:' : 'What went wrong:',
     ...o.reason.split('\n').map((l) => `  ${l}`),
     '',
     'Nothing already done is lost:',
@@ -178,7 +185,7 @@ export function partialResultMail(o: PartialResultMailOptions): MailMessage {
   return {
     from: run.sender,
     to: o.to,
-    subject: `${failureSubject(run.pipeline, run.inputName)} - partial results: ${fmt(c.succeeded)} done, ${fmt(o.notProcessed)} not processed`,
+    subject: `${failureSubject(run.pipeline, run.inputName, cancelled)} - partial results: ${fmt(c.succeeded)} done, ${fmt(o.notProcessed)} not processed`,
     text: lines.join('\n'),
     attachments: o.attachment ? [o.attachment] : undefined,
   };

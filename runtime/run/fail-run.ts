@@ -30,7 +30,8 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
   const marked = await fail(deps.table, run.runId, opts.reason, now);
   const current = (await deps.table.getRun(run.runId)) ?? run;
   if (marked) log.warn(LOG_EVENTS.runFailed, { reason: opts.reason });
-  if (current.status !== 'FAILED') {
+  // A cancelled run ends like a failed one: what was done is delivered, then cleanup.
+  if (current.status !== 'FAILED' && current.status !== 'CANCELLED') {
     log.info('run already ended; not marking it failed', { status: current.status });
     return current;
   }
@@ -52,6 +53,7 @@ export async function failRun(deps: HandlerDeps, run: RunRecord, opts: FailRunOp
           runId: current.runId,
           reason,
           progress: describeProgress(current),
+          cancelled: current.status === 'CANCELLED',
         }),
       );
       log.info('failure email sent', { to: recipients });
