@@ -6,6 +6,7 @@
  *   fanout demo [tax-due|map-match|merge|xml] [--out DIR] [--json]
  *   fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
  *   fanout check-config [--config FILE.json]
+ *   fanout status|limit|cancel|redrive|submit|estimate ...   (bin/ops/commands.ts)
  *
  * Exit codes: 0 the run completed (even with item failures), 1 the run failed, 2 usage error.
  */
@@ -21,9 +22,11 @@ import { errorMessage } from '../runtime/errors';
 import { describePull, pullLocal } from '../local/local-pull';
 import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
 import { createProgressView } from './progress-view';
+import { OPS_COMMANDS, OPS_USAGE } from './ops/commands';
+import { OpsError } from './ops/ops-error';
 
 export const USAGE = `Usage:
-  fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--json]
+  fanout run <file> --pipeline <name> [--config FILE.json] [--out DIR] [--keep DIR] [--json]
   fanout run <left file> <right file> --pipeline <merge pipeline> [--config FILE.json] [--out DIR] [--json]
   fanout demo [tax-due|map-match|merge|xml] [--out DIR] [--json]
   fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
@@ -42,11 +45,14 @@ Options:
   --pipeline, -p  Pipeline name (the intake folder).
   --config, -c    Pipelines config as JSON (the schema of config/pipelines.ts). Default: config/pipelines.ts.
   --out, -o       Output folder. Default: ./fanout-out/<runId>/
+  --keep DIR      Keep the emulators' data (and the run) in DIR, for the commands below (--local DIR).
   --json          Print one JSON line: runId, pipeline, status, items, succeeded, failed, chunks,
                   resultFile, emailFile, durationMs.
   --help, -h      This text.
 
-Exit codes: 0 run completed (item failures included), 1 run failed, 2 usage error.`;
+Exit codes: 0 run completed (item failures included), 1 run failed, 2 usage error.
+
+${OPS_USAGE}`;
 
 class UsageError extends Error {
   override readonly name = 'UsageError';
@@ -127,6 +133,7 @@ async function runCommand(io: Io, args: string[]): Promise<number> {
       pipeline: { type: 'string', short: 'p' },
       config: { type: 'string', short: 'c' },
       out: { type: 'string', short: 'o' },
+      keep: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -143,7 +150,7 @@ async function runCommand(io: Io, args: string[]): Promise<number> {
   for (const f of positionals) if (!existsSync(f)) throw new UsageError(`no such file: ${f}`);
   const file = positionals[0]!;
   const uploads = dataset ? mergeUploads(pipeline, positionals) : undefined;
-  return execute(io, { file, uploads, pipeline: values.pipeline, config, outDir: values.out }, values.json ?? false);
+  return execute(io, { file, uploads, pipeline: values.pipeline, config, outDir: values.out, keepDir: values.keep }, values.json ?? false);
 }
 
 /** A bundled example: a local stand-in for its outside service, and the run to make against it. */
@@ -285,12 +292,17 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
       case 'check-config':
         return checkConfigCommand(io, rest);
       default:
+        if (Object.hasOwn(OPS_COMMANDS, command)) return await OPS_COMMANDS[command]!(io, rest);
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (err) {
     if (err instanceof UsageError || (err instanceof TypeError && 'code' in err && String(err.code).startsWith('ERR_PARSE_ARGS'))) {
       io.err.write(`fanout: ${err.message}\n\n${USAGE}\n`);
       return 2;
+    }
+    if (err instanceof OpsError) {
+      io.err.write(`fanout: ${err.message}\n`);
+      return err.exitCode;
     }
     if (err instanceof ConfigError) {
       io.err.write(`fanout: ${err.message}\n`);
