@@ -21,7 +21,7 @@ import { findPipeline, loadConfigFile, parseAppConfig, type AppConfig } from '..
 import { readLiveEndpoints } from '../../local/kept-run';
 import { runLocal, type LocalRunResult } from '../../local/local-run';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { TERMINAL_STATUSES } from '../../runtime/model';
+import { TERMINAL_STATUSES } from '../../runtime/lifecycle';
 import { OpsError } from './ops-error';
 import { cancelRun, listRuns, runDetail, setLimits, summarise, type CallSample, type RunDetail, type RunSummary } from './runs';
 import { openTarget, type OpsTarget } from './target';

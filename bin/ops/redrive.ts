@@ -9,9 +9,11 @@
  * not redone (the same cells would fail the same way): the message says to fix the file.
  */
 import { createHash } from 'node:crypto';
+import { requireShape } from '../../runtime/config/schema';
 import { readOutcomesArchive } from '../../batch-jobs/stages/outcomes-archive';
 import { toJsonl } from '../../batch-jobs/records/jsonl';
-import { keys, TERMINAL_STATUSES, type ChunkRecord, type RunRecord, type WorkItem } from '../../runtime/model';
+import { openRun, TERMINAL_STATUSES } from '../../runtime/lifecycle';
+import { keys, type ChunkRecord, type RunRecord, type WorkItem } from '../../runtime/model';
 import type { ObjectStore, RunTable, SplitDoneNotifier } from '../../runtime/ports';
 import { OpsError } from './ops-error';
 import { requireRun } from './runs';
@@ -60,15 +62,15 @@ export async function startRedrive(
   opts: { now?: number; retentionDays: number },
 ): Promise<string> {
   const { original } = plan;
-  const config = original.config!;
+  const config = requireShape(original.config!, 'items');
   const now = opts.now ?? Date.now();
   const runId = redriveRunId(original.runId, now);
-  const created = await ports.table.createRun({
+  const created = await openRun(ports.table, {
     runId,
     pipeline: original.pipeline,
     inputKey: original.inputKey,
     inputName: original.inputName,
-    status: 'SPLITTING',
+    status: 'STARTED',
     config,
     sender: original.sender,
     inputColumns: original.inputColumns,

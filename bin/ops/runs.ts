@@ -8,7 +8,8 @@
 import { CancelJobCommand, TerminateJobCommand, type BatchClient } from '@aws-sdk/client-batch';
 import { ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { failedCallMessage } from '../../runtime/adapters/sdk-errors';
-import { TERMINAL_STATUSES, type ChunkRecord, type RunLimits, type RunRecord, type RunStatus } from '../../runtime/model';
+import { moveRun, TERMINAL_STATUSES, type RunStatus, type Step } from '../../runtime/lifecycle';
+import type { ChunkRecord, RunLimits, RunRecord } from '../../runtime/model';
 import type { RunTable } from '../../runtime/ports';
 import { OpsError } from './ops-error';
 
@@ -154,7 +155,7 @@ export async function runDetail(
   const rate = previous && at > previous.at && !ended ? ((calls - previous.calls) * 1000) / (at - previous.at) : null;
   const itemRate = rate !== null && calls > 0 ? rate * ((itemsDone + itemsFailed) / calls) : null;
   const remaining = (run.counts?.items ?? 0) - itemsDone - itemsFailed;
-  const config = run.config;
+  const config = run.config?.shape === 'items' ? run.config : undefined;
   return {
     ...summarise(run, at),
     stages: stageStates(run, chunks),
@@ -201,7 +202,7 @@ export interface CancelOutcome {
 }
 
 /** A job id recorded under a step, not a claim marker. */
-function jobIdOf(run: RunRecord, step: string): string | undefined {
+function jobIdOf(run: RunRecord, step: Step): string | undefined {
   const v = run.steps?.[step];
   return v && v !== 'submitting' && v !== 'submitted' ? v : undefined;
 }
@@ -226,7 +227,8 @@ export async function cancelRun(
   }
   const now = opts.now ?? Date.now();
   const reason = `Cancelled by ${opts.who} with fanout cancel at ${new Date(now).toISOString()}.`;
-  if (!(await table.updateRun(runId, { status: 'CANCELLED', error: reason, finishedAt: now }, { statusIn: RUNNING_STATUSES }))) {
+  const moved = await moveRun(table, runId, 'CANCELLED', { patch: { error: reason, finishedAt: now }, from: ['STARTED', 'SPLITTING', 'FANNING_OUT'] });
+  if (!moved || !(await table.claimStep(runId, 'cancel', String(now)))) {
     const current = await table.getRun(runId);
     throw new OpsError(`run ${runId} changed to ${current?.status ?? 'gone'} while being cancelled; nothing to cancel`, 1);
   }
@@ -240,13 +242,13 @@ export async function cancelRun(
     }
   };
   const jobReason = `fanout cancel of run ${runId} by ${opts.who}`.slice(0, 1024);
-  for (const step of ['split', 'fanout']) {
+  for (const step of ['split', 'fanout'] as const) {
     const jobId = jobIdOf(run, step);
     if (!jobId) continue;
     await send(new TerminateJobCommand({ jobId, reason: jobReason }), jobId, 'TerminateJob');
     outcome.terminated.push(jobId);
   }
-  for (const step of ['consolidate', 'cleanup']) {
+  for (const step of ['consolidate', 'cleanup'] as const) {
     const jobId = jobIdOf(run, step);
     if (!jobId) continue;
     await send(new CancelJobCommand({ jobId, reason: jobReason }), jobId, 'CancelJob');
