@@ -26,6 +26,7 @@ import { OpsError } from './ops-error';
 import { cancelRun, listRuns, runDetail, setLimits, summarise, type CallSample, type RunDetail, type RunSummary } from './runs';
 import { openTarget, type OpsTarget } from './target';
 import { planRedrive, startRedrive } from './redrive';
+import { DEFAULT_PRICES_FILE, estimate as estimateRun, estimateText, loadPrices, readFileShape, sampleLatency, type Latency } from './estimate';
 
 export interface OpsIo {
   out: NodeJS.WritableStream & { isTTY?: boolean };
@@ -253,7 +254,7 @@ async function redrive(io: OpsIo, args: string[]): Promise<number> {
     io.out.write(json ? `${JSON.stringify({ runId, redo: 0, badInput: plan.badInput, started: null })}\n` : `run ${runId} has nothing to redo: no item failed or was left unprocessed${bad}; nothing started\n`);
     return 0;
   }
-  if (!json) io.err.write(`run ${runId}: running ${plan.redo} failed or not processed item(s) again${bad}\n`);
+  io.err.write(`run ${runId}: running ${plan.redo} failed or not processed item(s) again${bad}\n`);
   if (target.kind === 'local') {
     // A kept local run: the redrive runs here, on the kept folder, with a job runner of its own.
     if (readLiveEndpoints(target.dir!)) throw new OpsError(`a fanout run process is still using ${target.dir}; redrive once it has ended`, 1);
@@ -327,4 +328,48 @@ async function submit(io: OpsIo, args: string[]): Promise<number> {
   });
 }
 
-export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise<number>> = { status, limit, cancel, redrive, submit };
+async function estimate(io: OpsIo, args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      pipeline: { type: 'string', short: 'p' },
+      config: { type: 'string', short: 'c' },
+      'latency-ms': { type: 'string' },
+      'failure-rate': { type: 'string' },
+      sample: { type: 'string' },
+      parallel: { type: 'string' },
+      prices: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (positionals.length !== 1) throw new OpsError('fanout estimate takes exactly one file', 2);
+  const file = positionals[0]!;
+  if (!existsSync(file)) throw new OpsError(`no such file: ${file}`, 2);
+  if (!values.pipeline) throw new OpsError('--pipeline is required', 2);
+  if (values['latency-ms'] !== undefined && values.sample !== undefined) throw new OpsError('give --latency-ms or --sample, not both', 2);
+  const config = loadConfig(values.config);
+  const found = findPipeline(config, values.pipeline);
+  if (!found) throw new OpsError(`no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}`, 2);
+  if (found.shape !== 'items') throw new OpsError(`pipeline ${found.name} is a ${found.shape} pipeline; estimate knows items pipelines only`, 2);
+  const sample = values.sample !== undefined ? positiveNumber(values.sample, '--sample') : undefined;
+  const shape = await readFileShape(file, found, sample ?? 0);
+  let latency: Latency;
+  if (sample !== undefined) {
+    latency = await sampleLatency(found, shape.firstItems.filter((i) => !i.x?.length), process.env);
+  } else {
+    const given = positiveNumber(values['latency-ms'], '--latency-ms');
+    const share = values['failure-rate'] === undefined ? 0 : Number(values['failure-rate']);
+    if (!(share >= 0 && share < 1)) throw new OpsError(`--failure-rate must be in [0, 1), got "${values['failure-rate']}"`, 2);
+    latency = { meanMs: given ?? 100, transientShare: share, source: given ? 'given (--latency-ms)' : 'assumed 100 ms: give --latency-ms N or --sample N' };
+  }
+  const pricesFile = values.prices ?? DEFAULT_PRICES_FILE;
+  const e = estimateRun(shape, found, await loadPrices(pricesFile), {
+    latency,
+    parallel: values.parallel !== undefined ? positiveNumber(values.parallel, '--parallel') : undefined,
+  });
+  io.out.write(values.json ? `${JSON.stringify(e)}\n` : estimateText(e, relative(process.cwd(), pricesFile) || pricesFile));
+  return 0;
+}
+
+export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise<number>> = { status, limit, cancel, redrive, submit, estimate };

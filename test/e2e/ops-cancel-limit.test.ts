@@ -23,7 +23,7 @@ let dir: string;
 let source: OpsSource;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'e2e-ops-'));
-  source = await startOpsSource({ latencyMs: 100 });
+  source = await startOpsSource({ latencyMs: 200 });
 });
 after(async () => {
   await source.close();
@@ -51,9 +51,9 @@ describe('status, limit and cancel on a kept local run', () => {
   it('shows the run, slows the source within seconds, and cancels with the partial results email', async () => {
     const keep = join(dir, 'kept');
     const file = join(dir, 'customers.csv');
-    const people = customers(4000).map((c) => ({ ...c, year: 2020 }));
+    const people = customers(1200).map((c) => ({ ...c, year: 2020 }));
     await writeCustomersCsv(file, people);
-    const config = taxConfig(source.url, { chunkSize: 1000, concurrency: 4 });
+    const config = taxConfig(source.url, { chunkSize: 300, concurrency: 2 });
     const running: Promise<LocalRunResult> = runLocal({ file, pipeline: 'tax-due', config, outDir: join(dir, 'out'), keepDir: keep, maxParallel: 4, env: { TAX_API_TOKEN: TOKEN } });
     running.catch(() => undefined);
 
@@ -75,13 +75,14 @@ describe('status, limit and cancel on a kept local run', () => {
     assert.equal(during.stages.split, 'done');
     assert.equal(during.stages.fanout, 'running');
     assert.equal(during.chunkProgress.length, 4);
-    assert.equal(during.items, 4000);
+    assert.equal(during.items, 1200);
     assert.ok(during.itemsDone > 0, 'items are done');
     assert.ok(during.callsPerSecond !== null && during.callsPerSecond > 0, `a call rate: ${during.callsPerSecond}`);
-    assert.deepEqual(during.limits, { ratePerSecond: null, concurrency: 16, setBy: 'pipeline' });
+    assert.deepEqual(during.limits, { ratePerSecond: null, concurrency: 8, setBy: 'pipeline' });
 
-    // Limit: 20 calls/s fleet-wide (5 per child; the bucket holds at most 1 token per child).
-    const limited = await fanoutInProcess(['limit', runId, '--rate', '20', '--local', keep]);
+    // Limit: 8 calls/s fleet-wide (2 per child; the bucket holds at most 1 token per child). Before it,
+    // the source sees up to 40/s (4 children, 2 in flight, 200 ms).
+    const limited = await fanoutInProcess(['limit', runId, '--rate', '8', '--local', keep]);
     assert.equal(limited.code, 0, limited.stderr);
     const requestsAtLimit = source.requests;
     const logFile = join(keep, 'jobs.log');
@@ -98,10 +99,10 @@ describe('status, limit and cancel on a kept local run', () => {
     const perSecond = source.perSecond();
     const before = [...perSecond].filter(([s]) => s < Math.floor(pickedUp / 1000) - 3).map(([, n]) => n);
     const afterLimit = [first, first + 1, first + 2].map((s) => perSecond.get(s) ?? 0);
-    assert.ok(Math.max(...before) > 26, `before the limit the source saw more than the cap: ${before.join(', ')}`);
-    for (const n of afterLimit) assert.ok(n <= 20 + 4 + 1, `after the limit at most 20/s (+ burst): ${afterLimit.join(', ')}`);
+    assert.ok(Math.max(...before) > 13, `before the limit the source saw more than the cap: ${before.join(', ')}`);
+    for (const n of afterLimit) assert.ok(n <= 8 + 4 + 1, `after the limit at most 8/s (+ burst): ${afterLimit.join(', ')}`);
     const detail = jsonOf<RunDetail>(await fanoutInProcess(['status', runId, '--local', keep, '--json']));
-    assert.deepEqual(detail.limits, { ratePerSecond: 20, concurrency: 16, setBy: 'fanout limit' });
+    assert.deepEqual(detail.limits, { ratePerSecond: 8, concurrency: 8, setBy: 'fanout limit' });
 
     // Cancel from another process.
     const cancelled = await fanoutProcess(['cancel', runId, '--local', keep, '--json'], dir);
