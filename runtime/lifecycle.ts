@@ -17,7 +17,7 @@
  *            FANNING_OUT ──▶ SUCCEEDED (consolidate that finds the run still FANNING_OUT)
  *
  *   any status that is not final ──▶ FAILED      a job failed for good, or the input is bad
- *                                ──▶ CANCELLED   an operator cancelled the run (planned, issue #13)
+ *                                ──▶ CANCELLED   `fanout cancel` (bin/ops/runs.ts): ends like FAILED, partial results
  * ```
  *
  * ⟲ marks a status a run may enter again: a retried job (Spot reclaim, crash) repeats its own
@@ -63,7 +63,7 @@
  * | partial-cleanup   | fail-run (fan-out failed)     | the cleanup job id after it           |
  * | list              | files shape (planned)         | the listing job id                    |
  * | engine            | dataset shape (planned)       | the engine job (Batch or EMR) id      |
- * | cancel            | `fanout cancel` (planned, #13) | when the run's jobs were terminated  |
+ * | cancel            | `fanout cancel` (bin/ops)     | when the run's jobs were terminated  |
  *
  * ## Chunks (`ChunkRecord.status`)
  *
