@@ -20,7 +20,7 @@ import { basename, join } from 'node:path';
 import { writeChunks } from '../../batch-jobs/records/chunker';
 import { openRecords } from '../../batch-jobs/records/reader';
 import { createTask } from '../../batch-jobs/tasks';
-import type { ItemsPipelineConfig } from '../../runtime/config/schema';
+import { maxInFlight, type ItemsPipelineConfig } from '../../runtime/config/schema';
 import type { WorkItem } from '../../runtime/model';
 import { PROJECT_ROOT } from '../../local/local-run';
 
@@ -104,7 +104,7 @@ export interface Latency {
 
 /** Makes `items.length` real calls with the pipeline's task; mean time and share of failures. */
 export async function sampleLatency(pipeline: ItemsPipelineConfig, items: WorkItem[], env: NodeJS.ProcessEnv): Promise<Latency> {
-  const task = createTask(pipeline.task, { env, concurrency: Math.min(pipeline.concurrency, items.length) });
+  const task = createTask(pipeline.task, { env, concurrency: Math.min(maxInFlight(pipeline), items.length) });
   const times: number[] = [];
   let failures = 0;
   try {
@@ -160,7 +160,7 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   // Calls per item: the first, and retries of transient failures (geometric). Rates are calls/s.
   const callsPerItem = 1 / (1 - p);
   const parallel = Math.max(1, Math.min(shape.chunks, opts.parallel ?? shape.chunks));
-  const byLatency = pipeline.concurrency / latencyS;
+  const byLatency = maxInFlight(pipeline) / latencyS;
   const byCpu = 1000 / PER_ITEM_CPU_MS;
   const byRate = pipeline.rateLimitPerSecond ? pipeline.rateLimitPerSecond / parallel : Number.POSITIVE_INFINITY;
   const perChild = Math.min(byLatency, byCpu, byRate);
@@ -242,7 +242,7 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
     file: { rows: shape.rows, items, chunks: shape.chunks, invalidItems: shape.invalidItems, bytes: shape.bytes },
     pipeline: {
       name: pipeline.name,
-      concurrency: pipeline.concurrency,
+      concurrency: maxInFlight(pipeline),
       rateLimitPerSecond: pipeline.rateLimitPerSecond ?? null,
       chunkSize: pipeline.chunkSize,
       compute: pipeline.compute,

@@ -8,6 +8,7 @@
 import { CancelJobCommand, TerminateJobCommand, type BatchClient } from '@aws-sdk/client-batch';
 import { ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { failedCallMessage } from '../../runtime/adapters/sdk-errors';
+import { maxInFlight } from '../../runtime/config/schema';
 import { moveRun, TERMINAL_STATUSES, type RunStatus, type Step } from '../../runtime/lifecycle';
 import type { ChunkRecord, RunLimits, RunRecord } from '../../runtime/model';
 import type { RunTable } from '../../runtime/ports';
@@ -167,14 +168,17 @@ export async function runDetail(
     etaSeconds: itemRate && itemRate > 0 && remaining > 0 ? Math.round(remaining / itemRate) : null,
     limits: {
       ratePerSecond: run.limits?.ratePerSecond ?? config?.rateLimitPerSecond ?? null,
-      concurrency: run.limits?.concurrency ?? (config ? config.concurrency * Math.max(1, run.counts?.chunks ?? 1) : null),
+      concurrency: run.limits?.concurrency ?? (config ? maxInFlight(config) * Math.max(1, run.counts?.chunks ?? 1) : null),
       setBy: run.limits ? 'fanout limit' : 'pipeline',
     },
     sample: { at, calls },
   };
 }
 
-/** Sets a running run's fleet-wide limits; running fan-out children take them up within seconds. */
+/**
+ * Sets a running run's fleet-wide limits with the fan-out's shared limiter (RunTable.setFleetLimit:
+ * copied to every fleet shard); running fan-out children take them up at their next epoch.
+ */
 export async function setLimits(
   table: RunTable,
   runId: string,
@@ -187,6 +191,9 @@ export async function setLimits(
     throw new OpsError(`run ${runId} is ${run.status}: only a run that is splitting or fanning out takes new limits`, 1);
   }
   const limits: RunLimits = { ...run.limits, ...change, updatedAt: Math.max(now, (run.limits?.updatedAt ?? 0) + 1) };
+  // The children read the fleet limit from the fleet shards (the fan-out's shared limiter); the
+  // run record keeps what the operator set, for status.
+  await table.setFleetLimit(runId, change);
   if (!(await table.updateRun(runId, { limits }, { statusIn: RUNNING_STATUSES }))) {
     throw new OpsError(`run ${runId} ended while its limits were being changed`, 1);
   }
