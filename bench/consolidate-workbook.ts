@@ -61,7 +61,7 @@ function resultRow(i: number): Cell[] {
     failed ? null : ((i % 7 === 0 ? -1 : 1) * ((i * 13) % 50_000)) / 100,
     1 + (i % 3),
     new Date(BASE_MS + (i % 1000) * DAY_MS).toISOString().slice(0, 10),
-    new Date(BASE_MS + i * 997).toISOString().slice(0, 19) + 'Z',
+    `${new Date(BASE_MS + i * 997).toISOString().slice(0, 19)}Z`,
     i % 997 === 0 ? '=HYPERLINK("x")' : failed ? 'failed' : 'done',
   ];
 }

@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   const bare = runChild('bare', dir);
   console.log(line(bare, rows));
   const stage = runChild('stage', dir);
-  console.log(line(stage, rows), `(load ${stage.detail?.loadS as number | undefined ? (stage.detail!.loadS as number).toFixed(1) : '?'} s, stats ${(stage.detail?.statsS as number).toFixed(1)} s, join ${(stage.detail?.joinS as number).toFixed(1)} s, DuckDB limit ${stage.detail?.memoryLimitMiB} MiB)`);
+  console.log(line(stage, rows), `(load ${stage.detail?.loadS as number | undefined ? (stage.detail!.loadS as number).toFixed(1) : '?'} s, stats ${Number(stage.detail?.statsS).toFixed(1)} s, join ${Number(stage.detail?.joinS).toFixed(1)} s, DuckDB limit ${stage.detail?.memoryLimitMiB} MiB)`);
   console.log(`  stage / bare: ${(stage.wallS / bare.wallS).toFixed(2)}x wall, ${(stage.cpuS / bare.cpuS).toFixed(2)}x CPU (goal: <= 1.25x)`);
   if (stage.outputRows !== bare.outputRows) console.log(`  !! output rows differ: stage ${stage.outputRows}, bare ${bare.outputRows}`);
   if (!args.includes('--no-pandas')) {

@@ -5,7 +5,7 @@
  * data: destroying and redeploying it loses nothing but in-flight runs.
  */
 import { CfnOutput, Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
-import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as events from 'aws-cdk-lib/aws-events';

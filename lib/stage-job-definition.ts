@@ -2,7 +2,7 @@
  * One job definition of one stage, on Fargate or on EC2: the shared container image with the
  * stage as its command, its size, timeout, log group and retry strategy.
  */
-import { Duration, Size, Token } from 'aws-cdk-lib';
+import { type Duration, type Size, Token } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import type * as iam from 'aws-cdk-lib/aws-iam';

@@ -206,8 +206,8 @@ function listObjectsV2Middleware(): KoaMiddleware {
         `<Message>The specified bucket does not exist</Message><BucketName>${xmlEscape(bucket)}</BucketName></Error>`;
       return;
     }
-    const prefix = queryValue(q['prefix']) ?? '';
-    const delimiter = queryValue(q['delimiter']) || undefined;
+    const prefix = queryValue(q.prefix) ?? '';
+    const delimiter = queryValue(q.delimiter) || undefined;
     const token = queryValue(q['continuation-token']);
     const startAfter = token ? Buffer.from(token, 'base64url').toString('utf8') : (queryValue(q['start-after']) ?? '');
     const maxKeysText = queryValue(q['max-keys']);
@@ -232,7 +232,7 @@ function listObjectsV2Middleware(): KoaMiddleware {
       ...result.objects.map(
         (o) =>
           `<Contents><Key>${xmlEscape(o.key)}</Key><LastModified>${o.lastModifiedDate.toISOString()}</LastModified>` +
-          `<ETag>${xmlEscape(o.metadata['etag'] ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
+          `<ETag>${xmlEscape(o.metadata.etag ?? '')}</ETag><Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`,
       ),
       ...result.commonPrefixes.map((p) => `<CommonPrefixes><Prefix>${xmlEscape(p)}</Prefix></CommonPrefixes>`),
       '</ListBucketResult>',

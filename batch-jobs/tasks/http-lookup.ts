@@ -71,7 +71,7 @@ export function createHttpLookupTask(config: HttpLookupTaskConfig, deps: { clien
   for (const [name, value] of Object.entries(config.headers)) {
     headers[name.toLowerCase()] = credential === undefined ? value : value.split('{credential}').join(credential);
   }
-  headers['accept'] ??= 'application/json';
+  headers.accept ??= 'application/json';
   if (body !== undefined) headers['content-type'] ??= 'application/json';
 
   const scrub = makeScrubber(credential);
@@ -292,7 +292,7 @@ export function readPath(value: unknown, steps: PathStep[]): unknown {
       if (!Array.isArray(v)) return undefined;
       v = v[step];
     } else {
-      if (Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, step)) return undefined;
+      if (Array.isArray(v) || !Object.hasOwn(v, step)) return undefined;
       v = (v as Record<string, unknown>)[step];
     }
   }

@@ -14,7 +14,7 @@
  * (unknown run id, stack not deployed, no credentials, bad arguments).
  */
 import { existsSync } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { basename, relative } from 'node:path';
 import { userInfo } from 'node:os';
 import { loadPipelinesConfig } from '../../config/pipelines';
 import { findPipeline, loadConfigFile, parseAppConfig, type AppConfig } from '../../runtime/config/schema';
@@ -87,7 +87,7 @@ function runsTable(runs: RunSummary[]): string {
     secs(r.tookSeconds),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((c, i) => pad(c, widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return `${[header, ...rows].map((r) => r.map((c, i) => pad(c, widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
 }
 
 function bar(done: number, total: number, width = 24): string {
@@ -241,7 +241,7 @@ async function redrive(io: OpsIo, args: string[]): Promise<number> {
   const runId = oneRunId(positionals, 'redrive');
   const json = values.json === true;
   const target = await openTarget({ stack: values.stack, local: values.local });
-  let plan;
+  let plan: Awaited<ReturnType<typeof planRedrive>>;
   try {
     plan = await planRedrive(target.store, target.table, runId, target.describe);
     if (plan.redo === 0 || target.kind === 'local') await target.close();

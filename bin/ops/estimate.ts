@@ -182,7 +182,6 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
     childSeconds += times.reduce((a, b) => a + b, 0);
   }
   const items = shape.items;
-  const calls = items * callsPerItem;
 
   // --- cost on AWS Batch ---
   const vcpus = opts.childVcpus ?? 1;

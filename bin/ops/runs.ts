@@ -6,7 +6,7 @@
  * partial results and starts cleanup, as for a failed fan-out).
  */
 import { CancelJobCommand, TerminateJobCommand, type BatchClient } from '@aws-sdk/client-batch';
-import { ScanCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { ScanCommand, type DynamoDBDocumentClient, type ScanCommandOutput } from '@aws-sdk/lib-dynamodb';
 import { failedCallMessage } from '../../runtime/adapters/sdk-errors';
 import { maxInFlight } from '../../runtime/config/schema';
 import { moveRun, TERMINAL_STATUSES, type RunStatus, type Step } from '../../runtime/lifecycle';
@@ -62,7 +62,7 @@ export async function listRuns(doc: DynamoDBDocumentClient, tableName: string, l
   const runs: RunRecord[] = [];
   let start: Record<string, unknown> | undefined;
   do {
-    let res;
+    let res: ScanCommandOutput;
     try {
       res = await doc.send(
         new ScanCommand({

@@ -196,7 +196,7 @@ export function generateGpsRows(seed = 20240501): CsvRow[] {
 
 export function toCsv(rows: readonly CsvRow[]): string {
   const quote = (v: string) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
-  return [GPS_COLUMNS.join(','), ...rows.map((r) => r.map(quote).join(','))].join('\n') + '\n';
+  return `${[GPS_COLUMNS.join(','), ...rows.map((r) => r.map(quote).join(','))].join('\n')}\n`;
 }
 
 if (isMain(import.meta.url)) {

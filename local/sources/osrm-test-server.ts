@@ -254,7 +254,7 @@ function validateOptions(q: MatchQuery): void {
     }
   }
   if (n < 2) throw new OsrmError('InvalidOptions', 'Number of coordinates needs to be at least two.');
-  if (q.waypoints && q.waypoints.some((w) => w >= n)) {
+  if (q.waypoints?.some((w) => w >= n)) {
     throw new OsrmError('InvalidOptions', 'Waypoints indices must be less than the number of coordinates.');
   }
 }
@@ -276,7 +276,7 @@ export function matchTrace(q: MatchQuery, maxMatchingSize: number): Record<strin
     throw new OsrmError('InvalidValue', 'Invalid coordinate value.');
   }
   const ts = q.timestamps;
-  if (ts && ts.some((t, k) => k > 0 && t < ts[k - 1])) {
+  if (ts?.some((t, k) => k > 0 && t < ts[k - 1])) {
     throw new OsrmError('InvalidValue', 'Timestamps need to be monotonically increasing.');
   }
   // Candidates: the nearest street within 3 x radius.

@@ -14,6 +14,8 @@ import {
   HeadObjectCommand,
   PutObjectCommand,
   paginateListObjectsV2,
+  type DeleteObjectsCommandOutput,
+  type GetObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -161,7 +163,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   private async deleteBatch(batch: string[]): Promise<void> {
-    let res;
+    let res: DeleteObjectsCommandOutput;
     try {
       res = await this.client.send(
         new DeleteObjectsCommand({
@@ -188,7 +190,7 @@ export class S3ObjectStore implements ObjectStore {
 
   /** The body of an object; a missing object is an ObjectNotFoundError. */
   private async getObjectBody(key: string) {
-    let res;
+    let res: GetObjectCommandOutput;
     try {
       res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {

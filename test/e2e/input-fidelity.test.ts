@@ -134,7 +134,7 @@ wb.save(sys.argv[1])
           'Ünal',
           'cut',
           'done',
-          'column "Postcode" is cut to Excel\'s 32,767 characters (of 40,000); the whole value is in mixed.' + runIdOf(r.resultFile!) + '.results.long-cells.csv',
+          `column "Postcode" is cut to Excel's 32,767 characters (of 40,000); the whole value is in mixed.${runIdOf(r.resultFile!)}.results.long-cells.csv`,
         ],
       ],
     );

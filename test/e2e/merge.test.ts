@@ -70,7 +70,7 @@ describe('merge pipeline, local run', () => {
     assert.equal(r.mails.length, 1);
     const mail = r.mails[0]!;
     assert.equal(mail.subject, `[batch-fanout] merge-xy: batch ${batch} merged - 7 rows`);
-    assert.match(mail.text ?? '', /x_list\.txt \(left\):  8 rows/);
+    assert.match(mail.text ?? '', /x_list\.txt \(left\): {2}8 rows/);
     assert.match(mail.text ?? '', /Output rows: 7 \(inner join\)/);
     assert.match(mail.text ?? '', /Left rows without a match: 3, of which 1 with an empty key/);
     assert.match(mail.text ?? '', /Keys duplicated on both sides: 1 \(each gives every pair of its rows\)/);

@@ -59,7 +59,7 @@ export function referenceMerge(left: Rows, right: Rows, s: ReferenceSpec): Rows 
 
 /** Writes rows as delimited text (no quoting: test values hold no delimiter, quote or newline unless said). */
 export async function writeDelimited(path: string, rows: Rows, delimiter = '\t'): Promise<void> {
-  await writeFile(path, rows.map((r) => r.join(delimiter)).join('\n') + '\n');
+  await writeFile(path, `${rows.map((r) => r.join(delimiter)).join('\n')}\n`);
 }
 
 /** Reads a CSV/TSV file written by an engine: header and rows, with papaparse (an independent reader). */

@@ -81,7 +81,7 @@ describe('merge stage on EMR Serverless', () => {
           const script = (await store.getBytes(`work/${runId}/spark/merge.sql`)).toString('utf8');
           const out = /INSERT OVERWRITE DIRECTORY 's3:\/\/[^/]+\/(results\/[^']+)' USING csv/.exec(script)![1]!;
           const stats = /INSERT OVERWRITE DIRECTORY 's3:\/\/[^/]+\/(work\/[^']+)' USING json/.exec(script)![1]!;
-          const csv = (rows: Rows) => ['ID_x,value_x,value_y', ...rows.map((r) => r.join(','))].join('\n') + '\n';
+          const csv = (rows: Rows) => `${['ID_x,value_x,value_y', ...rows.map((r) => r.join(','))].join('\n')}\n`;
           await store.put(`${out}part-00000-abc.csv`, csv(reference.slice(0, 2)));
           await store.put(`${out}part-00001-abc.csv`, csv(reference.slice(2)));
           await store.put(`${out}_SUCCESS`, '');

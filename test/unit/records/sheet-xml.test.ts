@@ -65,7 +65,7 @@ describe('worksheet XML scanner', () => {
 
   test('stops at </sheetData>: what follows is not read', () => {
     const scanner = new SheetXmlScanner(ctx);
-    scanner.write(wrap('<row r="1"><c r="A1"><v>1</v></c></row>') + '<garbage');
+    scanner.write(`${wrap('<row r="1"><c r="A1"><v>1</v></c></row>')}<garbage`);
     assert.equal(scanner.done, true);
     assert.equal(scanner.take().length, 1);
   });
