@@ -31,7 +31,6 @@ import { runSftpPullJob } from './sftp/pull-job';
 import { runList } from './stages/list';
 import { runSummary } from './stages/summary';
 
-
 /** Messages a local run's job runner receives from a stage over IPC. */
 export type StageIpcMessage =
   | { type: 'split-done'; message: import('../runtime/ports').SplitDoneMessage }
@@ -100,7 +99,11 @@ export async function main(argv: string[], env: Env): Promise<number> {
     const notifier: SplitDoneNotifier =
       jobEnv.FANOUT_EVENTS === 'ipc'
         ? ipcNotifier()
-        : (splitDone ?? { publishSplitDone: async () => { throw new Error('only split announces'); } });
+        : (splitDone ?? {
+            publishSplitDone: async () => {
+              throw new Error('only split announces');
+            },
+          });
     ctx = {
       runId,
       store,
@@ -159,8 +162,9 @@ export async function main(argv: string[], env: Env): Promise<number> {
     ctx.log.error(`${stage} failed`, { error: errorMessage(err), exitCode: code });
     if (err instanceof InputError) {
       // Bad input is final: record the reason a person can act on; on-job-failed emails it.
-      await fail(ctx.table, ctx.runId, err.message, Date.now())
-        .catch((e: unknown) => ctx.log.error('could not record the input error', { error: errorMessage(e) }));
+      await fail(ctx.table, ctx.runId, err.message, Date.now()).catch((e: unknown) =>
+        ctx.log.error('could not record the input error', { error: errorMessage(e) }),
+      );
     }
     return code;
   }

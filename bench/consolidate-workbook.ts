@@ -187,7 +187,9 @@ if (only) {
 } else {
   console.log(
     `consolidate workbook: ${rows.toLocaleString('en-US')} result rows x ${RESULT_COLUMNS.length} columns, ` +
-      `node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+      `node ${process.version}, load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
   );
   const table: string[] = [];
   for (const c of CANDIDATES) {

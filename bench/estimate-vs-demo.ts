@@ -38,9 +38,17 @@ for (let r = 0; r < runs; r++) {
   const load = loadavg()[0]!.toFixed(2);
   try {
     const pipelines = base.pipelines.map((p) =>
-      p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup' ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, source.url) } } : p,
+      p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup'
+        ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, source.url) } }
+        : p,
     );
-    const result = await runLocal({ file, pipeline: 'tax-due', config: { ...base, pipelines }, env: { TAX_API_TOKEN: DEMO_TOKEN }, maxParallel: parallel });
+    const result = await runLocal({
+      file,
+      pipeline: 'tax-due',
+      config: { ...base, pipelines },
+      env: { TAX_API_TOKEN: DEMO_TOKEN },
+      maxParallel: parallel,
+    });
     const attempts = result.jobs.filter((j) => j.request.stage === 'fanout').flatMap((j) => j.attempts);
     const wall = (Math.max(...attempts.map((a) => a.stoppedAt)) - Math.min(...attempts.map((a) => a.startedAt))) / 1000;
     const used = process.cpuUsage(cpu);

@@ -65,13 +65,21 @@ function makeItems(count: number): WorkItem[] {
   return customerRows(count).map(([id, name, year, postcode], i) => ({
     i,
     r: [i + 2],
-    d: [{ 'Customer ID': id.trim(), Name: name.trim(), 'Tax Year': typeof year === 'string' && /^\d+\s*$/.test(year) ? Number(year) : year, Postcode: postcode }],
+    d: [
+      {
+        'Customer ID': id.trim(),
+        Name: name.trim(),
+        'Tax Year': typeof year === 'string' && /^\d+\s*$/.test(year) ? Number(year) : year,
+        Postcode: postcode,
+      },
+    ],
   }));
 }
 
 async function main(): Promise<void> {
   const pipeline = loadPipelinesConfig().pipelines.find((p) => p.name === 'tax-due');
-  if (pipeline?.shape !== 'items' || pipeline.task.type !== 'http-lookup') throw new Error('pipeline tax-due (http-lookup) not found in config/pipelines.ts');
+  if (pipeline?.shape !== 'items' || pipeline.task.type !== 'http-lookup')
+    throw new Error('pipeline tax-due (http-lookup) not found in config/pipelines.ts');
   const source = await startSourceProcess();
   const taskConfig = { ...pipeline.task, url: pipeline.task.url.replace(/^https?:\/\/[^/]+/, source.url) };
   const items = makeItems(ITEMS);

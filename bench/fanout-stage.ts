@@ -54,7 +54,9 @@ const opt = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
 };
 const items = Number(opt('items', '5000'));
-const levels = opt('concurrency', '16,64,256').split(',').map((c) => (c === 'auto' ? ('auto' as const) : Number(c)));
+const levels = opt('concurrency', '16,64,256')
+  .split(',')
+  .map((c) => (c === 'auto' ? ('auto' as const) : Number(c)));
 const [minL, maxL] = opt('latency', '50-150').split('-').map(Number) as [number, number];
 const failureRate = Number(opt('failure-rate', '0.08'));
 
@@ -70,26 +72,50 @@ const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss
 console.log(`fan-out stage: ${items} items, data source latency ${minL}-${maxL} ms, ${failureRate * 100}% transient failures`);
 try {
   for (const concurrency of levels) {
-    const config = taxConfig(source.url, { concurrency, chunkSize: Math.min(items, 10_000), retry: { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 5_000 } });
+    const config = taxConfig(source.url, {
+      concurrency,
+      chunkSize: Math.min(items, 10_000),
+      retry: { maxAttempts: 5, baseDelayMs: 200, maxDelayMs: 5_000 },
+    });
     const pipeline = config.pipelines[0]!;
     const runId = `bench-${concurrency}`;
     await table.createRun({
-      runId, pipeline: pipeline.name, inputKey: 'intake/tax-due/bench.csv', inputName: 'bench.csv', status: 'FANNING_OUT',
-      config: pipeline, sender: config.sender, createdAt: Date.now(), counts: { rows: items, items, chunks: 1 },
+      runId,
+      pipeline: pipeline.name,
+      inputKey: 'intake/tax-due/bench.csv',
+      inputName: 'bench.csv',
+      status: 'FANNING_OUT',
+      config: pipeline,
+      sender: config.sender,
+      createdAt: Date.now(),
+      counts: { rows: items, items, chunks: 1 },
     });
     const work: WorkItem[] = customers(items).map((c, i) => ({
-      i, r: [i + 2], d: [{ 'Customer ID': String(100000 + i), Name: c.name, 'Tax Year': 2020, Postcode: c.postcode }],
+      i,
+      r: [i + 2],
+      d: [{ 'Customer ID': String(100000 + i), Name: c.name, 'Tax Year': 2020, Postcode: c.postcode }],
     }));
     await store.put(keys.chunk(runId, 0), toJsonl(work));
-    await table.putChunks([{ runId, chunk: 0, items, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 }]);
+    await table.putChunks([
+      { runId, chunk: 0, items, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 },
+    ]);
     peak = 0;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const result = await runFanout(
       {
-        runId, store, table, mailer: new SesMailer(clients.ses), notifier: { publishSplitDone: async () => undefined },
-        log: silentLogger, env: {}, arrayIndex: 0, attempt: 1, tmpDir: dir,
-        signal: new AbortController().signal, resultLinkDays: 7,
+        runId,
+        store,
+        table,
+        mailer: new SesMailer(clients.ses),
+        notifier: { publishSplitDone: async () => undefined },
+        log: silentLogger,
+        env: {},
+        arrayIndex: 0,
+        attempt: 1,
+        tmpDir: dir,
+        signal: new AbortController().signal,
+        resultLinkDays: 7,
       },
       { createTask: (p) => createTask(p.task, { env: { TAX_API_TOKEN: TOKEN }, concurrency: maxInFlight(p) }) },
     );

@@ -27,7 +27,9 @@ const COUNT = Number(process.argv[2] ?? 10_000);
 
 function orderXml(i: number, rnd: () => number): string {
   const target = 2048 + Math.floor(rnd() * 18 * 1024);
-  const parts = [`<?xml version="1.0" encoding="UTF-8"?>\n<order id="${String(i).padStart(8, '0')}" currency="EUR">\n  <customer ref="C-${String(Math.floor(rnd() * 1e6)).padStart(6, '0')}">Customer ${i}</customer>\n`];
+  const parts = [
+    `<?xml version="1.0" encoding="UTF-8"?>\n<order id="${String(i).padStart(8, '0')}" currency="EUR">\n  <customer ref="C-${String(Math.floor(rnd() * 1e6)).padStart(6, '0')}">Customer ${i}</customer>\n`,
+  ];
   let size = parts[0]!.length;
   for (let n = 1; size < target - 20; n++) {
     const line = `  <line no="${n}" sku="SKU-${Math.floor(rnd() * 99999)}"><description>Part ${n} of order ${i} &amp; co</description><quantity>${1 + Math.floor(rnd() * 50)}</quantity><unitPrice>${(rnd() * 500).toFixed(2)}</unitPrice></line>\n`;
@@ -65,17 +67,34 @@ async function main(): Promise<void> {
   console.log(`input: ${COUNT} files, ${mb.toFixed(1)} MB of XML, zip ${existsSync(zipFile) ? 'written' : 'missing'}; load ${load()}`);
 
   // Bare loop: the same parser options as the task, one process, no storage.
-  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false, parseAttributeValue: false, ignoreDeclaration: true });
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: '@',
+    parseTagValue: false,
+    parseAttributeValue: false,
+    ignoreDeclaration: true,
+  });
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   let out = 0;
   for (const f of files) out += JSON.stringify(parser.parse(f.toString('utf8'))).length;
   const bareS = (performance.now() - t0) / 1000;
   const bareCpu = cpuSeconds(process.cpuUsage(c0));
-  console.log(`bare fast-xml-parser loop: ${(COUNT / bareS).toFixed(0)} files/s, ${(mb / bareS).toFixed(1)} MB/s, ${bareS.toFixed(2)} s, CPU ${bareCpu.toFixed(2)} s, JSON ${(out / 1024 / 1024).toFixed(1)} MB; load ${load()}`);
+  console.log(
+    `bare fast-xml-parser loop: ${(COUNT / bareS).toFixed(0)} files/s, ${(mb / bareS).toFixed(1)} MB/s, ${bareS.toFixed(2)} s, CPU ${bareCpu.toFixed(2)} s, JSON ${(out / 1024 / 1024).toFixed(1)} MB; load ${load()}`,
+  );
 
   const config = parseAppConfig({
-    pipelines: [{ shape: 'files', name: 'xml-json', task: { type: 'xml-to-json' }, chunkSize: 2500, concurrency: 32, recipients: ['bench@example.com'] }],
+    pipelines: [
+      {
+        shape: 'files',
+        name: 'xml-json',
+        task: { type: 'xml-to-json' },
+        chunkSize: 2500,
+        concurrency: 32,
+        recipients: ['bench@example.com'],
+      },
+    ],
   });
   const dir = await mkdtemp(join(tmpdir(), 'fanout-bench-files-'));
   try {

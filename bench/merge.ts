@@ -111,10 +111,15 @@ function runPandas(dir: string): Measure | undefined {
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Measure;
 }
 
-const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 const line = (m: Measure, rows: number) =>
   `  ${m.variant.padEnd(7)} ${m.wallS.toFixed(1).padStart(7)} s wall ${m.cpuS.toFixed(1).padStart(7)} CPU-s ${Math.round(m.maxRssMiB).toString().padStart(6)} MiB peak RSS ` +
-  `${Math.round((2 * rows) / m.wallS).toLocaleString('en-US').padStart(11)} input rows/s  output ${m.outputRows.toLocaleString('en-US')} rows`;
+  `${Math.round((2 * rows) / m.wallS)
+    .toLocaleString('en-US')
+    .padStart(11)} input rows/s  output ${m.outputRows.toLocaleString('en-US')} rows`;
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -137,8 +142,13 @@ async function main(): Promise<void> {
   const bare = runChild('bare', dir);
   console.log(line(bare, rows));
   const stage = runChild('stage', dir);
-  console.log(line(stage, rows), `(load ${stage.detail?.loadS as number | undefined ? (stage.detail!.loadS as number).toFixed(1) : '?'} s, stats ${Number(stage.detail?.statsS).toFixed(1)} s, join ${Number(stage.detail?.joinS).toFixed(1)} s, DuckDB limit ${stage.detail?.memoryLimitMiB} MiB)`);
-  console.log(`  stage / bare: ${(stage.wallS / bare.wallS).toFixed(2)}x wall, ${(stage.cpuS / bare.cpuS).toFixed(2)}x CPU (goal: <= 1.25x)`);
+  console.log(
+    line(stage, rows),
+    `(load ${(stage.detail?.loadS as number | undefined) ? (stage.detail!.loadS as number).toFixed(1) : '?'} s, stats ${Number(stage.detail?.statsS).toFixed(1)} s, join ${Number(stage.detail?.joinS).toFixed(1)} s, DuckDB limit ${stage.detail?.memoryLimitMiB} MiB)`,
+  );
+  console.log(
+    `  stage / bare: ${(stage.wallS / bare.wallS).toFixed(2)}x wall, ${(stage.cpuS / bare.cpuS).toFixed(2)}x CPU (goal: <= 1.25x)`,
+  );
   if (stage.outputRows !== bare.outputRows) console.log(`  !! output rows differ: stage ${stage.outputRows}, bare ${bare.outputRows}`);
   if (!args.includes('--no-pandas')) {
     const pandas = runPandas(dir);
@@ -155,7 +165,9 @@ async function main(): Promise<void> {
       await makePairs({ rows: spillRows, dir: spillDir, valueBytes: 60 });
     }
     const big = (await stat(join(spillDir, 'x_list.txt'))).size + (await stat(join(spillDir, 'y_list.txt'))).size;
-    console.log(`spill run: 2 x ${spillRows.toLocaleString('en-US')} rows, ${(big / 1e9).toFixed(2)} GB together, DuckDB memory limit 1 GB; load before: ${load()}`);
+    console.log(
+      `spill run: 2 x ${spillRows.toLocaleString('en-US')} rows, ${(big / 1e9).toFixed(2)} GB together, DuckDB memory limit 1 GB; load before: ${load()}`,
+    );
     const spill = runChild('spill', spillDir, 1024);
     console.log(line(spill, spillRows), `completed; output ${((await stat(join(spillDir, 'spill.out.csv'))).size / 1e9).toFixed(2)} GB`);
     console.log(`load after: ${load()}`);

@@ -164,7 +164,8 @@ try {
   );
   for (const name of SCENARIOS) {
     const row = await scenario(name, dir, file);
-    const label = name === 'a' ? `(a) rateLimitPerSecond ${Math.round(0.93 * CAPACITY)}` : `(b) concurrency ${CONCURRENCY_B}, no rate limit`;
+    const label =
+      name === 'a' ? `(a) rateLimitPerSecond ${Math.round(0.93 * CAPACITY)}` : `(b) concurrency ${CONCURRENCY_B}, no rate limit`;
     console.log(
       `${label}: throughput/${name === 'a' ? 'cap' : 'C'} ${row.throughputPerCap}` +
         ` (fan-out ${row.fanoutSeconds} s), known items failed ${row.knownFailed}, max 1-s window/cap ${row.maxWindowPerCap}` +

@@ -67,7 +67,10 @@ async function generate(name: string): Promise<void> {
     `<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="${REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>`,
     '_rels/.rels',
   );
-  small(`<?xml version="1.0"?><workbook xmlns="${NS}" xmlns:r="${REL}"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>`, 'xl/workbook.xml');
+  small(
+    `<?xml version="1.0"?><workbook xmlns="${NS}" xmlns:r="${REL}"><sheets><sheet name="Data" sheetId="1" r:id="rId1"/></sheets></workbook>`,
+    'xl/workbook.xml',
+  );
   small(
     `<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="${REL}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>`,
     'xl/_rels/workbook.xml.rels',
@@ -103,7 +106,10 @@ async function runCase(name: string): Promise<CaseResult> {
   const tmp = await mkdtemp(join(tmpdir(), 'bench-bomb-'));
   let outcome: string;
   try {
-    const source = await openRecords(createReadStream(path), { fileName: `${name}.xlsx`, columns: [{ name: 'Customer ID', type: 'text', required: true }] });
+    const source = await openRecords(createReadStream(path), {
+      fileName: `${name}.xlsx`,
+      columns: [{ name: 'Customer ID', type: 'text', required: true }],
+    });
     const result = await writeChunks(source.rows, { chunkSize: 1000, maxChunks: 10_000, tmpDir: tmp, writeChunk: async () => {} });
     outcome = `read ${result.rows} rows`;
   } catch (err) {

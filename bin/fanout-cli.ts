@@ -16,7 +16,14 @@ import { parseArgs } from 'node:util';
 import { loadPipelinesConfig } from '../config/pipelines';
 import { startOsrmTestServer } from '../local/sources/osrm-test-server';
 import { DEMO_TOKEN, startDemoDataSource } from '../local/sources/demo-data-source';
-import { ConfigError, findPipeline, loadConfigFile, replaceOrigin, type AppConfig, type DatasetPipelineConfig } from '../runtime/config/schema';
+import {
+  ConfigError,
+  findPipeline,
+  loadConfigFile,
+  replaceOrigin,
+  type AppConfig,
+  type DatasetPipelineConfig,
+} from '../runtime/config/schema';
 import { datasetUploads, localBatchName, mergeSummaryLines, MergeUsageError } from '../local/merge-run';
 import { errorMessage } from '../runtime/errors';
 import { describePull, pullLocal } from '../local/local-pull';
@@ -115,7 +122,9 @@ async function execute(io: Io, opts: LocalRunOptions, json: boolean): Promise<nu
 /** A merge's batch folder (local/merge-run.ts); a file that cannot be an input is a usage error. */
 function mergeUploads(pipeline: DatasetPipelineConfig, files: string[]) {
   if (pipeline.engine !== 'duckdb') {
-    throw new UsageError(`pipeline ${pipeline.name} runs on ${pipeline.engine}, which cannot run locally (Spark needs EMR Serverless); try it with "engine": "duckdb"`);
+    throw new UsageError(
+      `pipeline ${pipeline.name} runs on ${pipeline.engine}, which cannot run locally (Spark needs EMR Serverless); try it with "engine": "duckdb"`,
+    );
   }
   try {
     return datasetUploads(pipeline, files, localBatchName());
@@ -167,7 +176,9 @@ const DEMOS: Record<string, Demo> = {
     run: (url) => {
       const base = loadPipelinesConfig();
       const pipelines = base.pipelines.map((p) =>
-        p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup' ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, url) } } : p,
+        p.name === 'tax-due' && p.shape === 'items' && p.task.type === 'http-lookup'
+          ? { ...p, task: { ...p.task, url: replaceOrigin(p.task.url, url) } }
+          : p,
       );
       return {
         file: join(PROJECT_ROOT, 'examples', 'tax-due', 'customers.xlsx'),
@@ -242,7 +253,9 @@ async function pullCommand(io: Io, args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('fanout pull takes exactly one source name');
   const config = loadConfig(values.config);
   if (!config.sources.some((s) => s.name === positionals[0])) {
-    throw new UsageError(`no source "${positionals[0]}" in ${values.config ?? 'config/pipelines.ts'}; known: ${config.sources.map((s) => s.name).join(', ') || '(none)'}`);
+    throw new UsageError(
+      `no source "${positionals[0]}" in ${values.config ?? 'config/pipelines.ts'}; known: ${config.sources.map((s) => s.name).join(', ') || '(none)'}`,
+    );
   }
   const r = await pullLocal({ source: positionals[0]!, config, outDir: values.out, stateDir: values.state });
   if (values.json) {

@@ -58,7 +58,10 @@ function jobSettingsSchema(stage: Stage) {
     .prefault({});
 }
 
-const jobsShape = Object.fromEntries(STAGES.map((stage) => [stage, jobSettingsSchema(stage)])) as Record<Stage, ReturnType<typeof jobSettingsSchema>>;
+const jobsShape = Object.fromEntries(STAGES.map((stage) => [stage, jobSettingsSchema(stage)])) as Record<
+  Stage,
+  ReturnType<typeof jobSettingsSchema>
+>;
 
 /** c5.18xlarge-class Spot instances: 72-96 vCPU compute-optimised x86_64, several pools for Spot capacity. */
 const DEFAULT_EC2_INSTANCE_TYPES = ['c5.18xlarge', 'c5n.18xlarge', 'c5a.24xlarge', 'c6i.24xlarge', 'c6a.24xlarge'];
@@ -71,13 +74,22 @@ const deploymentSchema = z
       .regex(/^[A-Za-z][A-Za-z0-9-]{0,39}$/, 'must be 1-40 letters, digits and "-", starting with a letter')
       .default('batch-fanout'),
     /** AWS account (12 digits). @default - CDK_DEFAULT_ACCOUNT of the CLI profile, or environment-agnostic */
-    account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id').optional(),
+    account: z
+      .string()
+      .regex(/^\d{12}$/, 'must be a 12-digit AWS account id')
+      .optional(),
     /** AWS region. @default - CDK_DEFAULT_REGION of the CLI profile, or environment-agnostic */
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be a region name such as eu-west-1').optional(),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be a region name such as eu-west-1')
+      .optional(),
     network: z
       .object({
         /** Existing VPC to use (needs account and region; looked up at synth). @default - a new VPC */
-        vpcId: z.string().regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id such as vpc-0abc12345def67890').optional(),
+        vpcId: z
+          .string()
+          .regex(/^vpc-[0-9a-f]{8,17}$/, 'must be a VPC id such as vpc-0abc12345def67890')
+          .optional(),
         /** Availability zones of a new VPC. @default 2 */
         maxAzs: z.int().min(1).max(6).default(2),
         /**
@@ -170,7 +182,10 @@ const deploymentSchema = z
           .regex(/^[^/].*\.(osm\.pbf|tar|tar\.gz|tgz)$/, 'must name a .osm.pbf extract or a .tar/.tar.gz/.tgz of MLD-prepared files')
           .default('osrm/extract.tar'),
         /** Lua profile osrm-extract prepares a `.osm.pbf` with (car, bicycle, foot); unused for a prepared archive. @default 'car' */
-        profile: z.string().regex(/^[a-z0-9_-]+$/).optional(),
+        profile: z
+          .string()
+          .regex(/^[a-z0-9_-]+$/)
+          .optional(),
         /** vCPU units (1024 = 1 vCPU) of the server's task. @default 2048 */
         cpu: z.int().min(256).max(16_384).optional(),
         /** Memory of the server's task, MiB (the prepared data is served from memory). @default 8192 */
@@ -264,7 +279,14 @@ export function checkAgainstPipelines(deployment: DeploymentConfig, pipelines: A
 /** Deep merge of plain objects (arrays and scalars from `over` replace those of `base`). */
 function mergeSettings(base: unknown, over: unknown): unknown {
   if (over === undefined) return base;
-  if (base === null || over === null || typeof base !== 'object' || typeof over !== 'object' || Array.isArray(base) || Array.isArray(over)) {
+  if (
+    base === null ||
+    over === null ||
+    typeof base !== 'object' ||
+    typeof over !== 'object' ||
+    Array.isArray(base) ||
+    Array.isArray(over)
+  ) {
     return over;
   }
   const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };

@@ -69,7 +69,9 @@ function wildcardFindings(document: { Statement?: Record<string, unknown>[] }): 
     if (statement.Effect !== 'Allow') continue;
     const actions = asArray(statement.Action).map(String);
     for (const a of actions.filter((x) => x.includes('*'))) out.push({ finding: `Action::${a}`, actions });
-    for (const r of asArray(statement.Resource).map(flattenCfnReference).filter((x) => x.includes('*'))) {
+    for (const r of asArray(statement.Resource)
+      .map(flattenCfnReference)
+      .filter((x) => x.includes('*'))) {
       out.push({ finding: `Resource::${r}`, actions });
     }
   }

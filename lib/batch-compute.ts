@@ -83,7 +83,11 @@ export class BatchCompute extends Construct {
       batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT,
     ].map((reason) => ({ reason, maxTime: stuck }));
     const queue = (id: string, computeEnvironment: batch.IComputeEnvironment) =>
-      new batch.JobQueue(this, id, { computeEnvironments: [{ computeEnvironment, order: 1 }], priority: 1, jobStateTimeLimitActions: timeLimits });
+      new batch.JobQueue(this, id, {
+        computeEnvironments: [{ computeEnvironment, order: 1 }],
+        priority: 1,
+        jobStateTimeLimitActions: timeLimits,
+      });
     this.queues = { 'fargate-spot': queue('FargateSpotQueue', this.fargateSpot), 'ec2-spot': queue('Ec2SpotQueue', this.ec2Spot) };
 
     const instanceRole = this.ec2Spot.node.tryFindChild('InstanceProfileRole')?.node.defaultChild;

@@ -56,7 +56,10 @@ const OTHER_HANDLER_ENV_BYTES = 400;
  * logs (SSE-S3, e.g. the data stack's access-log bucket); the stack supplies the network, the
  * data bucket, who may call it (the jobs) and its logs.
  */
-export type ManagedOsrmProps = Pick<OsrmServiceProps, 'extractKey' | 'profile' | 'cpu' | 'memoryLimitMiB' | 'idleTimeout' | 'accessLogBucket'>;
+export type ManagedOsrmProps = Pick<
+  OsrmServiceProps,
+  'extractKey' | 'profile' | 'cpu' | 'memoryLimitMiB' | 'idleTimeout' | 'accessLogBucket'
+>;
 
 export interface FanoutComputeStackProps extends StackProps {
   /** The validated pipelines config (config/pipelines.ts). */
@@ -166,7 +169,9 @@ export class FanoutComputeStack extends Stack {
       const recipients = [...new Set(props.pipelines.pipelines.flatMap((p) => p.recipients.map((r) => r.toLowerCase())))].sort();
       recipients
         .filter((r) => r !== props.emailIdentity.toLowerCase())
-        .forEach((r, i) => recipientIdentities.push(new ses.EmailIdentity(this, `RecipientIdentity${i}`, { identity: ses.Identity.email(r) })));
+        .forEach((r, i) =>
+          recipientIdentities.push(new ses.EmailIdentity(this, `RecipientIdentity${i}`, { identity: ses.Identity.email(r) })),
+        );
     }
     const grantSendEmail = (grantee: iam.IGrantable) => {
       this.senderIdentity.grantSendEmail(grantee);
@@ -184,7 +189,11 @@ export class FanoutComputeStack extends Stack {
     const logGroups = {} as Record<Stage, logs.LogGroup>;
     const jobRoles = {} as Record<Stage, iam.Role>;
     for (const stage of STAGES) {
-      logGroups[stage] = new logs.LogGroup(this, `${pascal(stage)}JobLogs`, { retention: logRetention, encryptionKey: this.key, removalPolicy });
+      logGroups[stage] = new logs.LogGroup(this, `${pascal(stage)}JobLogs`, {
+        retention: logRetention,
+        encryptionKey: this.key,
+        removalPolicy,
+      });
       jobRoles[stage] = new iam.Role(this, `${pascal(stage)}JobRole`, {
         assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
         description: `batch-fanout ${stage} jobs`,
@@ -242,21 +251,23 @@ export class FanoutComputeStack extends Stack {
       cleanup: { ...base },
       merge: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
     };
-    this.pipelineJobs = props.pipelines.pipelines.filter((p) => p.shape === 'items').map(
-      (pipeline) =>
-        new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
-          pipeline: requireShape(pipeline, 'items'),
-          queue: this.batchCompute.queues[pipeline.compute],
-          image,
-          jobs: props.jobs,
-          jobRoles,
-          logGroups,
-          environment: stageEnvironment,
-          osrmBaseUrl: this.osrmService?.url,
-          assignPublicIp: this.network.jobsNeedPublicIp,
-          queueMaxVcpus: pipeline.compute === 'ec2-spot' ? props.compute.ec2SpotMaxVcpus : props.compute.fargateSpotMaxVcpus,
-        }),
-    );
+    this.pipelineJobs = props.pipelines.pipelines
+      .filter((p) => p.shape === 'items')
+      .map(
+        (pipeline) =>
+          new PipelineJobs(this, `Pipeline-${pipeline.name}`, {
+            pipeline: requireShape(pipeline, 'items'),
+            queue: this.batchCompute.queues[pipeline.compute],
+            image,
+            jobs: props.jobs,
+            jobRoles,
+            logGroups,
+            environment: stageEnvironment,
+            osrmBaseUrl: this.osrmService?.url,
+            assignPublicIp: this.network.jobsNeedPublicIp,
+            queueMaxVcpus: pipeline.compute === 'ec2-spot' ? props.compute.ec2SpotMaxVcpus : props.compute.fargateSpotMaxVcpus,
+          }),
+      );
 
     // Dataset (merge) pipelines: their merge and cleanup jobs, and Spark on EMR Serverless (lib/merge-jobs.ts).
     const datasets = props.pipelines.pipelines.flatMap((p) => (p.shape === 'dataset' ? [p] : []));
@@ -270,7 +281,12 @@ export class FanoutComputeStack extends Stack {
             bucket,
             prefixes: PREFIX,
             environment: stageEnvironment.merge,
-            cleanup: { role: jobRoles.cleanup, logGroup: logGroups.cleanup, environment: stageEnvironment.cleanup, settings: props.jobs.cleanup },
+            cleanup: {
+              role: jobRoles.cleanup,
+              logGroup: logGroups.cleanup,
+              environment: stageEnvironment.cleanup,
+              settings: props.jobs.cleanup,
+            },
             grantCommon: (grantee) => {
               table.grantReadWriteData(grantee);
               grantSendEmail(grantee);
@@ -312,7 +328,10 @@ export class FanoutComputeStack extends Stack {
     this.handlers = {
       'on-intake': handler('on-intake', 'batch-fanout: an upload under intake/<pipeline>/ opens a run and submits split'),
       'on-split-done': handler('on-split-done', 'batch-fanout: split done submits fan-out, consolidate and cleanup'),
-      'on-job-failed': handler('on-job-failed', 'batch-fanout: a failed job fails its run, delivers partial results or emails the recipients, starts cleanup'),
+      'on-job-failed': handler(
+        'on-job-failed',
+        'batch-fanout: a failed job fails its run, delivers partial results or emails the recipients, starts cleanup',
+      ),
     };
     const onIntake = this.handlers['on-intake'];
     const onSplitDone = this.handlers['on-split-done'];
@@ -416,7 +435,9 @@ export class FanoutComputeStack extends Stack {
     ];
     for (const role of roles) acknowledgeGrantWildcards(role, explainWildcard);
 
-    const permission = this.node.findChild('IntakeNotifications').node.children.find((c) => c.node.id.startsWith('AllowBucketNotificationsTo'));
+    const permission = this.node
+      .findChild('IntakeNotifications')
+      .node.children.find((c) => c.node.id.startsWith('AllowBucketNotificationsTo'));
     if (permission) {
       acknowledgeGuard(
         permission,
@@ -447,7 +468,7 @@ export class FanoutComputeStack extends Stack {
 const S3_ACTION_GROUPS: Readonly<Record<string, string>> = {
   's3:GetObject*': 'reading objects and their versions (bucket.grantRead)',
   's3:GetBucket*': 'reading the bucket location and settings the SDK asks for (bucket.grantRead)',
-  's3:List*': 'listing keys, e.g. a run\'s result parts (bucket.grantRead)',
+  's3:List*': "listing keys, e.g. a run's result parts (bucket.grantRead)",
   's3:Abort*': 'aborting its own multipart uploads (bucket.grantPut)',
   's3:DeleteObject*': 'deleting objects and their versions (bucket.grantDelete)',
 };
@@ -457,7 +478,8 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
   const action = /^Action::(.+)$/.exec(w.finding)?.[1];
   if (action !== undefined) {
     const group = S3_ACTION_GROUPS[action];
-    if (group !== undefined) return `${action} is a CDK grant action group for ${group}; the statement is limited to this app's pipeline bucket and one key prefix.`;
+    if (group !== undefined)
+      return `${action} is a CDK grant action group for ${group}; the statement is limited to this app's pipeline bucket and one key prefix.`;
     if (action === 'kms:GenerateDataKey*' && w.actions.includes('kms:Decrypt')) {
       return "Publishing to the encrypted split-done topic needs data keys of this app's key (topic.grantPublish); the statement names that key only.";
     }
@@ -465,7 +487,8 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
   }
   const resource = /^Resource::(.+)$/.exec(w.finding)?.[1] ?? '';
   const prefix = /PipelineBucket[^/]*\/(intake|work|results)\/\*$/.exec(resource)?.[1];
-  if (prefix !== undefined) return `Objects under ${prefix}/ of this app's pipeline bucket: keys are per upload or per run and unknown at deploy time.`;
+  if (prefix !== undefined)
+    return `Objects under ${prefix}/ of this app's pipeline bucket: keys are per upload or per run and unknown at deploy time.`;
   if (/:batch:.*:job\/\*$/.test(resource) && w.actions.every((a) => a === 'batch:TagResource')) {
     return 'Tagging jobs while submitting them (condition batch:CreateAction = SubmitJob): a job id does not exist before submission.';
   }

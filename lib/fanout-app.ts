@@ -34,7 +34,8 @@ export interface FanoutStacks {
 export function buildFanoutApp(app: App, options: FanoutAppOptions): FanoutStacks {
   const { pipelines, deployment: d } = options;
   const emailIdentity = checkAgainstPipelines(d, pipelines);
-  const env: Environment | undefined = d.account !== undefined || d.region !== undefined ? { account: d.account, region: d.region } : undefined;
+  const env: Environment | undefined =
+    d.account !== undefined || d.region !== undefined ? { account: d.account, region: d.region } : undefined;
   const removalPolicy = d.removalPolicy === 'destroy' ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
   const tags = { app: 'batch-fanout', 'batch-fanout:deployment': d.appName };
 

@@ -69,7 +69,12 @@ export interface MergeJobsProps {
   /** Environment of every merge job (bucket, table, region, link days); the Spark variables are added here. */
   readonly environment: JobDefinitionEnvironment<'merge'>;
   /** The cleanup stage's role, log group and environment (shared with the items pipelines). */
-  readonly cleanup: { readonly role: iam.IRole; readonly logGroup: logs.ILogGroup; readonly environment: JobDefinitionEnvironment<'cleanup'>; readonly settings: { vcpus: number; memoryMiB: number; timeoutMinutes: number; attempts: number } };
+  readonly cleanup: {
+    readonly role: iam.IRole;
+    readonly logGroup: logs.ILogGroup;
+    readonly environment: JobDefinitionEnvironment<'cleanup'>;
+    readonly settings: { vcpus: number; memoryMiB: number; timeoutMinutes: number; attempts: number };
+  };
   /** Grants the merge job role what every merge needs besides the bucket: the run table, sending mail. */
   readonly grantCommon: (grantee: iam.IGrantable) => void;
   readonly logKey: kms.IKey;
@@ -101,12 +106,20 @@ export class MergeJobs extends Construct {
     const settings = props.mergeJob ?? {};
     const memory = settings.memory ?? Size.gibibytes(120);
     const ephemeral = settings.ephemeralStorage ?? Size.gibibytes(200);
-    if (ephemeral.toGibibytes() < 21 || ephemeral.toGibibytes() > 200) throw new Error(`MergeJobs: ephemeralStorage must be 21-200 GiB (Fargate), got ${ephemeral.toGibibytes()}`);
+    if (ephemeral.toGibibytes() < 21 || ephemeral.toGibibytes() > 200)
+      throw new Error(`MergeJobs: ephemeralStorage must be 21-200 GiB (Fargate), got ${ephemeral.toGibibytes()}`);
     this.queue = props.queue;
     const { bucket, prefixes } = props;
 
-    this.logGroup = new logs.LogGroup(this, 'MergeJobLogs', { retention: props.logRetention, encryptionKey: props.logKey, removalPolicy: props.removalPolicy });
-    this.role = new iam.Role(this, 'MergeJobRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'), description: 'batch-fanout merge jobs' });
+    this.logGroup = new logs.LogGroup(this, 'MergeJobLogs', {
+      retention: props.logRetention,
+      encryptionKey: props.logKey,
+      removalPolicy: props.removalPolicy,
+    });
+    this.role = new iam.Role(this, 'MergeJobRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'batch-fanout merge jobs',
+    });
     // DuckDB: reads the batch's inputs, writes the output and workbook (and links them); Spark: also
     // writes the script and reads the statistics under work/, lists the output parts.
     bucket.grantRead(this.role, `${prefixes.intake}*`);
@@ -214,6 +227,8 @@ export class MergeJobs extends Construct {
 
   /** `{pipeline: {merge: ARN, cleanup: ARN}}` for FANOUT_JOB_DEFINITIONS. */
   definitionArns(): Record<string, Partial<Record<JobStage, string>>> {
-    return Object.fromEntries(Object.entries(this.definitions).map(([name, d]) => [name, { merge: d.merge.jobDefinitionArn, cleanup: d.cleanup.jobDefinitionArn }]));
+    return Object.fromEntries(
+      Object.entries(this.definitions).map(([name, d]) => [name, { merge: d.merge.jobDefinitionArn, cleanup: d.cleanup.jobDefinitionArn }]),
+    );
   }
 }

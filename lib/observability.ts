@@ -65,7 +65,11 @@ export class FanoutObservability extends Construct {
     // Metric filters, alarms and dashboard widgets over the handlers, jobs and failed-job rule.
     const { handlers, stageLogs } = props;
     const runsStarted = this.countLines('RunsStarted', [handlers['on-intake'].logGroup], LOG_EVENTS.runOpened);
-    const runsFailed = this.countLines('RunsFailed', [handlers['on-intake'].logGroup, handlers['on-job-failed'].logGroup], LOG_EVENTS.runFailed);
+    const runsFailed = this.countLines(
+      'RunsFailed',
+      [handlers['on-intake'].logGroup, handlers['on-job-failed'].logGroup],
+      LOG_EVENTS.runFailed,
+    );
     const runsSucceeded = this.jsonMetric('RunsSucceeded', stageLogs.consolidate, LOG_EVENTS.runSucceeded, '1');
     // Each result part logs what is new since the previous one, so the sums are exact per minute
     // and a resumed child does not count its earlier attempt's items again.
@@ -117,7 +121,9 @@ export class FanoutObservability extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: 'Dead-lettered events',
-        left: observed.map(([name, h]) => h.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: name, period: Duration.minutes(5) })),
+        left: observed.map(([name, h]) =>
+          h.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ label: name, period: Duration.minutes(5) }),
+        ),
         width: 12,
       }),
     );
@@ -138,7 +144,9 @@ export class FanoutObservability extends Construct {
 
   /** Counts lines that contain a phrase (works for Lambda JSON logs, where the line is nested). */
   private countLines(metricName: string, groups: logs.ILogGroup[], phrase: string): cloudwatch.Metric {
-    groups.forEach((logGroup, i) => this.metricFilter(`${metricName}Filter${i}`, logGroup, metricName, logs.FilterPattern.literal(`"${phrase}"`), '1'));
+    groups.forEach((logGroup, i) =>
+      this.metricFilter(`${metricName}Filter${i}`, logGroup, metricName, logs.FilterPattern.literal(`"${phrase}"`), '1'),
+    );
     return this.metric(metricName);
   }
 
@@ -148,8 +156,21 @@ export class FanoutObservability extends Construct {
     return this.metric(metricName);
   }
 
-  private metricFilter(id: string, logGroup: logs.ILogGroup, metricName: string, filterPattern: logs.IFilterPattern, metricValue: string): void {
-    new logs.MetricFilter(this, id, { logGroup, filterPattern, metricNamespace: METRICS_NAMESPACE, metricName, metricValue, defaultValue: 0 });
+  private metricFilter(
+    id: string,
+    logGroup: logs.ILogGroup,
+    metricName: string,
+    filterPattern: logs.IFilterPattern,
+    metricValue: string,
+  ): void {
+    new logs.MetricFilter(this, id, {
+      logGroup,
+      filterPattern,
+      metricNamespace: METRICS_NAMESPACE,
+      metricName,
+      metricValue,
+      defaultValue: 0,
+    });
   }
 
   private metric(metricName: string): cloudwatch.Metric {

@@ -162,7 +162,8 @@ export class OsrmService extends Construct {
     if (!/^[a-z0-9_-]+$/.test(profile)) problems.push(`profile "${profile}" must be the name of a Lua profile such as car`);
     const idleS = idleTimeout.toSeconds();
     if (idleS < 1 || idleS > 4000) problems.push(`idleTimeout must be 1-4000 seconds (the ALB's range), got ${idleS}`);
-    if (!Number.isInteger(maxMatchingSize) || maxMatchingSize < 2) problems.push(`maxMatchingSize must be a whole number >= 2, got ${maxMatchingSize}`);
+    if (!Number.isInteger(maxMatchingSize) || maxMatchingSize < 2)
+      problems.push(`maxMatchingSize must be a whole number >= 2, got ${maxMatchingSize}`);
     if (!Number.isInteger(ephemeralStorageGiB) || ephemeralStorageGiB < 21 || ephemeralStorageGiB > 200) {
       problems.push(`ephemeralStorageGiB must be 21-200, got ${ephemeralStorageGiB}`);
     }
@@ -213,7 +214,15 @@ export class OsrmService extends Construct {
     const fetch = this.taskDefinition.addContainer('fetch-extract', {
       image: props.fetchImage ?? ecs.ContainerImage.fromRegistry(DEFAULT_FETCH_IMAGE),
       essential: false,
-      command: ['s3', 'cp', '--only-show-errors', '--region', Stack.of(this).region, `s3://${props.dataBucket.bucketName}/${props.extractKey}`, `/data/${file}`],
+      command: [
+        's3',
+        'cp',
+        '--only-show-errors',
+        '--region',
+        Stack.of(this).region,
+        `s3://${props.dataBucket.bucketName}/${props.extractKey}`,
+        `/data/${file}`,
+      ],
       logging: ecs.LogDrivers.awsLogs({ logGroup: this.logGroup, streamPrefix: 'fetch' }),
       memoryLimitMiB: FETCH_MEMORY_MIB,
       readonlyRootFilesystem: true,

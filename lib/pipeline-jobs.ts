@@ -58,7 +58,11 @@ export class PipelineJobs extends Construct {
     const credential = pipeline.task.type === 'http-lookup' ? pipeline.task.credential : undefined;
     const fanoutSecrets =
       credential?.secretName !== undefined
-        ? { [credential.env]: batch.Secret.fromSecretsManager(secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName)) }
+        ? {
+            [credential.env]: batch.Secret.fromSecretsManager(
+              secretsmanager.Secret.fromSecretNameV2(this, 'Credential', credential.secretName),
+            ),
+          }
         : undefined;
     const fanoutEnvironment: JobDefinitionEnvironment<'fanout'> = { ...props.environment.fanout };
     if (props.queueMaxVcpus !== undefined) {

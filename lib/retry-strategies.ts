@@ -34,9 +34,7 @@ export function stageRetryStrategies(
 ): batch.RetryStrategy[] {
   const strategies = [
     batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.custom({ onStatusReason: SPOT_RECLAIM_STATUS_REASON[compute] })),
-    ...nonRetryableExitCodes.map((code) =>
-      batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(code) })),
-    ),
+    ...nonRetryableExitCodes.map((code) => batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom({ onExitCode: String(code) }))),
     batch.RetryStrategy.of(batch.Action.RETRY, batch.Reason.NON_ZERO_EXIT_CODE),
   ];
   if (strategies.length > MAX_EVALUATE_ON_EXIT) {

@@ -369,7 +369,12 @@ export async function startEmulators(opts: StartEmulatorsOptions): Promise<Local
   const table = opts.table ?? 'fanout-runs';
   const stops: Array<() => Promise<void>> = [];
   const stop = async (): Promise<void> => {
-    const results = await Promise.allSettled(stops.splice(0).reverse().map((s) => s()));
+    const results = await Promise.allSettled(
+      stops
+        .splice(0)
+        .reverse()
+        .map((s) => s()),
+    );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
   };

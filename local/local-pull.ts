@@ -42,7 +42,10 @@ export async function pullLocal(opts: LocalPullOptions): Promise<LocalPullResult
   const feed = async (ports: Parameters<NonNullable<Parameters<typeof runLocal>[0]['feed']>>[0]) => {
     const ledger = new DynamoSourceLedger(ports.clients.dynamo, ports.table);
     if (stateFile) {
-      const saved = await readFile(stateFile, 'utf8').then((t) => JSON.parse(t) as PulledFileRecord[], () => []);
+      const saved = await readFile(stateFile, 'utf8').then(
+        (t) => JSON.parse(t) as PulledFileRecord[],
+        () => [],
+      );
       await ledger.restore(saved);
     }
     const session = await SftpSession.connect({ ...source, privateKey, label: source.name });
@@ -57,7 +60,13 @@ export async function pullLocal(opts: LocalPullOptions): Promise<LocalPullResult
     }
   };
   try {
-    const run = await runLocal({ file: `sftp://${source.host}${source.folder}`, pipeline: pipeline.name, config: opts.config, outDir: opts.outDir, feed });
+    const run = await runLocal({
+      file: `sftp://${source.host}${source.folder}`,
+      pipeline: pipeline.name,
+      config: opts.config,
+      outDir: opts.outDir,
+      feed,
+    });
     return { pull: pull!, run };
   } catch (err) {
     // A pull that copied nothing starts no run: that is its answer, not a failure.

@@ -256,4 +256,3 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
     if (!opts.keepDir) await rm(dataDir, { recursive: true, force: true });
   }
 }
-

@@ -15,7 +15,10 @@ export class MergeUsageError extends Error {
 
 /** A batch folder name for a local run: the time, to the second. */
 export function localBatchName(now = new Date()): string {
-  return `local-${now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+  return `local-${now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}`;
 }
 
 /**
@@ -26,7 +29,9 @@ export function localBatchName(now = new Date()): string {
  */
 export function datasetUploads(pipeline: DatasetPipelineConfig, files: string[], batch: string): Array<{ key: string; file: string }> {
   if (files.length > MERGE_ROLES.length) {
-    throw new MergeUsageError(`pipeline ${pipeline.name} merges ${MERGE_ROLES.length} files (${MERGE_ROLES.map((r) => pipeline.merge.inputs[r]).join(', ')}), got ${files.length}`);
+    throw new MergeUsageError(
+      `pipeline ${pipeline.name} merges ${MERGE_ROLES.length} files (${MERGE_ROLES.map((r) => pipeline.merge.inputs[r]).join(', ')}), got ${files.length}`,
+    );
   }
   return files.map((file, i) => {
     const role = MERGE_ROLES[i]!;
@@ -34,7 +39,9 @@ export function datasetUploads(pipeline: DatasetPipelineConfig, files: string[],
     const name = basename(file);
     if (matchesPattern(pattern, name)) return { key: `intake/${pipeline.name}/${batch}/${name}`, file };
     if (!/[*?]/.test(pattern)) return { key: `intake/${pipeline.name}/${batch}/${pattern}`, file };
-    throw new MergeUsageError(`${name} is the ${role} input of pipeline ${pipeline.name}, whose files must match ${pattern}; rename it or change the order`);
+    throw new MergeUsageError(
+      `${name} is the ${role} input of pipeline ${pipeline.name}, whose files must match ${pattern}; rename it or change the order`,
+    );
   });
 }
 
@@ -62,4 +69,3 @@ export function mergeSummaryLines(r: LocalRunResult, rel: (p?: string) => string
   lines.push(`  output:   ${rel(r.resultFile)}`, `  email:    ${rel(r.emailFile)}`, `  logs:     ${rel(`${r.outDir}/jobs.log`)}`);
   return lines;
 }
-

@@ -136,7 +136,10 @@ const handlerFields = {
     }
   }),
   FANOUT_JOB_QUEUES: json('JSON {pipeline: job queue ARN}, set by the CDK app', jobQueuesSchema),
-  FANOUT_JOB_DEFINITIONS: json('JSON {pipeline: {split, fanout, consolidate, cleanup: job definition ARN}}, set by the CDK app', jobDefinitionsSchema),
+  FANOUT_JOB_DEFINITIONS: json(
+    'JSON {pipeline: {split, fanout, consolidate, cleanup: job definition ARN}}, set by the CDK app',
+    jobDefinitionsSchema,
+  ),
   FANOUT_RUN_TTL_DAYS: wholeNumber(1, undefined),
   ...awsSdkFields,
 };
@@ -191,7 +194,9 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Env, what: string)
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => `environment variable ${issue.path.map(String).join('.')} ${issue.message}`);
   throw new EnvironmentError(
-    problems.length === 1 ? `${what}: ${problems[0]}` : `${what}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
+    problems.length === 1
+      ? `${what}: ${problems[0]}`
+      : `${what}: ${problems.length} problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
   );
 }
 

@@ -135,8 +135,7 @@ export const keys = {
   chunk: (runId: string, n: number) => `work/${runId}/chunks/${n}.jsonl`,
   chunksPrefix: (runId: string) => `work/${runId}/chunks/`,
   resultPartsPrefix: (runId: string, n: number) => `work/${runId}/results/${n}/`,
-  resultPart: (runId: string, n: number, part: number) =>
-    `work/${runId}/results/${n}/${String(part).padStart(6, '0')}.jsonl`,
+  resultPart: (runId: string, n: number, part: number) => `work/${runId}/results/${n}/${String(part).padStart(6, '0')}.jsonl`,
   workPrefix: (runId: string) => `work/${runId}/`,
   result: (pipeline: string, inputName: string, runId: string, ext = 'xlsx') =>
     keys.resultFile(pipeline, `${inputName.replace(/\.[^.]+$/, '')}.${runId}.${ext}`),

@@ -16,9 +16,7 @@ export async function forEachConcurrent<T>(
     throw new RangeError(`concurrency must be a whole number >= 1, got ${concurrency}`);
   }
   const iterator: Iterator<T> | AsyncIterator<T> =
-    Symbol.asyncIterator in Object(items)
-      ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
-      : (items as Iterable<T>)[Symbol.iterator]();
+    Symbol.asyncIterator in Object(items) ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
 
   let failed = false;
   let firstError: unknown;

@@ -27,12 +27,7 @@ export interface RetryPolicy {
  * The delay is a uniform draw from [0, min(maxDelayMs, baseDelayMs * 2^(attempt-1))]; when the
  * server asked for `retryAfterMs`, the delay is at least that, and never more than maxDelayMs.
  */
-export function backoffDelayMs(
-  attempt: number,
-  policy: RetryPolicy,
-  retryAfterMs?: number,
-  random: () => number = Math.random,
-): number {
+export function backoffDelayMs(attempt: number, policy: RetryPolicy, retryAfterMs?: number, random: () => number = Math.random): number {
   const max = Math.max(0, policy.maxDelayMs);
   const exponent = Math.max(0, Math.floor(attempt) - 1);
   // 2^exponent overflows to Infinity for large attempts; Math.min keeps the ceiling at max.

@@ -60,9 +60,12 @@ export function splitLine(line: string, delimiter: string, quote: string): strin
 /** Checks the first bytes of a file (given as bytes) and returns its layout. */
 export function layoutFromBytes(bytes: Buffer, total: number, file: string, role: MergeRole, o: HeaderOptions): InputLayout {
   if (total === 0) {
-    throw new InputError(`${file} (${role} input) is empty (0 bytes). Upload the file again with its rows${o.header ? ' and its header row' : ''}.`, {
-      file,
-    });
+    throw new InputError(
+      `${file} (${role} input) is empty (0 bytes). Upload the file again with its rows${o.header ? ' and its header row' : ''}.`,
+      {
+        file,
+      },
+    );
   }
   const nul = bytes.indexOf(0);
   if (nul >= 0) {

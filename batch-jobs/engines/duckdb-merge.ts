@@ -59,7 +59,8 @@ export function duckdbMemoryLimit(containerBytes: number): number {
   return Math.max(256 * 1024 * 1024, Math.floor((containerBytes - reserve) * 0.85));
 }
 
-const ordinal = (n: number) => `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
+const ordinal = (n: number) =>
+  `${n}${n % 10 === 1 && n % 100 !== 11 ? 'st' : n % 10 === 2 && n % 100 !== 12 ? 'nd' : n % 10 === 3 && n % 100 !== 13 ? 'rd' : 'th'}`;
 
 /** Turns a DuckDB CSV error into an InputError naming file, row and column, or returns undefined. */
 export function describeCsvError(message: string, input: PlanInput, plan: MergePlan): InputError | undefined {
@@ -92,10 +93,13 @@ export function describeCsvError(message: string, input: PlanInput, plan: MergeP
     );
   }
   if (/Invalid unicode|not utf-8/i.test(message)) {
-    return new InputError(`${where}: not UTF-8 text (a binary file, or text in another encoding such as Latin-1). Save the file as UTF-8 delimited text.`, {
-      file: input.file,
-      row,
-    });
+    return new InputError(
+      `${where}: not UTF-8 text (a binary file, or text in another encoding such as Latin-1). Save the file as UTF-8 delimited text.`,
+      {
+        file: input.file,
+        row,
+      },
+    );
   }
   const first = message.split('\n').find((l) => l.trim() !== '' && !l.startsWith('CSV Error')) ?? message;
   return new InputError(`${where}: cannot be read as ${delim}-separated text: ${first.trim()}`, { file: input.file, row });

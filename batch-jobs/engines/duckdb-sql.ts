@@ -30,7 +30,8 @@ export function loadSql(plan: MergePlan, role: 'left' | 'right', path: string): 
   return `CREATE TABLE ${TABLES[role]} AS SELECT * FROM ${readCsv(plan, plan[role], path)}`;
 }
 
-const keyExpr = (plan: MergePlan, alias: string, index: number) => (plan.trimKeys ? `trim(${alias}.${col(index)})` : `${alias}.${col(index)}`);
+const keyExpr = (plan: MergePlan, alias: string, index: number) =>
+  plan.trimKeys ? `trim(${alias}.${col(index)})` : `${alias}.${col(index)}`;
 
 /** True when every key column of the row holds a value (empty keys never match). */
 function validKey(plan: MergePlan, alias: string, input: PlanInput): string {

@@ -70,10 +70,14 @@ export const SPARK_SUBMIT_PARAMETERS = [
 const defaultSleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      reject(new TerminatedError('stopped while waiting for the Spark job'));
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        reject(new TerminatedError('stopped while waiting for the Spark job'));
+      },
+      { once: true },
+    );
   });
 
 export class EmrServerlessSpark {
@@ -91,9 +95,15 @@ export class EmrServerlessSpark {
       executionRoleArn: this.opts.executionRoleArn,
       name: job.name.slice(0, 256),
       jobDriver: {
-        sparkSubmit: { entryPoint: job.entryPoint, entryPointArguments: job.entryPointArguments, sparkSubmitParameters: SPARK_SUBMIT_PARAMETERS },
+        sparkSubmit: {
+          entryPoint: job.entryPoint,
+          entryPointArguments: job.entryPointArguments,
+          sparkSubmitParameters: SPARK_SUBMIT_PARAMETERS,
+        },
       },
-      ...(this.opts.logUri ? { configurationOverrides: { monitoringConfiguration: { s3MonitoringConfiguration: { logUri: this.opts.logUri } } } } : {}),
+      ...(this.opts.logUri
+        ? { configurationOverrides: { monitoringConfiguration: { s3MonitoringConfiguration: { logUri: this.opts.logUri } } } }
+        : {}),
       executionTimeoutMinutes: this.opts.executionTimeoutMinutes ?? 720,
       tags: job.tags,
     };
@@ -105,7 +115,9 @@ export class EmrServerlessSpark {
       if (!res.jobRunId) throw new Error('the response has no jobRunId');
       return res.jobRunId;
     } catch (err) {
-      throw new Error(failedCallMessage(`EMR Serverless StartJobRun of ${job.name} (application ${this.opts.applicationId})`, err), { cause: err });
+      throw new Error(failedCallMessage(`EMR Serverless StartJobRun of ${job.name} (application ${this.opts.applicationId})`, err), {
+        cause: err,
+      });
     }
   }
 
@@ -120,7 +132,9 @@ export class EmrServerlessSpark {
         state = res.jobRun?.state;
         details = res.jobRun?.stateDetails ?? '';
       } catch (err) {
-        throw new Error(failedCallMessage(`EMR Serverless GetJobRun ${jobRunId} (application ${this.opts.applicationId})`, err), { cause: err });
+        throw new Error(failedCallMessage(`EMR Serverless GetJobRun ${jobRunId} (application ${this.opts.applicationId})`, err), {
+          cause: err,
+        });
       }
       if (state !== undefined) onState?.(state);
       if (state === 'SUCCESS') return { state, jobRunId };

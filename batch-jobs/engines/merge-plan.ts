@@ -95,11 +95,14 @@ export function resolveColumn(layout: InputLayout, ref: string, what: string, de
   const exact = layout.columns.indexOf(ref);
   if (exact >= 0) {
     if (layout.columns.indexOf(ref, exact + 1) >= 0) {
-      throw new InputError(`${layout.file} (${layout.role} input): the header row names "${ref}" twice; rename one, or refer to the ${what} by position (#N).`, {
-        file: layout.file,
-        row: 1,
-        column: ref,
-      });
+      throw new InputError(
+        `${layout.file} (${layout.role} input): the header row names "${ref}" twice; rename one, or refer to the ${what} by position (#N).`,
+        {
+          file: layout.file,
+          row: 1,
+          column: ref,
+        },
+      );
     }
     return exact;
   }
@@ -175,7 +178,5 @@ export function planMerge(spec: MergeSpec, left: InputLayout, right: InputLayout
 
 /** Rows the join writes, from the key statistics: every matched pair, plus the unmatched rows the join type keeps. */
 export function expectedOutputRows(how: JoinType, matchedPairs: number, leftUnmatched: number, rightUnmatched: number): number {
-  return (
-    matchedPairs + (how === 'left' || how === 'full' ? leftUnmatched : 0) + (how === 'right' || how === 'full' ? rightUnmatched : 0)
-  );
+  return matchedPairs + (how === 'left' || how === 'full' ? leftUnmatched : 0) + (how === 'right' || how === 'full' ? rightUnmatched : 0);
 }

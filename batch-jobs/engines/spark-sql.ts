@@ -15,7 +15,8 @@ import { col, type MergePlan, type PlanInput } from './merge-plan';
 export const STATEMENT_SEPARATOR = '-- fanout:statement';
 
 /** A Spark SQL string literal (backslash and quote escaped). */
-export const sparkLit = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')}'`;
+export const sparkLit = (s: string) =>
+  `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'").replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t')}'`;
 /** A Spark SQL identifier (backquoted). */
 export const sparkIdent = (s: string) => `\`${s.replace(/`/g, '``')}\``;
 
@@ -61,7 +62,8 @@ function view(plan: MergePlan, role: 'left' | 'right', input: PlanInput, path: s
   ];
 }
 
-const keyExpr = (plan: MergePlan, alias: string, index: number) => (plan.trimKeys ? `trim(${alias}.${col(index)})` : `${alias}.${col(index)}`);
+const keyExpr = (plan: MergePlan, alias: string, index: number) =>
+  plan.trimKeys ? `trim(${alias}.${col(index)})` : `${alias}.${col(index)}`;
 const validKey = (plan: MergePlan, alias: string, input: PlanInput) =>
   input.keys.map((k) => `coalesce(${keyExpr(plan, alias, k)}, '') <> ''`).join(' AND ');
 
@@ -69,9 +71,10 @@ const JOIN_SQL = { inner: 'INNER JOIN', left: 'LEFT OUTER JOIN', right: 'RIGHT O
 
 /** The join as a Spark SELECT. */
 export function sparkJoinSql(plan: MergePlan): string {
-  const on = [...plan.left.keys.map((lk, i) => `${keyExpr(plan, 'l', lk)} = ${keyExpr(plan, 'r', plan.right.keys[i]!)}`), validKey(plan, 'l', plan.left)].join(
-    ' AND ',
-  );
+  const on = [
+    ...plan.left.keys.map((lk, i) => `${keyExpr(plan, 'l', lk)} = ${keyExpr(plan, 'r', plan.right.keys[i]!)}`),
+    validKey(plan, 'l', plan.left),
+  ].join(' AND ');
   const select = selectList(plan, SPARK_DIALECT);
   const order = plan.order === 'input' ? ' ORDER BY l.fanout_rn ASC NULLS LAST, r.fanout_rn ASC NULLS LAST' : '';
   return `SELECT ${select} FROM ${SPARK_VIEWS.left} l ${JOIN_SQL[plan.how]} ${SPARK_VIEWS.right} r ON ${on}${order}`;

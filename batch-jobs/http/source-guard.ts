@@ -53,7 +53,8 @@ export class AimdLimit {
   private readonly lossThreshold: number;
 
   constructor(opts: AimdOptions) {
-    if (!Number.isInteger(opts.max) || opts.max < 1) throw new RangeError(`the concurrency maximum must be a whole number >= 1, got ${opts.max}`);
+    if (!Number.isInteger(opts.max) || opts.max < 1)
+      throw new RangeError(`the concurrency maximum must be a whole number >= 1, got ${opts.max}`);
     this.max = opts.max;
     this.value = Math.min(opts.max, Math.max(1, opts.initial ?? 4));
     this.backoffRatio = opts.backoffRatio ?? 0.7;

@@ -58,16 +58,7 @@ export async function peek(input: Readable | AsyncIterable<unknown>, size: numbe
   return { head, complete, chunks: all() };
 }
 
-export type ContentKind =
-  | 'empty'
-  | 'zip'
-  | 'ole2'
-  | 'pdf'
-  | 'gzip'
-  | 'html'
-  | 'xml'
-  | 'binary'
-  | 'text';
+export type ContentKind = 'empty' | 'zip' | 'ole2' | 'pdf' | 'gzip' | 'html' | 'xml' | 'binary' | 'text';
 
 export type TextEncoding = 'utf-8' | 'utf-16le' | 'utf-16be' | 'windows-1252';
 

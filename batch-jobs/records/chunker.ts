@@ -189,8 +189,10 @@ class SpillCodec {
 
 /** Forms work items from the rows and writes them as chunk files. */
 export async function writeChunks(rows: AsyncIterable<SourceRow>, opts: ChunkingOptions): Promise<ChunkingResult> {
-  if (!Number.isInteger(opts.chunkSize) || opts.chunkSize < 1) throw new RangeError(`chunkSize must be a positive whole number (got ${opts.chunkSize})`);
-  if (!Number.isInteger(opts.maxChunks) || opts.maxChunks < 1) throw new RangeError(`maxChunks must be a positive whole number (got ${opts.maxChunks})`);
+  if (!Number.isInteger(opts.chunkSize) || opts.chunkSize < 1)
+    throw new RangeError(`chunkSize must be a positive whole number (got ${opts.chunkSize})`);
+  if (!Number.isInteger(opts.maxChunks) || opts.maxChunks < 1)
+    throw new RangeError(`maxChunks must be a positive whole number (got ${opts.maxChunks})`);
   const writer = new ChunkWriter(opts.chunkSize, Math.max(1, opts.writeConcurrency ?? 4), opts.writeChunk);
   try {
     const rowCount = opts.groupBy === undefined ? await oneRowPerItem(rows, writer, opts) : await grouped(rows, writer, opts, opts.groupBy);
@@ -348,7 +350,11 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
     }
     const total = sorted.reduce((n, s) => n + s.items, 0);
     if (total > maxItems) throw tooManyItems(total.toLocaleString('en-US'), opts);
-    await mergeSorted(sorted.map((s) => s.path).filter((_, j) => sorted[j]!.items > 0), writer, codec!);
+    await mergeSorted(
+      sorted.map((s) => s.path).filter((_, j) => sorted[j]!.items > 0),
+      writer,
+      codec!,
+    );
     return seq;
   } finally {
     if (spillDir) await rm(spillDir, { recursive: true, force: true });
@@ -359,7 +365,13 @@ async function grouped(rows: AsyncIterable<SourceRow>, writer: ChunkWriter, opts
  * Groups one partition file into a file of whole groups sorted by first-row position. A partition
  * still larger than the memory limit is split again by a differently seeded hash.
  */
-async function groupPartition(path: string, rows: number, depth: number, limit: number, dir: string): Promise<{ path: string; items: number }[]> {
+async function groupPartition(
+  path: string,
+  rows: number,
+  depth: number,
+  limit: number,
+  dir: string,
+): Promise<{ path: string; items: number }[]> {
   if (rows === 0) {
     await rm(path, { force: true });
     return [];

@@ -152,7 +152,9 @@ async function readWorkbook(book: XlsxWorkbook, opts: OpenRecordsOptions): Promi
     if (found.ok) {
       if (misses.length > 0) {
         const skipped = misses.map((m) => `"${m.sheet}"`).join(', ');
-        found.source.notes.unshift(`Read sheet "${sheets[index]!.name}": the sheet${misses.length > 1 ? 's' : ''} before it (${skipped}) ${misses.length > 1 ? 'have' : 'has'} no header row with the pipeline's columns.`);
+        found.source.notes.unshift(
+          `Read sheet "${sheets[index]!.name}": the sheet${misses.length > 1 ? 's' : ''} before it (${skipped}) ${misses.length > 1 ? 'have' : 'has'} no header row with the pipeline's columns.`,
+        );
       }
       return found.source;
     }
@@ -165,7 +167,9 @@ async function readWorkbook(book: XlsxWorkbook, opts: OpenRecordsOptions): Promi
   const list = misses
     .map((m) => {
       const r = m.result.firstRow;
-      return r ? `"${m.sheet}" (first non-empty row ${r.rowNumber}: ${r.texts.map((t) => JSON.stringify(t)).join(', ')})` : `"${m.sheet}" (empty)`;
+      return r
+        ? `"${m.sheet}" (first non-empty row ${r.rowNumber}: ${r.texts.map((t) => JSON.stringify(t)).join(', ')})`
+        : `"${m.sheet}" (empty)`;
     })
     .join('; ');
   throw new InputError(
@@ -179,7 +183,8 @@ function checkContent(file: string, kind: RecordSource['kind'], sniffed: Sniffed
     throw new InputError(`${file} ${what}. ${todo}`, { file });
   };
   if (size === 0 || sniffed.kind === 'empty') fail('is empty', 'Upload the file again with its header row and data.');
-  const saveAs = kind === 'xlsx' ? 'Open it in Excel and save it as an Excel Workbook (.xlsx)' : 'Export the data as CSV (comma-separated, UTF-8)';
+  const saveAs =
+    kind === 'xlsx' ? 'Open it in Excel and save it as an Excel Workbook (.xlsx)' : 'Export the data as CSV (comma-separated, UTF-8)';
   switch (sniffed.kind) {
     case 'ole2':
       fail(
@@ -205,7 +210,10 @@ function checkContent(file: string, kind: RecordSource['kind'], sniffed: Sniffed
       fail('is an XML spreadsheet (Excel 2003 XML), not an .xlsx workbook', 'Open it in Excel and save it as an Excel Workbook (.xlsx).');
     }
     if (sniffed.kind !== 'zip') {
-      fail('is text, not an Excel workbook (an .xlsx file is a zip archive)', 'If it is CSV data, rename it to .csv; otherwise save it from Excel as .xlsx.');
+      fail(
+        'is text, not an Excel workbook (an .xlsx file is a zip archive)',
+        'If it is CSV data, rename it to .csv; otherwise save it from Excel as .xlsx.',
+      );
     }
   } else if (sniffed.kind === 'zip') {
     fail(
@@ -297,7 +305,11 @@ function textProblem(text: string): { problem: string; cleaned: string } | undef
 async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: OpenRecordsOptions, flags?: TextFlags): Promise<HeaderResult> {
   const file = opts.fileName;
   const where = raw.sheet !== undefined ? `${file}, sheet "${raw.sheet}"` : file;
-  const loc = (extra: { row?: number; column?: string } = {}) => ({ file, ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}), ...extra });
+  const loc = (extra: { row?: number; column?: string } = {}) => ({
+    file,
+    ...(raw.sheet !== undefined ? { sheet: raw.sheet } : {}),
+    ...extra,
+  });
   const puller = new RowPuller(raw.batches);
   const declared = new Map(opts.columns.map((c) => [normaliseHeader(c.name), c]));
   const required = opts.columns.filter((c) => c.required);
@@ -345,7 +357,11 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
     const closest = top[best]!;
     const names = new Set(closest.texts.flatMap((t) => (t === null ? [] : [normaliseHeader(t)])));
     const missing = required.filter((c) => !names.has(normaliseHeader(c.name)));
-    const found = closest.texts.filter((t) => t !== null).map((t) => `"${t}"`).join(', ') || 'none';
+    const found =
+      closest.texts
+        .filter((t) => t !== null)
+        .map((t) => `"${t}"`)
+        .join(', ') || 'none';
     const searched = top.length > 1 ? `, the closest match among the first ${top.length} non-empty rows` : '';
     return {
       ok: false,
@@ -360,8 +376,16 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
   const headerTexts = top[chosen]!.texts;
   const notes: string[] = [];
   if (chosen > 0) {
-    const above = top.slice(0, chosen).map((t) => `row ${t.row.rowNumber}: ${t.texts.filter((x) => x !== null).map((x) => JSON.stringify(x)).join(', ')}`);
-    notes.push(`${where}: the header is on row ${header.rowNumber}; the ${chosen} non-empty row${chosen > 1 ? 's' : ''} above it (${above.join('; ')}) ${chosen > 1 ? 'were' : 'was'} not read as data.`);
+    const above = top.slice(0, chosen).map(
+      (t) =>
+        `row ${t.row.rowNumber}: ${t.texts
+          .filter((x) => x !== null)
+          .map((x) => JSON.stringify(x))
+          .join(', ')}`,
+    );
+    notes.push(
+      `${where}: the header is on row ${header.rowNumber}; the ${chosen} non-empty row${chosen > 1 ? 's' : ''} above it (${above.join('; ')}) ${chosen > 1 ? 'were' : 'was'} not read as data.`,
+    );
   }
   // Rows read past the header while searching are data.
   const pending = top.slice(chosen + 1).map((t) => t.row);
@@ -446,7 +470,9 @@ async function withHeader(raw: RawSource, kind: RecordSource['kind'], opts: Open
           `row ${r.rowNumber}: ${cells.length} values but the header has ${headerWidth} columns, so the values may have shifted and the row is not processed (the extra values: ${extra
             .slice(0, 3)
             .map((c) => JSON.stringify(rawToText(c)))
-            .join(', ')}${extra.length > 3 ? ', ...' : ''}). A value containing the delimiter must be quoted; fix the row and upload it again.`,
+            .join(
+              ', ',
+            )}${extra.length > 3 ? ', ...' : ''}). A value containing the delimiter must be quoted; fix the row and upload it again.`,
         );
       }
     }

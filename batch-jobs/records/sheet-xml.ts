@@ -101,7 +101,18 @@ function columnIndex(ref: string): number {
 
 const isSpace = (c: number) => c === 32 || c === 9 || c === 10 || c === 13;
 /** Characters that may not appear in an XML name (a loose check: enough to tell names from garbage). */
-const isNameBreaker = (c: number) => c < 45 || c === 47 || (c >= 59 && c <= 64 && c !== 58) || c === 91 || c === 93 || c === 94 || c === 96 || c === 123 || c === 125 || c === 126 || c === 92;
+const isNameBreaker = (c: number) =>
+  c < 45 ||
+  c === 47 ||
+  (c >= 59 && c <= 64 && c !== 58) ||
+  c === 91 ||
+  c === 93 ||
+  c === 94 ||
+  c === 96 ||
+  c === 123 ||
+  c === 125 ||
+  c === 126 ||
+  c === 92;
 
 export class SheetXmlScanner {
   private pending = '';
@@ -179,14 +190,16 @@ export class SheetXmlScanner {
           const end = s.indexOf(']]>', lt + 9);
           if (end < 0) return this.keep(s, lt);
           if (this.capture) {
-          this.text += s.slice(lt + 9, end);
-          this.append(s, 0, 0);
-        }
+            this.text += s.slice(lt + 9, end);
+            this.append(s, 0, 0);
+          }
           pos = end + 3;
         } else if (n - lt < 9 && ('<![CDATA['.startsWith(s.slice(lt)) || '<!--'.startsWith(s.slice(lt)))) {
           return this.keep(s, lt);
         } else {
-          throw new SheetXmlError(`unexpected markup ${JSON.stringify(s.slice(lt, lt + 12))} (DOCTYPEs and entity declarations are not allowed)`);
+          throw new SheetXmlError(
+            `unexpected markup ${JSON.stringify(s.slice(lt, lt + 12))} (DOCTYPEs and entity declarations are not allowed)`,
+          );
         }
         continue;
       }
@@ -420,7 +433,8 @@ function scanAttributes(s: string, from: number, to: number, on: (name: string, 
     while (i < to && s.charCodeAt(i) !== 61 /* = */ && !isSpace(s.charCodeAt(i))) i++;
     const name = s.slice(nameStart, i);
     while (i < to && isSpace(s.charCodeAt(i))) i++;
-    if (s.charCodeAt(i) !== 61 || name.length === 0) throw new SheetXmlError(`a malformed attribute near ${JSON.stringify(s.slice(nameStart, nameStart + 20))}`);
+    if (s.charCodeAt(i) !== 61 || name.length === 0)
+      throw new SheetXmlError(`a malformed attribute near ${JSON.stringify(s.slice(nameStart, nameStart + 20))}`);
     i++;
     while (i < to && isSpace(s.charCodeAt(i))) i++;
     const quote = s.charCodeAt(i);

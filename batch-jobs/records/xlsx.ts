@@ -73,7 +73,9 @@ const MAX_SMALL_PART = 64 * 1024 * 1024;
 const BUILTIN_ID_FORMATS = new Map<number, string>([[11, '0.00E+00']]);
 
 /** Built-in number formats that show dates or times (ECMA-376 18.8.30, plus the CJK date ids). */
-const BUILTIN_DATE_FORMATS = new Set([14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58]);
+const BUILTIN_DATE_FORMATS = new Set([
+  14, 15, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 45, 46, 47, 50, 51, 52, 53, 54, 55, 56, 57, 58,
+]);
 
 /** Whether a custom number format code shows a date or time. */
 function isDateFormatCode(code: string): boolean {
@@ -579,7 +581,7 @@ async function* sheetBatches(stream: Readable, entry: yauzl.Entry, info: SheetIn
       `${where} was refused: ${err.message}, and the sheet part ${claimOf(entry)}. ${
         err.column === undefined
           ? 'Split the data into files of at most 1,048,575 rows, or upload it as CSV.'
-          : "A file Excel wrote cannot hold such a cell (most likely it is a \"zip bomb\"). If it is genuine, upload it as CSV or raise the pipeline's input.limits.maxCellChars."
+          : 'A file Excel wrote cannot hold such a cell (most likely it is a "zip bomb"). If it is genuine, upload it as CSV or raise the pipeline\'s input.limits.maxCellChars.'
       }`,
       { file: fileName, sheet: sheetName, row: err.row, ...(err.column !== undefined ? { column: err.column } : {}) },
     );

@@ -31,11 +31,19 @@ export async function runSftpPullJob(env: Env): Promise<number> {
       throw new EnvironmentError(`FANOUT_SOURCE is not valid JSON: ${errorMessage(err)}`);
     }
     const parsed = sftpSourceSchema.safeParse(raw);
-    if (!parsed.success) throw new EnvironmentError(`FANOUT_SOURCE is not a valid source: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    if (!parsed.success)
+      throw new EnvironmentError(
+        `FANOUT_SOURCE is not a valid source: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
     const source = parsed.data;
     const shape = requireEnv(env, 'FANOUT_PIPELINE_SHAPE', 'the shape of the pipeline the source feeds') as PipelineShape;
-    if (!PIPELINE_SHAPES.includes(shape)) throw new EnvironmentError(`FANOUT_PIPELINE_SHAPE "${shape}" is not one of ${PIPELINE_SHAPES.join(', ')}`);
-    const privateKey = requireEnv(env, source.privateKey.env, `the private key of SFTP source ${source.name} (secret ${source.privateKey.secretName ?? '-'})`);
+    if (!PIPELINE_SHAPES.includes(shape))
+      throw new EnvironmentError(`FANOUT_PIPELINE_SHAPE "${shape}" is not one of ${PIPELINE_SHAPES.join(', ')}`);
+    const privateKey = requireEnv(
+      env,
+      source.privateKey.env,
+      `the private key of SFTP source ${source.name} (secret ${source.privateKey.secretName ?? '-'})`,
+    );
     const clients = createAwsClients(env);
     const store = new S3ObjectStore(clients.s3, requireEnv(env, 'FANOUT_BUCKET', 'the pipeline bucket name'));
     const ledger = new DynamoSourceLedger(clients.dynamo, requireEnv(env, 'FANOUT_TABLE', 'the run table name'));

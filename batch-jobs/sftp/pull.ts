@@ -71,7 +71,10 @@ export const STALE_CLAIM_MS = 60 * 60 * 1000;
 
 /** `20261201T023000Z-3fa9c1`: sortable, unique per pull. */
 export function newPullId(now: number): string {
-  return `${new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+  return `${new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
 export const pulledKey = (pipeline: string, source: string, name: string) => `intake/${pipeline}/${source}/${name}`;
@@ -81,12 +84,7 @@ const tempKey = (source: string, pullId: string, n: number) => `work/pulls/${sou
 /** S3 metadata is ASCII: non-ASCII characters of a remote path are percent-encoded. */
 const ascii = (s: string) => s.replace(/[^\x20-\x7e]/g, (c) => encodeURIComponent(c));
 
-export async function runPull(
-  source: SftpSourceConfig,
-  shape: PipelineShape,
-  remote: RemoteFolder,
-  deps: PullDeps,
-): Promise<PullResult> {
+export async function runPull(source: SftpSourceConfig, shape: PipelineShape, remote: RemoteFolder, deps: PullDeps): Promise<PullResult> {
   const now = deps.now ?? Date.now;
   const pullId = newPullId(now());
   const log = deps.log.child({ source: source.name, pipeline: source.pipeline, pullId });
@@ -170,7 +168,9 @@ export async function runPull(
   result.copied.sort((a, b) => a.path.localeCompare(b.path));
   if (shape === 'files' && result.copied.length > 0) {
     result.manifestKey = manifestKey(source.pipeline, source.name, pullId);
-    await deps.store.put(result.manifestKey, `${result.copied.map((c) => c.key).join('\n')}\n`, { contentType: 'text/plain; charset=utf-8' });
+    await deps.store.put(result.manifestKey, `${result.copied.map((c) => c.key).join('\n')}\n`, {
+      contentType: 'text/plain; charset=utf-8',
+    });
   }
   log.info('pull done', {
     listed: result.listed,

@@ -136,7 +136,9 @@ export class SftpSession {
 
   remove(path: string): Promise<void> {
     return new Promise((resolve, reject) =>
-      this.sftp.unlink(path, (err) => (err ? reject(new SftpConnectionError(`cannot delete ${path} on ${this.label}: ${err.message}`)) : resolve())),
+      this.sftp.unlink(path, (err) =>
+        err ? reject(new SftpConnectionError(`cannot delete ${path} on ${this.label}: ${err.message}`)) : resolve(),
+      ),
     );
   }
 

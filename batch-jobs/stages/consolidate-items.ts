@@ -30,7 +30,9 @@ export async function* runItems(ctx: StageContext, run: RunRecord, chunkCount: n
 async function* redriveItems(ctx: StageContext, run: RunRecord, chunkCount: number): AsyncIterable<ItemWithOutcome> {
   const original = await ctx.table.getRun(run.redriveOf!);
   if (!original?.outcomesKey) {
-    throw new Error(`run ${run.runId} redrives run ${run.redriveOf}, which has no kept outcomes (its record expired, or it never consolidated)`);
+    throw new Error(
+      `run ${run.runId} redrives run ${run.redriveOf}, which has no kept outcomes (its record expired, or it never consolidated)`,
+    );
   }
   const redone = new Map<number, ResultLine | undefined>();
   for (let n = 0; n < chunkCount; n++) {

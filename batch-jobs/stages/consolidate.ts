@@ -79,7 +79,11 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
       itemSheet: shape.itemSheet
         ? {
             name: shape.itemSheet.name,
-            columns: [{ name: 'Rows', type: 'text' }, ...shape.itemSheet.columns, ...statusCols.map((c, j) => ({ ...c, name: ['Status', 'Error', 'Attempts'][j]! }))],
+            columns: [
+              { name: 'Rows', type: 'text' },
+              ...shape.itemSheet.columns,
+              ...statusCols.map((c, j) => ({ ...c, name: ['Status', 'Error', 'Attempts'][j]! })),
+            ],
           }
         : undefined,
       // A cell cut to Excel's limit is noted in its row's Error column (Results, Errors; the item sheet's own).
@@ -156,7 +160,9 @@ export async function runConsolidate(ctx: StageContext, opts: ConsolidateOptions
     const counts = { ...run.counts, succeeded, failed, retries, ...(run.redriveOf ? { rows: rowCount, items: itemCount } : {}) };
     const summary: Array<[string, Cell]> = [
       ['Run ID', run.runId],
-      ...(run.redriveOf ? [['Redrive of', `run ${run.redriveOf}: its failed and not processed items were run again`] as [string, Cell]] : []),
+      ...(run.redriveOf
+        ? [['Redrive of', `run ${run.redriveOf}: its failed and not processed items were run again`] as [string, Cell]]
+        : []),
       ['Pipeline', run.pipeline],
       ['Input file', run.inputName],
       ['Input object', `s3://${ctx.store.bucket}/${run.inputKey}`],

@@ -80,7 +80,13 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const pipeline: Pick<ItemsPipelineConfig, 'name' | 'concurrency' | 'maxConcurrency' | 'rateLimitPerSecond' | 'retry'> =
     config.shape === 'items'
       ? config
-      : { name: config.name, concurrency: config.concurrency, maxConcurrency: config.concurrency, rateLimitPerSecond: undefined, retry: { ...config.retry, maxWaitMs: 0 } };
+      : {
+          name: config.name,
+          concurrency: config.concurrency,
+          maxConcurrency: config.concurrency,
+          rateLimitPerSecond: undefined,
+          retry: { ...config.retry, maxWaitMs: 0 },
+        };
   const chunkCount = run.counts?.chunks ?? 1;
   if (chunk >= chunkCount) throw new Error(`array index ${chunk} is past the run's ${chunkCount} chunk(s)`);
   const log = ctx.log.child({ runId: ctx.runId, chunk, attempt: ctx.attempt });
@@ -155,10 +161,13 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     progressSent = done + failed;
     ctx.progress({ stage: 'fanout', index: chunk, done: progressSent, total: items.length });
   };
-  const timer = setInterval(() => {
-    if (Date.now() - lastFlush >= partIntervalMs) void flush().catch(() => undefined);
-    sendProgress();
-  }, Math.min(partIntervalMs, 250));
+  const timer = setInterval(
+    () => {
+      if (Date.now() - lastFlush >= partIntervalMs) void flush().catch(() => undefined);
+      sendProgress();
+    },
+    Math.min(partIntervalMs, 250),
+  );
   let recorded = 0;
   const record = (line: ResultLine) => {
     line.s === 'done' ? done++ : failed++;
@@ -268,7 +277,9 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   }
   if (fatal !== undefined) throw fatal;
   if (ctx.signal.aborted) {
-    throw new TerminatedError(`stopped by a termination signal after ${done + failed} of ${items.length} item(s); the next attempt resumes`);
+    throw new TerminatedError(
+      `stopped by a termination signal after ${done + failed} of ${items.length} item(s); the next attempt resumes`,
+    );
   }
   log.info('fan-out source guard', {
     concurrency: pipeline.concurrency,

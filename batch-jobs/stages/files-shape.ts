@@ -16,5 +16,8 @@ export async function filesRun(ctx: Pick<StageContext, 'table' | 'runId'>): Prom
 
 /** The fan-out task of a files pipeline: its per-file task, writing under the run's result folder. */
 export function runFilesFanoutTask(ctx: StageContext, pipeline: FilesPipelineConfig): Task {
-  return fileTaskAsItemTask(createFileTask(pipeline.task), { store: ctx.store, outputPrefix: filesKeys.outputPrefix(pipeline.name, ctx.runId) });
+  return fileTaskAsItemTask(createFileTask(pipeline.task), {
+    store: ctx.store,
+    outputPrefix: filesKeys.outputPrefix(pipeline.name, ctx.runId),
+  });
 }

@@ -127,7 +127,9 @@ export class FleetMember {
       live,
     };
     const changed =
-      share.ratePerSecond !== this.current.ratePerSecond || share.concurrency !== this.current.concurrency || share.live !== this.current.live;
+      share.ratePerSecond !== this.current.ratePerSecond ||
+      share.concurrency !== this.current.concurrency ||
+      share.live !== this.current.live;
     this.current = share;
     if (changed) this.opts.onShare?.(share);
     if (!this.isReady && (counted || !this.sharing)) {

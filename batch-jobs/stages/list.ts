@@ -103,7 +103,13 @@ async function readEntries(zip: yauzl.ZipFile): Promise<yauzl.Entry[]> {
 }
 
 /** The zip's files as work items, checked as a whole before any is extracted. */
-async function listZip(ctx: StageContext, run: RunRecord, pipeline: FilesPipelineConfig, tmp: string, numbering: NameNumbering): Promise<FileRef[]> {
+async function listZip(
+  ctx: StageContext,
+  run: RunRecord,
+  pipeline: FilesPipelineConfig,
+  tmp: string,
+  numbering: NameNumbering,
+): Promise<FileRef[]> {
   const local = join(tmp, 'input.zip');
   await pump(await ctx.store.getStream(run.inputKey), createWriteStream(local));
   let zip: yauzl.ZipFile;
@@ -114,20 +120,31 @@ async function listZip(ctx: StageContext, run: RunRecord, pipeline: FilesPipelin
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     if (/absolute path|invalid relative path/.test(why)) {
-      throw new InputError(`${run.inputName} is refused: an entry escapes its folder (${why}). Zip the files again from inside their folder.`, { file: run.inputName });
+      throw new InputError(
+        `${run.inputName} is refused: an entry escapes its folder (${why}). Zip the files again from inside their folder.`,
+        { file: run.inputName },
+      );
     }
-    throw new InputError(`${run.inputName} is not a readable zip file (${why}). Check that the upload finished and that it is a .zip.`, { file: run.inputName });
+    throw new InputError(`${run.inputName} is not a readable zip file (${why}). Check that the upload finished and that it is a .zip.`, {
+      file: run.inputName,
+    });
   }
   try {
     const files = entries.filter((e) => !e.fileName.endsWith('/'));
     for (const e of files) {
       const why = escapeReason(e.fileName);
       if (why) {
-        throw new InputError(`${run.inputName} is refused: the entry "${e.fileName}" ${why}. Zip the files again from inside their folder.`, { file: run.inputName });
+        throw new InputError(
+          `${run.inputName} is refused: the entry "${e.fileName}" ${why}. Zip the files again from inside their folder.`,
+          { file: run.inputName },
+        );
       }
     }
     if (files.length > pipeline.zip.maxEntries) {
-      throw new InputError(`${run.inputName} holds ${files.length.toLocaleString('en-US')} files, more than the limit of ${pipeline.zip.maxEntries.toLocaleString('en-US')}. Split it into smaller zips.`, { file: run.inputName });
+      throw new InputError(
+        `${run.inputName} holds ${files.length.toLocaleString('en-US')} files, more than the limit of ${pipeline.zip.maxEntries.toLocaleString('en-US')}. Split it into smaller zips.`,
+        { file: run.inputName },
+      );
     }
     const inflated = files.reduce((sum, e) => sum + e.uncompressedSize, 0);
     if (inflated > pipeline.zip.maxInflatedBytes) {
@@ -136,7 +153,11 @@ async function listZip(ctx: StageContext, run: RunRecord, pipeline: FilesPipelin
         { file: run.inputName },
       );
     }
-    const refs: FileRef[] = files.map((e, n) => ({ key: filesKeys.extracted(ctx.runId, n), path: numbering.take(e.fileName), size: e.uncompressedSize }));
+    const refs: FileRef[] = files.map((e, n) => ({
+      key: filesKeys.extracted(ctx.runId, n),
+      path: numbering.take(e.fileName),
+      size: e.uncompressedSize,
+    }));
     let done = 0;
     await forEachConcurrent(
       files.map((e, n) => [e, n] as const),
@@ -145,7 +166,10 @@ async function listZip(ctx: StageContext, run: RunRecord, pipeline: FilesPipelin
         const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) =>
           zip.openReadStream(e, (err, s) => (err ? reject(err) : resolve(s))),
         ).catch((err: unknown) => {
-          throw new InputError(`${run.inputName}: the entry "${e.fileName}" cannot be read (${err instanceof Error ? err.message : String(err)})`, { file: run.inputName });
+          throw new InputError(
+            `${run.inputName}: the entry "${e.fileName}" cannot be read (${err instanceof Error ? err.message : String(err)})`,
+            { file: run.inputName },
+          );
         });
         await ctx.store.put(refs[n]!.key, stream as import('node:stream').Readable, { contentType: 'application/octet-stream' });
         ctx.progress?.({ stage: 'list', done: ++done, total: files.length });
@@ -158,7 +182,12 @@ async function listZip(ctx: StageContext, run: RunRecord, pipeline: FilesPipelin
 }
 
 /** The manifest's keys as work items; each key must lie under the pipeline's intake folder. */
-async function listManifest(ctx: StageContext, run: RunRecord, pipeline: FilesPipelineConfig, numbering: NameNumbering): Promise<FileRef[]> {
+async function listManifest(
+  ctx: StageContext,
+  run: RunRecord,
+  pipeline: FilesPipelineConfig,
+  numbering: NameNumbering,
+): Promise<FileRef[]> {
   const text = (await ctx.store.getBytes(run.inputKey)).toString('utf8');
   const base = posix.dirname(run.inputKey);
   // A pull's manifest `intake/<p>/<source>-<pullId>.txt` lists `intake/<p>/<source>/<name>`: paths are relative to that folder.
@@ -200,18 +229,26 @@ export async function runList(ctx: StageContext): Promise<ListResult> {
     refs = ext === '.zip' ? await listZip(ctx, run, pipeline, tmp, numbering) : await listManifest(ctx, run, pipeline, numbering);
   } catch (err) {
     if (err instanceof Error && err.name === 'ObjectNotFoundError') {
-      throw new InputError(`${run.inputName} is no longer in the bucket (it was deleted or replaced before it could be read). Upload it again.`, { file: run.inputName });
+      throw new InputError(
+        `${run.inputName} is no longer in the bucket (it was deleted or replaced before it could be read). Upload it again.`,
+        { file: run.inputName },
+      );
     }
     throw err;
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
   if (refs.length === 0) {
-    throw new InputError(`${run.inputName} holds no files. Upload a zip of the files to convert, or a manifest listing their keys.`, { file: run.inputName });
+    throw new InputError(`${run.inputName} holds no files. Upload a zip of the files to convert, or a manifest listing their keys.`, {
+      file: run.inputName,
+    });
   }
   const chunkCount = Math.ceil(refs.length / pipeline.chunkSize);
   if (chunkCount > MAX_ARRAY_SIZE) {
-    throw new InputError(`${run.inputName} holds ${refs.length} files: more than ${MAX_ARRAY_SIZE} chunks of ${pipeline.chunkSize}. Raise chunkSize or split the batch.`, { file: run.inputName });
+    throw new InputError(
+      `${run.inputName} holds ${refs.length} files: more than ${MAX_ARRAY_SIZE} chunks of ${pipeline.chunkSize}. Raise chunkSize or split the batch.`,
+      { file: run.inputName },
+    );
   }
   const now = nowOf(ctx);
   const chunks: ChunkRecord[] = [];
@@ -222,7 +259,18 @@ export async function runList(ctx: StageContext): Promise<ListResult> {
       return { i, k: ref.path, r: [i + 1], d: [{ key: ref.key, path: ref.path, size: ref.size ?? null }] };
     });
     await ctx.store.put(keys.chunk(ctx.runId, n), toJsonl(items), { contentType: 'application/x-ndjson' });
-    chunks.push({ runId: ctx.runId, chunk: n, items: slice.length, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: now });
+    chunks.push({
+      runId: ctx.runId,
+      chunk: n,
+      items: slice.length,
+      status: 'PENDING',
+      done: 0,
+      failed: 0,
+      retries: 0,
+      attempt: 0,
+      lastPart: -1,
+      updatedAt: now,
+    });
   }
   const notes: ListNotes = { renamed: numbering.renamed };
   await ctx.store.put(filesKeys.notes(ctx.runId), JSON.stringify(notes), { contentType: 'application/json' });

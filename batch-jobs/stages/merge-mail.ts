@@ -9,7 +9,11 @@ import type { MailAttachment, MailMessage } from '../../runtime/ports';
 import type { RunRecord } from '../../runtime/model';
 
 const fmt = (n: number) => n.toLocaleString('en-US');
-const when = (d: Date) => d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+const when = (d: Date) =>
+  d
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, ' UTC');
 const fileOf = (key: string | undefined) => key?.split('/').pop() ?? '-';
 
 export interface MergeMailOptions {
@@ -82,20 +86,37 @@ export function mergeResultMail(o: MergeMailOptions): MailMessage {
   const counts = countLines(o);
   const shown = o.preview.rows.length;
   const previewTitle =
-    shown === 0 ? 'The output has no rows.' : `The first ${shown === o.counts.outputRows ? `${shown} (all)` : shown} rows of ${fmt(o.counts.outputRows)}:`;
+    shown === 0
+      ? 'The output has no rows.'
+      : `The first ${shown === o.counts.outputRows ? `${shown} (all)` : shown} rows of ${fmt(o.counts.outputRows)}:`;
   const ignored = d.ignored.length > 0 ? [`Ignored (not an input of this pipeline): ${d.ignored.map(fileOf).join(', ')}`, ''] : [];
   const where = [
     ...(o.attachment ? [`The output is attached as a workbook (${o.attachment.filename}).`] : []),
     ...(o.noWorkbook ? [o.noWorkbook] : []),
     ...(o.link
-      ? [`Download the output here: ${o.link.url}`, `(the link works until ${when(o.link.expiresAt)}; after that, ask the platform team for the file)`]
+      ? [
+          `Download the output here: ${o.link.url}`,
+          `(the link works until ${when(o.link.expiresAt)}; after that, ask the platform team for the file)`,
+        ]
       : []),
     '',
     `Stored as: ${o.outputKeys.map((k) => `s3://${o.bucket}/${k}`).join(', ')}`,
     `Run id: ${run.runId}`,
   ];
-  const text = [intro, '', ...counts, '', previewTitle, ...(shown > 0 ? textTable(o.preview.header, o.preview.rows) : []), '', ...ignored, ...where].join('\n');
-  const th = o.preview.header.map((h) => `<th style="text-align:left;border-bottom:1px solid #999;padding:2px 8px">${escapeHtml(h)}</th>`).join('');
+  const text = [
+    intro,
+    '',
+    ...counts,
+    '',
+    previewTitle,
+    ...(shown > 0 ? textTable(o.preview.header, o.preview.rows) : []),
+    '',
+    ...ignored,
+    ...where,
+  ].join('\n');
+  const th = o.preview.header
+    .map((h) => `<th style="text-align:left;border-bottom:1px solid #999;padding:2px 8px">${escapeHtml(h)}</th>`)
+    .join('');
   const trs = o.preview.rows
     .map((r) => `<tr>${o.preview.header.map((_, i) => `<td style="padding:2px 8px">${escapeHtml(r[i] ?? '')}</td>`).join('')}</tr>`)
     .join('\n');
@@ -103,9 +124,18 @@ export function mergeResultMail(o: MergeMailOptions): MailMessage {
     `<p>${escapeHtml(intro)}</p>`,
     `<pre>${escapeHtml(counts.join('\n'))}</pre>`,
     `<p>${escapeHtml(previewTitle)}</p>`,
-    ...(shown > 0 ? [`<table style="border-collapse:collapse;font-family:monospace"><thead><tr>${th}</tr></thead><tbody>\n${trs}\n</tbody></table>`] : []),
+    ...(shown > 0
+      ? [`<table style="border-collapse:collapse;font-family:monospace"><thead><tr>${th}</tr></thead><tbody>\n${trs}\n</tbody></table>`]
+      : []),
     ...ignored.filter((l) => l !== '').map((l) => `<p>${escapeHtml(l)}</p>`),
-    `<p>${where.filter((l) => l !== '').map((l) => (l.startsWith('Download the output here: ') && o.link ? `Download the output <a href="${escapeHtml(o.link.url)}">here</a>.` : escapeHtml(l))).join('<br>')}</p>`,
+    `<p>${where
+      .filter((l) => l !== '')
+      .map((l) =>
+        l.startsWith('Download the output here: ') && o.link
+          ? `Download the output <a href="${escapeHtml(o.link.url)}">here</a>.`
+          : escapeHtml(l),
+      )
+      .join('<br>')}</p>`,
   ].join('\n');
   return {
     from: run.sender,

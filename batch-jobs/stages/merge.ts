@@ -36,7 +36,6 @@ import { mergeResultMail, PREVIEW_ROWS } from './merge-mail';
 export const WORKBOOK_MAX_ROWS = 100_000;
 const XLSX_TYPE = 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
 
-
 export interface MergeStageOptions {
   /** The EMR Serverless adapter (tests give one with a capturing client). @default - built from the environment */
   spark?: EmrServerlessSpark;
@@ -56,7 +55,8 @@ export async function runMerge(ctx: StageContext, opts: MergeStageOptions = {}):
   const leftKey = dataset?.inputs.left;
   const rightKey = dataset?.inputs.right;
   if (!dataset || !leftKey || !rightKey) throw new Error(`run ${ctx.runId} has no complete batch of inputs to merge`);
-  if (run.status === 'FAILED' || run.status === 'SUCCEEDED') throw new Error(`run ${ctx.runId} has ended (${run.status}); nothing to merge`);
+  if (run.status === 'FAILED' || run.status === 'SUCCEEDED')
+    throw new Error(`run ${ctx.runId} has ended (${run.status}); nothing to merge`);
   const log = ctx.log.child({ runId: ctx.runId, pipeline: run.pipeline, batch: dataset.batch, engine: pipeline.engine });
   await moveRun(ctx.table, ctx.runId, 'RUNNING_ENGINE', { from: ['STARTED', 'RUNNING_ENGINE'] });
 
@@ -72,7 +72,14 @@ export async function runMerge(ctx: StageContext, opts: MergeStageOptions = {}):
       throw err instanceof InputError ? new InputError(`${err.message}\n${batchAdvice(run.pipeline, dataset)}`, err.location) : err;
     }
     const { counts, outputKeys, preview } = merged;
-    const rowCounts = { rows: counts.leftRows + counts.rightRows, items: counts.outputRows, succeeded: counts.outputRows, failed: 0, chunks: 0, retries: 0 };
+    const rowCounts = {
+      rows: counts.leftRows + counts.rightRows,
+      items: counts.outputRows,
+      succeeded: counts.outputRows,
+      failed: 0,
+      chunks: 0,
+      retries: 0,
+    };
     await ctx.table.updateRun(ctx.runId, {
       dataset: { ...dataset, counts, outputKeys, ...(merged.engineRunId ? { engineRunId: merged.engineRunId } : {}) },
       counts: rowCounts,
@@ -117,7 +124,8 @@ export async function runMerge(ctx: StageContext, opts: MergeStageOptions = {}):
 /** What a person does after bad input: a batch folder runs once, so the fixed files go to a new one; what was ignored. */
 function batchAdvice(pipeline: string, d: DatasetRunInfo): string {
   const lines = [`Upload the corrected files into a new batch folder, intake/${pipeline}/<new batch name>/ (batch ${d.batch} has run).`];
-  if (d.ignored.length > 0) lines.push(`Ignored in batch ${d.batch} (not an input of this pipeline): ${d.ignored.map(fileName).join(', ')}.`);
+  if (d.ignored.length > 0)
+    lines.push(`Ignored in batch ${d.batch} (not an input of this pipeline): ${d.ignored.map(fileName).join(', ')}.`);
   return lines.join('\n');
 }
 
@@ -174,11 +182,26 @@ async function mergeOnDuckdb(ctx: StageContext, run: RunRecord, p: DatasetPipeli
   await mkdir(join(tmp, 'spill'), { recursive: true });
   const threads = ctx.env.FANOUT_MERGE_THREADS;
   const memory = memoryLimitBytes(ctx);
-  ctx.log.info('merging on DuckDB', { memoryLimitMiB: Math.round(memory / 1048576), threads: threads ?? 'auto', left: leftKey, right: rightKey });
-  const { counts, timings } = await runDuckdbMerge({ plan, leftPath, rightPath, outPath, memoryLimitBytes: memory, tempDir: join(tmp, 'spill'), threads });
+  ctx.log.info('merging on DuckDB', {
+    memoryLimitMiB: Math.round(memory / 1048576),
+    threads: threads ?? 'auto',
+    left: leftKey,
+    right: rightKey,
+  });
+  const { counts, timings } = await runDuckdbMerge({
+    plan,
+    leftPath,
+    rightPath,
+    outPath,
+    memoryLimitBytes: memory,
+    tempDir: join(tmp, 'spill'),
+    threads,
+  });
   ctx.log.info('DuckDB merge finished', { ...timings, outputBytes: (await stat(outPath)).size });
   const outKey = datasetKeys.output(run.pipeline, d.batch, p.merge.output.name, ext);
-  await ctx.store.put(outKey, createReadStream(outPath), { contentType: ext === 'csv' ? 'text/csv; charset=utf-8' : 'text/tab-separated-values; charset=utf-8' });
+  await ctx.store.put(outKey, createReadStream(outPath), {
+    contentType: ext === 'csv' ? 'text/csv; charset=utf-8' : 'text/tab-separated-values; charset=utf-8',
+  });
   const delimiter = plan.outputDelimiter;
   const preview = await readPreview([() => createReadStream(outPath)], delimiter);
   const outputKeys = [outKey];
@@ -237,7 +260,9 @@ async function maybeWorkbook(
   outputKeys: string[],
 ): Promise<Pick<Merged, 'workbook' | 'noWorkbook'>> {
   if (counts.outputRows > WORKBOOK_MAX_ROWS) {
-    return { noWorkbook: `The output has ${counts.outputRows.toLocaleString('en-US')} rows, more than the ${WORKBOOK_MAX_ROWS.toLocaleString('en-US')} sent as a workbook.` };
+    return {
+      noWorkbook: `The output has ${counts.outputRows.toLocaleString('en-US')} rows, more than the ${WORKBOOK_MAX_ROWS.toLocaleString('en-US')} sent as a workbook.`,
+    };
   }
   const wbDir = join(tmp, 'workbook');
   await mkdir(wbDir, { recursive: true });
@@ -332,7 +357,12 @@ async function mergeOnSpark(
   const plan = planMerge(p.merge, layouts[0]!, layouts[1]!);
   const partsPrefix = datasetKeys.outputParts(run.pipeline, d.batch, p.merge.output.name);
   const statsPrefix = datasetKeys.sparkStats(ctx.runId);
-  const script = sparkMergeScript(plan, { left: s3(d.inputs.left!), right: s3(d.inputs.right!), output: s3(partsPrefix), stats: s3(statsPrefix) });
+  const script = sparkMergeScript(plan, {
+    left: s3(d.inputs.left!),
+    right: s3(d.inputs.right!),
+    output: s3(partsPrefix),
+    stats: s3(statsPrefix),
+  });
   await ctx.store.put(datasetKeys.sparkScript(ctx.runId), script, { contentType: 'text/plain; charset=utf-8' });
   await ctx.store.put(datasetKeys.sparkRunner(ctx.runId), SPARK_RUNNER_PY, { contentType: 'text/x-python; charset=utf-8' });
   const jobRunId =
@@ -369,7 +399,9 @@ async function mergeOnSpark(
     leftRows: num('left_rows'),
     rightRows: num('right_rows'),
     outputRows:
-      num('matched_pairs') + (p.merge.how === 'left' || p.merge.how === 'full' ? num('left_unmatched') : 0) + (p.merge.how === 'right' || p.merge.how === 'full' ? num('right_unmatched') : 0),
+      num('matched_pairs') +
+      (p.merge.how === 'left' || p.merge.how === 'full' ? num('left_unmatched') : 0) +
+      (p.merge.how === 'right' || p.merge.how === 'full' ? num('right_unmatched') : 0),
     leftUnmatched: num('left_unmatched'),
     rightUnmatched: num('right_unmatched'),
     keysDuplicatedBothSides: num('keys_duplicated_both_sides'),
@@ -394,4 +426,3 @@ async function mergeOnSpark(
   const wb = await maybeWorkbook(ctx, run, p, d, plan, counts, tmp, files, outputKeys);
   return { counts, outputKeys, preview, ...wb, engineRunId: jobRunId };
 }
-

@@ -72,10 +72,19 @@ export interface FilesMailFacts {
 }
 
 /** The summary email's text. */
-export function filesMail(f: FilesMailFacts, delivery: { attachment?: MailMessage['attachments']; link?: { url: string; expiresAt: Date }; resultKey: string }): MailMessage {
+export function filesMail(
+  f: FilesMailFacts,
+  delivery: { attachment?: MailMessage['attachments']; link?: { url: string; expiresAt: Date }; resultKey: string },
+): MailMessage {
   const { run } = f;
   const lines = f.reason
-    ? [`Your batch ${run.inputName} could not be converted completely by the ${run.pipeline} pipeline.`, '', 'What went wrong:', ...f.reason.split('\n').map((l) => `  ${l}`), '']
+    ? [
+        `Your batch ${run.inputName} could not be converted completely by the ${run.pipeline} pipeline.`,
+        '',
+        'What went wrong:',
+        ...f.reason.split('\n').map((l) => `  ${l}`),
+        '',
+      ]
     : [`Your batch ${run.inputName} has been converted by the ${run.pipeline} pipeline.`, ''];
   lines.push(
     `  Files:            ${fmt(f.files)}`,
@@ -87,23 +96,31 @@ export function filesMail(f: FilesMailFacts, delivery: { attachment?: MailMessag
     '',
     `The converted files are stored under s3://${f.bucket}/${f.outputPrefix}, each at its path in the batch.`,
   );
-  if (f.failed > 0) lines.push(`The "Errors" sheet lists each file that failed with the reason, and the line and column where there is one.`);
+  if (f.failed > 0)
+    lines.push(`The "Errors" sheet lists each file that failed with the reason, and the line and column where there is one.`);
   if (f.renamed.length > 0) {
     lines.push('', `${fmt(f.renamed.length)} file name(s) appeared more than once in the batch; the later ones were numbered:`);
     for (const [from, to] of f.renamed.slice(0, 20)) lines.push(`  ${from} -> ${to}`);
-    if (f.renamed.length > 20) lines.push(`  ... and ${fmt(f.renamed.length - 20)} more (the workbook lists every file under the name used)`);
+    if (f.renamed.length > 20)
+      lines.push(`  ... and ${fmt(f.renamed.length - 20)} more (the workbook lists every file under the name used)`);
   }
   lines.push('');
   if (delivery.attachment) lines.push(`The summary workbook is attached (${delivery.attachment[0]!.filename}).`);
   if (delivery.link) {
-    lines.push('The summary workbook is too large to attach; download it here:', delivery.link.url, `(the link works until ${delivery.link.expiresAt.toISOString()})`);
+    lines.push(
+      'The summary workbook is too large to attach; download it here:',
+      delivery.link.url,
+      `(the link works until ${delivery.link.expiresAt.toISOString()})`,
+    );
   }
   lines.push('', `Stored as: s3://${f.bucket}/${delivery.resultKey}`);
   const state = f.failed > 0 ? `${fmt(f.succeeded)} converted, ${fmt(f.failed)} failed` : `all ${fmt(f.succeeded)} converted`;
   return {
     from: run.sender,
     to: run.config!.recipients,
-    subject: f.reason ? `${failureSubject(run.pipeline, run.inputName)} - partial results: ${state}` : `[batch-fanout] ${run.pipeline}: ${run.inputName} - ${state}`,
+    subject: f.reason
+      ? `${failureSubject(run.pipeline, run.inputName)} - partial results: ${state}`
+      : `[batch-fanout] ${run.pipeline}: ${run.inputName} - ${state}`,
     text: lines.join('\n'),
     attachments: delivery.attachment,
   };
@@ -145,9 +162,15 @@ export async function runSummary(ctx: StageContext): Promise<SummaryResult> {
           let outcome: ResultLine | undefined = outcomes.get(item.i);
           if (!outcome) {
             notProcessed++;
-            outcome = { i: item.i, s: 'failed', e: partial ? 'not processed: the run failed before this file had an outcome' : 'no outcome was recorded for this file', a: 0 };
+            outcome = {
+              i: item.i,
+              s: 'failed',
+              e: partial ? 'not processed: the run failed before this file had an outcome' : 'no outcome was recorded for this file',
+              a: 0,
+            };
           }
-          const inBytes = typeof outcome.f?.[FILE_FIELDS.bytesIn] === 'number' ? (outcome.f[FILE_FIELDS.bytesIn] as number) : (file.size ?? null);
+          const inBytes =
+            typeof outcome.f?.[FILE_FIELDS.bytesIn] === 'number' ? (outcome.f[FILE_FIELDS.bytesIn] as number) : (file.size ?? null);
           const outBytes = typeof outcome.f?.[FILE_FIELDS.bytesOut] === 'number' ? (outcome.f[FILE_FIELDS.bytesOut] as number) : null;
           const at = outcome.e ? positionOf(outcome.e) : {};
           if (outcome.s === 'done') {
@@ -156,7 +179,17 @@ export async function runSummary(ctx: StageContext): Promise<SummaryResult> {
             bytesOut += outBytes ?? 0;
           } else failed++;
           const output = (outcome.f?.[FILE_FIELDS.output] as Cell | undefined) ?? null;
-          await workbook.addResult([file.path, outcome.s, inBytes, outBytes, output, outcome.e ?? null, at.line ?? null, at.column ?? null, outcome.a]);
+          await workbook.addResult([
+            file.path,
+            outcome.s,
+            inBytes,
+            outBytes,
+            output,
+            outcome.e ?? null,
+            at.line ?? null,
+            at.column ?? null,
+            outcome.a,
+          ]);
           if (outcome.s === 'failed') await workbook.addError([file.path, outcome.e ?? null, at.line ?? null, at.column ?? null]);
         }
         ctx.progress?.({ stage: 'summary', done: n + 1, total: chunkCount });

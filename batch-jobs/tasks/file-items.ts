@@ -41,7 +41,8 @@ export function fileIo(store: Pick<ObjectStore, 'getStream' | 'put'>, file: File
       return await fn();
     } catch (err) {
       if (err instanceof FileFailure) throw err;
-      if (err instanceof Error && err.name === 'ObjectNotFoundError') throw new FileFailure(`${file.key} is not in the bucket (deleted before it could be read)`);
+      if (err instanceof Error && err.name === 'ObjectNotFoundError')
+        throw new FileFailure(`${file.key} is not in the bucket (deleted before it could be read)`);
       if (err instanceof StorageError) throw new TransientError(`${what}: ${err.message}`);
       throw err;
     }

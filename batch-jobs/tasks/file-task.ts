@@ -56,7 +56,11 @@ export class FileFailure extends PermanentError {
     message: string,
     readonly position: FilePosition = {},
   ) {
-    super(position.line !== undefined ? `${message} (line ${position.line}${position.column !== undefined ? `, column ${position.column}` : ''})` : message);
+    super(
+      position.line !== undefined
+        ? `${message} (line ${position.line}${position.column !== undefined ? `, column ${position.column}` : ''})`
+        : message,
+    );
   }
 }
 

@@ -232,8 +232,7 @@ function compileBodyTemplate(template: string, problems: string[]): CompiledBody
   }
   parts.push({ text });
 
-  const render = (value: (part: Placeholder) => string) =>
-    parts.map((p) => ('text' in p ? p.text : value(p))).join('');
+  const render = (value: (part: Placeholder) => string) => parts.map((p) => ('text' in p ? p.text : value(p))).join('');
   try {
     JSON.parse(render((p) => (p.inString ? 'x' : '0')));
   } catch (err) {

@@ -135,8 +135,7 @@ function excerpt(text: string): string {
 export function osrmCodeError(code: string, message: string | undefined): PermanentError {
   const meaning = OSRM_ERROR_CODES[code] ?? 'error code not documented by OSRM';
   const detail = message !== undefined && message !== '' ? ` (server: ${message})` : '';
-  const hint =
-    code === 'TooBig' ? '; set the task\'s maxPoints to at most the server\'s --max-matching-size' : '';
+  const hint = code === 'TooBig' ? "; set the task's maxPoints to at most the server's --max-matching-size" : '';
   return new PermanentError(`OSRM ${code}: ${meaning}${detail}${hint}`);
 }
 
@@ -194,9 +193,7 @@ export function readMatchResponse(res: HttpResponse, expectedPoints: number): Os
     throw new TransientError('OSRM answered Ok without tracepoints and matchings');
   }
   if (tracepoints.length !== expectedPoints) {
-    throw new PermanentError(
-      `OSRM answered ${tracepoints.length} tracepoints for ${expectedPoints} coordinates (tidy must be false)`,
-    );
+    throw new PermanentError(`OSRM answered ${tracepoints.length} tracepoints for ${expectedPoints} coordinates (tidy must be false)`);
   }
   for (const t of tracepoints) {
     if (t !== null && (!isTracepoint(t) || t.matchings_index < 0 || t.matchings_index >= matchings.length)) {

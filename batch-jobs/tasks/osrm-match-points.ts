@@ -43,8 +43,7 @@ const MAX_UNIX_SECONDS = 1e11;
  * instead of the `T`, fractions of seconds, `+02:00`/`+0200`/`+02` offsets. A time without an
  * offset is taken as UTC (documented in docs/map-matching.md).
  */
-const ISO_DATE_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?\s*(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
 
 /** Parses a timestamp cell: ISO 8601 text or UNIX seconds (number or numeric text). */
 export function parseTimestamp(value: Cell): { ok: true; seconds: number } | { ok: false; reason: string } {

@@ -161,9 +161,7 @@ export function stitch(windows: readonly Window[], results: readonly WindowResul
     // Does this window see the previous matched point as the waypoint before, in the same sub-trace?
     const prevTp = prev === undefined ? undefined : tracepoint(source, prev.point);
     const continues =
-      prevTp !== undefined &&
-      prevTp.matchings_index === tp.matchings_index &&
-      prevTp.waypoint_index === tp.waypoint_index - 1;
+      prevTp !== undefined && prevTp.matchings_index === tp.matchings_index && prevTp.waypoint_index === tp.waypoint_index - 1;
     let id = globalIds[source].get(tp.matchings_index);
     if (id === undefined) {
       id = continues ? prev!.id : nextId++;

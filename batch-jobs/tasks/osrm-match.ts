@@ -200,9 +200,7 @@ export function createOsrmMatchTask(config: OsrmMatchTaskConfig, deps: { client:
     }
     cache.delete(item.i);
     const answered = results as WindowResult[];
-    const failed = answered
-      .map((r, k) => ({ r, k }))
-      .filter((x): x is { r: { ok: false; reason: string }; k: number } => !x.r.ok);
+    const failed = answered.map((r, k) => ({ r, k })).filter((x): x is { r: { ok: false; reason: string }; k: number } => !x.r.ok);
     if (failed.length === windows.length) {
       const reasons = [...new Set(failed.map((f) => f.r.reason))];
       throw new PermanentError(

@@ -34,7 +34,9 @@ export function decodeXml(bytes: Buffer): string {
   try {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
-    throw new FileFailure('not an XML file: its bytes are not UTF-8 text (a binary file, or text in another encoding without an XML declaration)');
+    throw new FileFailure(
+      'not an XML file: its bytes are not UTF-8 text (a binary file, or text in another encoding without an XML declaration)',
+    );
   }
 }
 

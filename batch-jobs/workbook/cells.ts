@@ -91,14 +91,11 @@ export function textCellXml(ref: string, value: string, style?: number): string 
   const s = style ?? (FORMULA_START.test(text) ? STYLE.quotedText : STYLE.normal);
   const styleAttr = s === STYLE.normal ? '' : ` s="${s}"`;
   const preserve =
-    text.length > 0 && (isSpace(text.charCodeAt(0)) || isSpace(text.charCodeAt(text.length - 1)))
-      ? ' xml:space="preserve"'
-      : '';
+    text.length > 0 && (isSpace(text.charCodeAt(0)) || isSpace(text.charCodeAt(text.length - 1))) ? ' xml:space="preserve"' : '';
   return `<c r="${ref}"${styleAttr} t="inlineStr"><is><t${preserve}>${escapeXmlText(text)}</t></is></c>`;
 }
 
-const ISO_DATE =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const MS_PER_DAY = 86_400_000;
 /** Days between Excel's serial-number epoch (1899-12-30, given its 1900 leap-year bug) and 1970-01-01. */
 const EXCEL_EPOCH_OFFSET_DAYS = 25_569;

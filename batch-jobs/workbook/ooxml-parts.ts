@@ -183,4 +183,3 @@ export function sheetTailXml(filter?: { columns: number; lastRow: number }): str
     '</worksheet>'
   );
 }
-

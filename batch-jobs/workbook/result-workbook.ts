@@ -199,9 +199,7 @@ class BufferedSink {
   /** Stops writing; resolves once the file is closed (a file still opening would appear after a delete). */
   destroy(): Promise<void> {
     this.buf = '';
-    const closed = this.stream.closed
-      ? Promise.resolve()
-      : new Promise<void>((resolve) => this.stream.once('close', () => resolve()));
+    const closed = this.stream.closed ? Promise.resolve() : new Promise<void>((resolve) => this.stream.once('close', () => resolve()));
     this.stream.destroy();
     return closed;
   }
@@ -327,7 +325,8 @@ class SheetStream {
     if (notes.length === 0 || this.noteIndex < 0) return values;
     const out = values.slice();
     const before = out[this.noteIndex];
-    out[this.noteIndex] = before === null || before === undefined || before === '' ? notes.join('; ') : `${String(before)}; ${notes.join('; ')}`;
+    out[this.noteIndex] =
+      before === null || before === undefined || before === '' ? notes.join('; ') : `${String(before)}; ${notes.join('; ')}`;
     return out;
   }
 

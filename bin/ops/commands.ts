@@ -26,7 +26,15 @@ import { OpsError } from './ops-error';
 import { cancelRun, listRuns, runDetail, setLimits, summarise, type CallSample, type RunDetail, type RunSummary } from './runs';
 import { openTarget, type OpsTarget } from './target';
 import { planRedrive, startRedrive } from './redrive';
-import { DEFAULT_PRICES_FILE, estimate as estimateRun, estimateText, loadPrices, readFileShape, sampleLatency, type Latency } from './estimate';
+import {
+  DEFAULT_PRICES_FILE,
+  estimate as estimateRun,
+  estimateText,
+  loadPrices,
+  readFileShape,
+  sampleLatency,
+  type Latency,
+} from './estimate';
 
 export interface OpsIo {
   out: NodeJS.WritableStream & { isTTY?: boolean };
@@ -70,7 +78,8 @@ function oneRunId(positionals: string[], command: string): string {
 
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
 const num = (n: number | null) => (n === null ? '-' : n.toLocaleString('en-US'));
-const secs = (n: number | null) => (n === null ? '-' : n >= 3600 ? `${(n / 3600).toFixed(1)} h` : n >= 60 ? `${(n / 60).toFixed(1)} min` : `${n} s`);
+const secs = (n: number | null) =>
+  n === null ? '-' : n >= 3600 ? `${(n / 3600).toFixed(1)} h` : n >= 60 ? `${(n / 60).toFixed(1)} min` : `${n} s`;
 
 function runsTable(runs: RunSummary[]): string {
   if (runs.length === 0) return 'no runs yet\n';
@@ -87,7 +96,14 @@ function runsTable(runs: RunSummary[]): string {
     secs(r.tookSeconds),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return `${[header, ...rows].map((r) => r.map((c, i) => pad(c, widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
+  return `${[header, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => pad(c, widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }
 
 function bar(done: number, total: number, width = 24): string {
@@ -162,7 +178,8 @@ async function limit(io: OpsIo, args: string[]): Promise<number> {
   const runId = oneRunId(positionals, 'limit');
   const ratePerSecond = positiveNumber(values.rate, '--rate');
   const concurrency = positiveNumber(values.concurrency, '--concurrency');
-  if (concurrency !== undefined && !Number.isInteger(concurrency)) throw new OpsError(`--concurrency must be a whole number, got ${concurrency}`, 2);
+  if (concurrency !== undefined && !Number.isInteger(concurrency))
+    throw new OpsError(`--concurrency must be a whole number, got ${concurrency}`, 2);
   if (ratePerSecond === undefined && concurrency === undefined) throw new OpsError('fanout limit needs --rate N or --concurrency N', 2);
   return withTarget(values, async (t) => {
     const limits = await setLimits(t.table, runId, t.describe, {
@@ -249,31 +266,44 @@ async function redrive(io: OpsIo, args: string[]): Promise<number> {
     await target.close();
     throw err;
   }
-  const bad = plan.badInput > 0 ? `; ${plan.badInput} item(s) failed on their own input cells and are not run again: fix those rows and upload them as a new file` : '';
+  const bad =
+    plan.badInput > 0
+      ? `; ${plan.badInput} item(s) failed on their own input cells and are not run again: fix those rows and upload them as a new file`
+      : '';
   if (plan.redo === 0) {
-    io.out.write(json ? `${JSON.stringify({ runId, redo: 0, badInput: plan.badInput, started: null })}\n` : `run ${runId} has nothing to redo: no item failed or was left unprocessed${bad}; nothing started\n`);
+    io.out.write(
+      json
+        ? `${JSON.stringify({ runId, redo: 0, badInput: plan.badInput, started: null })}\n`
+        : `run ${runId} has nothing to redo: no item failed or was left unprocessed${bad}; nothing started\n`,
+    );
     return 0;
   }
   io.err.write(`run ${runId}: running ${plan.redo} failed or not processed item(s) again${bad}\n`);
   if (target.kind === 'local') {
     // A kept local run: the redrive runs here, on the kept folder, with a job runner of its own.
-    if (readLiveEndpoints(target.dir!)) throw new OpsError(`a fanout run process is still using ${target.dir}; redrive once it has ended`, 1);
+    if (readLiveEndpoints(target.dir!))
+      throw new OpsError(`a fanout run process is still using ${target.dir}; redrive once it has ended`, 1);
     const config = parseAppConfig({ sender: plan.original.sender, pipelines: [plan.original.config] }, `run ${runId}`);
     const result = await runLocal({
       pipeline: plan.original.pipeline,
       config,
       keepDir: target.dir,
       outDir: values.out,
-      begin: ({ deps, notifier }) => startRedrive({ store: deps.store, table: deps.table, notifier }, plan, { retentionDays: config.runRetentionDays }),
+      begin: ({ deps, notifier }) =>
+        startRedrive({ store: deps.store, table: deps.table, notifier }, plan, { retentionDays: config.runRetentionDays }),
     });
     io.out.write(json ? localJson(result) : localSummary(result));
     return result.status === 'SUCCEEDED' ? 0 : 1;
   }
   try {
-    const newRunId = await startRedrive({ store: target.store, table: target.table, notifier: target.notifier! }, plan, { retentionDays: 90 });
+    const newRunId = await startRedrive({ store: target.store, table: target.table, notifier: target.notifier! }, plan, {
+      retentionDays: 90,
+    });
     if (!values.wait) {
       io.out.write(
-        json ? `${JSON.stringify({ runId, redo: plan.redo, badInput: plan.badInput, started: newRunId })}\n` : `redrive run ${newRunId} started; follow it with fanout status ${newRunId} --stack ${values.stack} --watch\n`,
+        json
+          ? `${JSON.stringify({ runId, redo: plan.redo, badInput: plan.badInput, started: newRunId })}\n`
+          : `redrive run ${newRunId} started; follow it with fanout status ${newRunId} --stack ${values.stack} --watch\n`,
       );
       return 0;
     }
@@ -303,7 +333,8 @@ async function submit(io: OpsIo, args: string[]): Promise<number> {
   if (values.local && !readLiveEndpoints(values.local)) {
     // No process serves the kept folder: run the pipeline here on it (as fanout run --keep does).
     const config = loadConfig(values.config);
-    if (!findPipeline(config, values.pipeline)) throw new OpsError(`no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}`, 2);
+    if (!findPipeline(config, values.pipeline))
+      throw new OpsError(`no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}`, 2);
     const result = await runLocal({ file, pipeline: values.pipeline, config, keepDir: values.local, outDir: values.out });
     io.out.write(json ? localJson(result) : localSummary(result));
     return result.status === 'SUCCEEDED' ? 0 : 1;
@@ -313,7 +344,11 @@ async function submit(io: OpsIo, args: string[]): Promise<number> {
     const { createReadStream } = await import('node:fs');
     await t.store.put(key, createReadStream(file));
     if (!values.wait) {
-      io.out.write(json ? `${JSON.stringify({ key: `s3://${t.store.bucket}/${key}` })}\n` : `uploaded to s3://${t.store.bucket}/${key}; fanout status --${values.stack ? `stack ${values.stack}` : `local ${values.local}`} shows its run\n`);
+      io.out.write(
+        json
+          ? `${JSON.stringify({ key: `s3://${t.store.bucket}/${key}` })}\n`
+          : `uploaded to s3://${t.store.bucket}/${key}; fanout status --${values.stack ? `stack ${values.stack}` : `local ${values.local}`} shows its run\n`,
+      );
       return 0;
     }
     // The run id comes from the S3 event: find the run this upload opened.
@@ -351,17 +386,26 @@ async function estimate(io: OpsIo, args: string[]): Promise<number> {
   const config = loadConfig(values.config);
   const found = findPipeline(config, values.pipeline);
   if (!found) throw new OpsError(`no pipeline "${values.pipeline}" in ${values.config ?? 'config/pipelines.ts'}`, 2);
-  if (found.shape !== 'items') throw new OpsError(`pipeline ${found.name} is a ${found.shape} pipeline; estimate knows items pipelines only`, 2);
+  if (found.shape !== 'items')
+    throw new OpsError(`pipeline ${found.name} is a ${found.shape} pipeline; estimate knows items pipelines only`, 2);
   const sample = values.sample !== undefined ? positiveNumber(values.sample, '--sample') : undefined;
   const shape = await readFileShape(file, found, sample ?? 0);
   let latency: Latency;
   if (sample !== undefined) {
-    latency = await sampleLatency(found, shape.firstItems.filter((i) => !i.x?.length), process.env);
+    latency = await sampleLatency(
+      found,
+      shape.firstItems.filter((i) => !i.x?.length),
+      process.env,
+    );
   } else {
     const given = positiveNumber(values['latency-ms'], '--latency-ms');
     const share = values['failure-rate'] === undefined ? 0 : Number(values['failure-rate']);
     if (!(share >= 0 && share < 1)) throw new OpsError(`--failure-rate must be in [0, 1), got "${values['failure-rate']}"`, 2);
-    latency = { meanMs: given ?? 100, transientShare: share, source: given ? 'given (--latency-ms)' : 'assumed 100 ms: give --latency-ms N or --sample N' };
+    latency = {
+      meanMs: given ?? 100,
+      transientShare: share,
+      source: given ? 'given (--latency-ms)' : 'assumed 100 ms: give --latency-ms N or --sample N',
+    };
   }
   const pricesFile = values.prices ?? DEFAULT_PRICES_FILE;
   const e = estimateRun(shape, found, await loadPrices(pricesFile), {
@@ -372,4 +416,11 @@ async function estimate(io: OpsIo, args: string[]): Promise<number> {
   return 0;
 }
 
-export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise<number>> = { status, limit, cancel, redrive, submit, estimate };
+export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise<number>> = {
+  status,
+  limit,
+  cancel,
+  redrive,
+  submit,
+  estimate,
+};

@@ -82,7 +82,10 @@ export async function readFileShape(file: string, pipeline: ItemsPipelineConfig,
       tmpDir: tmp,
       writeChunk: async (n, body) => {
         bytes += body.length;
-        const lines = body.toString('utf8').split('\n').filter((l) => l.length > 0);
+        const lines = body
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l.length > 0);
         chunkItems[n] = lines.length;
         for (const line of lines) if (firstItems.length < keepItems) firstItems.push(JSON.parse(line) as WorkItem);
       },
@@ -143,11 +146,26 @@ export interface Estimate {
   latency: Latency;
   perItemCpuMs: number;
   perItemCpuSource: string;
-  fanout: { parallelChildren: number; callsPerSecond: number; boundBy: 'latency' | 'cpu' | 'rate limit'; wallSeconds: number; tailSeconds: number; childSeconds: number };
+  fanout: {
+    parallelChildren: number;
+    callsPerSecond: number;
+    boundBy: 'latency' | 'cpu' | 'rate limit';
+    wallSeconds: number;
+    tailSeconds: number;
+    childSeconds: number;
+  };
   cost: {
     prices: { region: string; date: string; currency: string };
     batch: { compute: number; s3: number; dynamodb: number; lambda: number; ses: number; total: number; computeKind: string };
-    stepFunctions: { transitions: number; express: number; lambda: number; s3: number; total: number; batchSize: number; lambdaSeconds: number };
+    stepFunctions: {
+      transitions: number;
+      express: number;
+      lambda: number;
+      s3: number;
+      total: number;
+      batchSize: number;
+      lambdaSeconds: number;
+    };
   };
 }
 
@@ -208,7 +226,7 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   }
   // S3: chunk files, result parts (every 500 items or 5 s per child), the workbook, the outcomes
   // archive; reads of chunks (fan-out, consolidate), parts (consolidate), the input; listings.
-  const parts = shape.chunkItems.reduce((s, n) => s + Math.max(Math.ceil(n / 500), Math.ceil(((n * callsPerItem) / perChild) / 5)), 0);
+  const parts = shape.chunkItems.reduce((s, n) => s + Math.max(Math.ceil(n / 500), Math.ceil((n * callsPerItem) / perChild / 5)), 0);
   const puts = shape.chunks + parts + 3 + Math.ceil(shape.bytes / (8 * 1024 * 1024));
   const gets = shape.chunks * 2 + parts + 1;
   const lists = shape.chunks * 2 + Math.ceil(parts / 1000) + 1;
@@ -232,7 +250,9 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   const lambdaSeconds = (batchSize * callsPerItem) / Math.min(byLatency, byCpu * 2) + tail + 0.1;
   const transitions = children + 10; // one per child workflow started, plus the parent's own states
   const sfnTransitions = (transitions / 1000) * prices.stepFunctions.standardTransitionPer1000;
-  const express = (children / 1e6) * prices.stepFunctions.expressRequestPerMillion + children * lambdaSeconds * 0.064 * prices.stepFunctions.expressGbSecond;
+  const express =
+    (children / 1e6) * prices.stepFunctions.expressRequestPerMillion +
+    children * lambdaSeconds * 0.064 * prices.stepFunctions.expressGbSecond;
   const sfnLambda = (children / 1e6) * prices.lambda.requestPerMillion + children * lambdaSeconds * 1.0 * prices.lambda.gbSecond;
   const sfnS3 = ((children + 2) / 1000) * prices.s3.putPer1000 + ((children + 1) / 1000) * prices.s3.getPer1000;
   const sfnTotal = sfnTransitions + express + sfnLambda + sfnS3;
@@ -259,7 +279,15 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
     },
     cost: {
       prices: { region: prices.region, date: prices.date, currency: prices.currency },
-      batch: { compute: round(compute), s3: round(s3), dynamodb: round(dynamodb), lambda: round(lambda, 6), ses: round(ses, 6), total: round(batchTotal), computeKind },
+      batch: {
+        compute: round(compute),
+        s3: round(s3),
+        dynamodb: round(dynamodb),
+        lambda: round(lambda, 6),
+        ses: round(ses, 6),
+        total: round(batchTotal),
+        computeKind,
+      },
       stepFunctions: {
         transitions: round(sfnTransitions),
         express: round(express),

@@ -51,7 +51,10 @@ export async function planRedrive(store: ObjectStore, table: RunTable, runId: st
 
 /** The redrive's run id: the time and a hash of the first run's id (one a second per run). */
 export function redriveRunId(originalRunId: string, now: number): string {
-  const stamp = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = new Date(now)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   return `${stamp}-r${createHash('sha256').update(`redrive\n${originalRunId}`).digest('hex').slice(0, 9)}`;
 }
 
@@ -79,7 +82,8 @@ export async function startRedrive(
     redriveOf: original.runId,
     steps: { split: 'fanout redrive' },
   });
-  if (!created) throw new OpsError(`a redrive of run ${original.runId} was started this very second (${runId}); wait and check fanout status`, 1);
+  if (!created)
+    throw new OpsError(`a redrive of run ${original.runId} was started this very second (${runId}); wait and check fanout status`, 1);
   let chunk: WorkItem[] = [];
   let chunks = 0;
   let items = 0;
@@ -87,7 +91,18 @@ export async function startRedrive(
   const flush = async () => {
     if (chunk.length === 0) return;
     await ports.store.put(keys.chunk(runId, chunks), toJsonl(chunk), { contentType: 'application/x-ndjson' });
-    records.push({ runId, chunk: chunks, items: chunk.length, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: now });
+    records.push({
+      runId,
+      chunk: chunks,
+      items: chunk.length,
+      status: 'PENDING',
+      done: 0,
+      failed: 0,
+      retries: 0,
+      attempt: 0,
+      lastPart: -1,
+      updatedAt: now,
+    });
     chunks++;
     chunk = [];
   };

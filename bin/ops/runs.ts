@@ -120,7 +120,13 @@ function stageStates(run: RunRecord, chunks: ChunkRecord[]): RunDetail['stages']
           ? 'running'
           : 'waiting';
   const consolidate: StageState =
-    run.status === 'SUCCEEDED' || (ended && run.resultKey) ? 'done' : run.status === 'CONSOLIDATING' ? 'running' : ended ? 'skipped' : 'waiting';
+    run.status === 'SUCCEEDED' || (ended && run.resultKey)
+      ? 'done'
+      : run.status === 'CONSOLIDATING'
+        ? 'running'
+        : ended
+          ? 'skipped'
+          : 'waiting';
   const cleanup: StageState = run.cleanedAt ? 'done' : ended ? 'running' : 'waiting';
   return { split, fanout, consolidate, cleanup };
 }
@@ -160,7 +166,15 @@ export async function runDetail(
   return {
     ...summarise(run, at),
     stages: stageStates(run, chunks),
-    chunkProgress: chunks.map(({ chunk, items, status, done, failed, retries: r, attempt }) => ({ chunk, items, status, done, failed, retries: r, attempt })),
+    chunkProgress: chunks.map(({ chunk, items, status, done, failed, retries: r, attempt }) => ({
+      chunk,
+      items,
+      status,
+      done,
+      failed,
+      retries: r,
+      attempt,
+    })),
     itemsDone,
     itemsFailed,
     retries,
@@ -234,7 +248,10 @@ export async function cancelRun(
   }
   const now = opts.now ?? Date.now();
   const reason = `Cancelled by ${opts.who} with fanout cancel at ${new Date(now).toISOString()}.`;
-  const moved = await moveRun(table, runId, 'CANCELLED', { patch: { error: reason, finishedAt: now }, from: ['STARTED', 'SPLITTING', 'FANNING_OUT'] });
+  const moved = await moveRun(table, runId, 'CANCELLED', {
+    patch: { error: reason, finishedAt: now },
+    from: ['STARTED', 'SPLITTING', 'FANNING_OUT'],
+  });
   if (!moved || !(await table.claimStep(runId, 'cancel', String(now)))) {
     const current = await table.getRun(runId);
     throw new OpsError(`run ${runId} changed to ${current?.status ?? 'gone'} while being cancelled; nothing to cancel`, 1);

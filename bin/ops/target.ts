@@ -69,7 +69,10 @@ export function describeAwsFailure(err: unknown, stack: string, region: string |
     return new OpsError(`no AWS region for stack ${stack}: set AWS_REGION (or a region in your AWS profile)`, 2);
   }
   if (name === 'ValidationError' && /does not exist/i.test(msg)) {
-    return new OpsError(`stack ${stack} is not deployed in ${region ?? 'this region'} (deploy it with npx cdk deploy --all, or check AWS_REGION / --stack)`, 2);
+    return new OpsError(
+      `stack ${stack} is not deployed in ${region ?? 'this region'} (deploy it with npx cdk deploy --all, or check AWS_REGION / --stack)`,
+      2,
+    );
   }
   if (name === 'AccessDenied' || name === 'AccessDeniedException') {
     return new OpsError(`the AWS credentials in use may not read stack ${stack}: ${msg}`, 2);
@@ -145,5 +148,8 @@ export async function openTarget(opts: TargetOptions): Promise<OpsTarget> {
   if (opts.stack && opts.local) throw new OpsError('give --stack or --local, not both', 2);
   if (opts.stack) return stackTarget(opts.stack, opts.env ?? process.env, opts.cloudFormation);
   if (opts.local) return localTarget(opts.local);
-  throw new OpsError('say where the run is: --stack <appName> (a deployed stack) or --local DIR (a run kept with fanout run --keep DIR)', 2);
+  throw new OpsError(
+    'say where the run is: --stack <appName> (a deployed stack) or --local DIR (a run kept with fanout run --keep DIR)',
+    2,
+  );
 }

@@ -175,13 +175,7 @@ export function generateGpsRows(seed = 20240501): CsvRow[] {
     }
     const format = t % 3 === 0 ? isoUtc : t % 3 === 1 ? (s: number) => String(s) : isoBerlin;
     fixes.forEach((f, k) => {
-      const row: CsvRow = [
-        id,
-        format(f.time),
-        f.lat.toFixed(6),
-        f.lon.toFixed(6),
-        rand() < 0.05 ? '' : String(f.accuracyM),
-      ];
+      const row: CsvRow = [id, format(f.time), f.lat.toFixed(6), f.lon.toFixed(6), rand() < 0.05 ? '' : String(f.accuracyM)];
       if (k === Math.floor(n / 3) && invalid[id]) invalid[id](row);
       rows.push(row);
     });

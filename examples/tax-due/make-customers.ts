@@ -24,10 +24,58 @@ export const CSV_HEADER = ['Customer ID ', 'NAME', 'Tax  Year', ' postcode'];
 
 export type CustomerRow = [id: string, name: string, taxYear: number | string, postcode: string | null];
 
-const FIRST = ['Olivia', 'Noah', 'Amelia', 'Oliver', 'Isla', 'George', 'Ava', 'Arthur', 'Mia', 'Leo', 'Ivy', 'Harry',
-  'Freya', 'Oscar', 'Lily', 'Muhammad', 'Grace', 'Jack', 'Sophia', 'Theo', 'Aisha', 'Chen', 'Priya', 'Tomasz', 'Zoë'];
-const LAST = ['Smith', 'Jones', 'Taylor', 'Brown', 'Williams', 'Wilson', 'Johnson', 'Davies', 'Patel', 'Wright', 'Robinson',
-  'Thompson', 'Evans', 'Walker', 'Khan', 'Hughes', "O'Neill", 'Nowak', 'Singh', 'García', 'Müller', 'Okafor', 'Lee'];
+const FIRST = [
+  'Olivia',
+  'Noah',
+  'Amelia',
+  'Oliver',
+  'Isla',
+  'George',
+  'Ava',
+  'Arthur',
+  'Mia',
+  'Leo',
+  'Ivy',
+  'Harry',
+  'Freya',
+  'Oscar',
+  'Lily',
+  'Muhammad',
+  'Grace',
+  'Jack',
+  'Sophia',
+  'Theo',
+  'Aisha',
+  'Chen',
+  'Priya',
+  'Tomasz',
+  'Zoë',
+];
+const LAST = [
+  'Smith',
+  'Jones',
+  'Taylor',
+  'Brown',
+  'Williams',
+  'Wilson',
+  'Johnson',
+  'Davies',
+  'Patel',
+  'Wright',
+  'Robinson',
+  'Thompson',
+  'Evans',
+  'Walker',
+  'Khan',
+  'Hughes',
+  "O'Neill",
+  'Nowak',
+  'Singh',
+  'García',
+  'Müller',
+  'Okafor',
+  'Lee',
+];
 const BUSINESS = ['Ltd', 'Trading', '& Sons', 'Bakery', 'Consulting', 'Garage', 'Holdings', 'Plumbing'];
 const AREAS = ['SW1A', 'EC2V', 'M1', 'B33', 'LS1', 'G2', 'CF10', 'BS1', 'NE1', 'EH1', 'L1', 'OX1', 'CB2', 'BT1'];
 
@@ -65,7 +113,10 @@ export function customerRows(count: number, seed = 20240401): CustomerRow[] {
     if (random() < 0.05) name += '  '; // trailing spaces
     let year: number | string = 2019 + Math.floor(random() * 6);
     if (random() < 0.03) year = `${year} `; // typed as text, with a trailing space
-    const postcode = random() < 0.1 ? null : `${pick(AREAS)} ${1 + Math.floor(random() * 9)}${String.fromCharCode(65 + Math.floor(random() * 26))}${String.fromCharCode(65 + Math.floor(random() * 26))}`;
+    const postcode =
+      random() < 0.1
+        ? null
+        : `${pick(AREAS)} ${1 + Math.floor(random() * 9)}${String.fromCharCode(65 + Math.floor(random() * 26))}${String.fromCharCode(65 + Math.floor(random() * 26))}`;
     rows.push([id, name, year, postcode]);
   }
   special.unknownIds.forEach((row, k) => (rows[row][0] = unknownIds[k]));

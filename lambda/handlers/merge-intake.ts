@@ -37,7 +37,11 @@ export type DatasetIntakeOutcome =
 /** The run id of a batch folder: readable, and the same for every event of the folder. */
 export function batchRunId(bucket: string, prefix: string, batch: string): string {
   const hash = createHash('sha256').update(`${bucket}\n${prefix}`).digest('hex').slice(0, 10);
-  const readable = batch.replace(/[^A-Za-z0-9-]/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+  const readable = batch
+    .replace(/[^A-Za-z0-9-]/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 40);
   return `${readable || 'batch'}-${hash}`;
 }
 
@@ -71,7 +75,11 @@ export function classifyBatch(pipeline: DatasetPipelineConfig, prefix: string, o
   return out;
 }
 
-export async function handleDatasetObject(deps: HandlerDeps, ev: DatasetObjectEvent, pipeline: DatasetPipelineConfig): Promise<DatasetIntakeOutcome> {
+export async function handleDatasetObject(
+  deps: HandlerDeps,
+  ev: DatasetObjectEvent,
+  pipeline: DatasetPipelineConfig,
+): Promise<DatasetIntakeOutcome> {
   const base = `intake/${pipeline.name}/`;
   const rest = ev.key.slice(base.length);
   const slash = rest.indexOf('/');

@@ -47,7 +47,10 @@ export function runIdFor(ev: ObjectCreated): string {
   const t = new Date(ev.eventTime);
   const stamp = Number.isNaN(t.getTime())
     ? 'unknown'
-    : t.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    : t
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
   const identity = [ev.bucket, ev.key, ev.versionId ?? '', ev.eTag ?? '', ev.sequencer ?? ''].join('\n');
   return `${stamp}-${createHash('sha256').update(identity).digest('hex').slice(0, 10)}`;
 }

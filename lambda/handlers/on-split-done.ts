@@ -24,7 +24,9 @@ export function parseSplitDone(body: string): SplitDoneMessage {
   }
   const m = splitDoneMessageSchema.safeParse(raw);
   if (!m.success) {
-    throw new Error(`not a split-done message (needs runId, pipeline, chunks; ${describeProblems(m.error).join('; ')}): ${quote(body, 200)}`);
+    throw new Error(
+      `not a split-done message (needs runId, pipeline, chunks; ${describeProblems(m.error).join('; ')}): ${quote(body, 200)}`,
+    );
   }
   return m.data;
 }

@@ -91,7 +91,16 @@ export async function startCapacitySource(opts: CapacitySourceOptions): Promise<
   const random = mulberry32(opts.seed ?? 7);
 
   const stats: CapacitySourceStats = {
-    requests: 0, ok: 0, throttled: 0, unavailable: 0, resets: 0, stalls: 0, notFound: 0, badRequest: 0, unauthorized: 0, maxInFlight: 0,
+    requests: 0,
+    ok: 0,
+    throttled: 0,
+    unavailable: 0,
+    resets: 0,
+    stalls: 0,
+    notFound: 0,
+    badRequest: 0,
+    unauthorized: 0,
+    maxInFlight: 0,
   };
   let inFlight = 0;
   let arrivals = new Float64Array(1 << 16);

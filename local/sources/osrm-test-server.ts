@@ -30,7 +30,18 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo, Socket } from 'node:net';
 import { haversineM } from '../../batch-jobs/tasks/osrm-match-api';
 import { flagValue, isMain } from '../../examples/cli';
-import { lineCoord, phantomXY, route, snap, SPEED_MPS, streetName, toLonLat, toXY, type Phantom, type XY } from '../../examples/map-match/road-network';
+import {
+  lineCoord,
+  phantomXY,
+  route,
+  snap,
+  SPEED_MPS,
+  streetName,
+  toLonLat,
+  toXY,
+  type Phantom,
+  type XY,
+} from '../../examples/map-match/road-network';
 
 /** Injected fault for request number `n` (1-based): an HTTP answer, a reset connection, or no answer. */
 export type OsrmTestFault = { status: number; body?: string; headers?: Record<string, string> } | 'reset' | 'hang';
@@ -217,7 +228,12 @@ function parseQuery(search: string, coordinates: [number, number][], offset: num
         q.overview = value as MatchQuery['overview'];
         break;
       case 'annotations':
-        if (!/^(true|false|(nodes|distance|duration|datasources|weight|speed)(,(nodes|distance|duration|datasources|weight|speed))*)$/.test(value)) bad();
+        if (
+          !/^(true|false|(nodes|distance|duration|datasources|weight|speed)(,(nodes|distance|duration|datasources|weight|speed))*)$/.test(
+            value,
+          )
+        )
+          bad();
         break;
       case 'steps':
         q.steps = bool(value);
@@ -292,8 +308,7 @@ export function matchTrace(q: MatchQuery, maxMatchingSize: number): Record<strin
 
   // Sub-traces: split at large time gaps and improbable transitions. A fix whose transitions
   // are improbable while its neighbours connect well is an outlier: left out (null), no split.
-  const gapBetween = (a: number, b: number) =>
-    q.gaps === 'split' && ts !== undefined && ts[b] - ts[a] > MAX_GAP_S;
+  const gapBetween = (a: number, b: number) => q.gaps === 'split' && ts !== undefined && ts[b] - ts[a] > MAX_GAP_S;
   const probable = (a: number, b: number) => {
     const routeM = route(snapped[a]!, snapped[b]!).distanceM;
     const straightM = Math.hypot(fixes[b].x - fixes[a].x, fixes[b].y - fixes[a].y);
@@ -375,7 +390,8 @@ export function matchTrace(q: MatchQuery, maxMatchingSize: number): Record<strin
         });
       }
     });
-    const agreement = routeTotal === 0 && straightTotal === 0 ? 1 : Math.min(routeTotal, straightTotal) / Math.max(routeTotal, straightTotal);
+    const agreement =
+      routeTotal === 0 && straightTotal === 0 ? 1 : Math.min(routeTotal, straightTotal) / Math.max(routeTotal, straightTotal);
     const closeness = Math.exp(-offSum / trace.length / Math.max(1, (radiusSum / trace.length) * 2));
     const confidence = round6(Math.max(0, Math.min(1, agreement * (0.5 + 0.5 * closeness))));
     const duration = routeTotal / SPEED_MPS;

@@ -50,7 +50,9 @@ export class BatchJobSubmitter implements JobSubmitter {
     }
     const size = job.arraySize;
     if (size !== undefined && (!Number.isInteger(size) || size < 1 || size > MAX_ARRAY_SIZE)) {
-      throw new Error(`array size ${size} of job ${job.name} is out of range: AWS Batch runs 2..${MAX_ARRAY_SIZE} children (1 is a plain job)`);
+      throw new Error(
+        `array size ${size} of job ${job.name} is out of range: AWS Batch runs 2..${MAX_ARRAY_SIZE} children (1 is a plain job)`,
+      );
     }
     const environment = [
       { name: 'FANOUT_RUN_ID', value: job.runId },

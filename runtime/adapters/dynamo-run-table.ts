@@ -142,11 +142,7 @@ export class DynamoRunTable implements RunTable {
     return item && omit<RunRecord>(item, KEY_ATTRIBUTES);
   }
 
-  async updateRun(
-    runId: string,
-    patch: Partial<Omit<RunRecord, 'runId'>>,
-    cond: { statusIn?: RunStatus[] } = {},
-  ): Promise<boolean> {
+  async updateRun(runId: string, patch: Partial<Omit<RunRecord, 'runId'>>, cond: { statusIn?: RunStatus[] } = {}): Promise<boolean> {
     const set = setExpression(patch, ['runId']);
     const statusIn = cond.statusIn;
     if (!set) {
@@ -202,11 +198,7 @@ export class DynamoRunTable implements RunTable {
     await this.batchWrite(requests, `put ${chunks.length} chunks of run ${runIds}`);
   }
 
-  async updateChunk(
-    runId: string,
-    chunk: number,
-    patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>,
-  ): Promise<void> {
+  async updateChunk(runId: string, chunk: number, patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>): Promise<void> {
     const set = setExpression(patch, ['runId', 'chunk']);
     if (!set) return;
     const updated = await this.conditional('UpdateItem', `chunk ${chunk} of run ${runId}`, () =>
@@ -234,9 +226,7 @@ export class DynamoRunTable implements RunTable {
     const found: ChunkRecord[] = [];
     await this.inBatches(keys, READ_BATCH_SIZE, 'BatchGetItem', `chunks of run ${runId}`, 'keys', async (pending) => {
       const res = await this.call('BatchGetItem', `chunks of run ${runId}`, () =>
-        this.doc.send(
-          new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } }),
-        ),
+        this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } })),
       );
       for (const item of res.Responses?.[this.tableName] ?? []) found.push(omit<ChunkRecord>(item, CHUNK_ITEM_ONLY));
       return (res.UnprocessedKeys?.[this.tableName]?.Keys ?? []) as Item[];
@@ -303,20 +293,24 @@ export class DynamoRunTable implements RunTable {
     }
     const expression = `SET ${sets.join(', ')}${removes.length > 0 ? ` REMOVE ${removes.join(', ')}` : ''}`;
     let result: FleetLimit | undefined;
-    await forEachConcurrent(Array.from({ length: shards }, (_, shard) => shard), this.concurrency, async (shard) => {
-      const res = await this.call('UpdateItem (fleet limit)', `run ${runId} shard ${shard}`, () =>
-        this.doc.send(
-          new UpdateCommand({
-            TableName: this.tableName,
-            Key: fleetLimitKey(runId, shard),
-            UpdateExpression: expression,
-            ExpressionAttributeValues: values,
-            ReturnValues: 'ALL_NEW',
-          }),
-        ),
-      );
-      if (shard === 0) result = readFleetLimit(res.Attributes ?? {});
-    });
+    await forEachConcurrent(
+      Array.from({ length: shards }, (_, shard) => shard),
+      this.concurrency,
+      async (shard) => {
+        const res = await this.call('UpdateItem (fleet limit)', `run ${runId} shard ${shard}`, () =>
+          this.doc.send(
+            new UpdateCommand({
+              TableName: this.tableName,
+              Key: fleetLimitKey(runId, shard),
+              UpdateExpression: expression,
+              ExpressionAttributeValues: values,
+              ReturnValues: 'ALL_NEW',
+            }),
+          ),
+        );
+        if (shard === 0) result = readFleetLimit(res.Attributes ?? {});
+      },
+    );
     return result ?? { updatedAt };
   }
 

@@ -51,7 +51,10 @@ export class DynamoSourceLedger implements SourceLedger {
       ),
     );
     if (!ok) {
-      throw new StorageError(`the claim of ${source}:${path} was taken over by another pull before pull ${pullId} recorded its copy`, ExitCode.TABLE);
+      throw new StorageError(
+        `the claim of ${source}:${path} was taken over by another pull before pull ${pullId} recorded its copy`,
+        ExitCode.TABLE,
+      );
     }
   }
 

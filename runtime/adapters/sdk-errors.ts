@@ -21,8 +21,6 @@ export function httpStatus(err: unknown): number | undefined {
 export function failedCallMessage(what: string, err: unknown, withStatus = false): string {
   const name = sdkErrorName(err);
   const status = withStatus ? httpStatus(err) : undefined;
-  const detail = [name && name !== 'Error' ? name : undefined, status ? `HTTP ${status}` : undefined]
-    .filter(Boolean)
-    .join(', ');
+  const detail = [name && name !== 'Error' ? name : undefined, status ? `HTTP ${status}` : undefined].filter(Boolean).join(', ');
   return `${what} failed${detail ? ` (${detail})` : ''}: ${errorMessage(err)}`;
 }

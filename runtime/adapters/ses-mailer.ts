@@ -73,7 +73,10 @@ export class SesMailer implements Mailer {
       return { messageId: res.MessageId };
     } catch (err) {
       throw new StorageError(
-        failedCallMessage(`SES SendEmail from ${message.from} to ${message.to.join(', ')} ("${message.subject}", ${raw.length} bytes)`, err),
+        failedCallMessage(
+          `SES SendEmail from ${message.from} to ${message.to.join(', ')} ("${message.subject}", ${raw.length} bytes)`,
+          err,
+        ),
         ExitCode.MAIL,
         { cause: err },
       );

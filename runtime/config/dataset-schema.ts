@@ -7,25 +7,24 @@ import { z } from 'zod';
 import { computeSchema, identifier, recipientsSchema } from './common';
 import { MERGE_ENGINES, mergeSpecSchema } from './merge-schema';
 
-export const datasetPipelineSchema = z
-  .object({
-    shape: z.literal('dataset'),
-    /** Folder name under `intake/` (one sub-folder per batch of inputs) and `results/`. */
-    name: identifier,
-    description: z.string().optional(),
-    /** The keyed merge of two delimited text files. */
-    merge: mergeSpecSchema,
-    /**
-     * Where the merge runs: `duckdb` in one Batch job on Fargate Spot (inputs up to about 50 GB
-     * together, see docs/merge.md), `emr-serverless` as a Spark job for inputs past one machine.
-     * @default 'duckdb'
-     */
-    engine: z.enum(MERGE_ENGINES).default('duckdb'),
-    /** Where the merge's Batch job runs. Only `fargate-spot` (enlarged ephemeral storage for the spill). @default 'fargate-spot' */
-    compute: computeSchema.refine((c) => c === 'fargate-spot', {
-      message:
-        'a dataset pipeline runs its merge job on Fargate Spot (200 GiB of local storage for the spill); the EC2 Spot queue has no local disk for it. For inputs past one machine, set "engine": "emr-serverless"',
-    }),
-    recipients: recipientsSchema,
-  });
+export const datasetPipelineSchema = z.object({
+  shape: z.literal('dataset'),
+  /** Folder name under `intake/` (one sub-folder per batch of inputs) and `results/`. */
+  name: identifier,
+  description: z.string().optional(),
+  /** The keyed merge of two delimited text files. */
+  merge: mergeSpecSchema,
+  /**
+   * Where the merge runs: `duckdb` in one Batch job on Fargate Spot (inputs up to about 50 GB
+   * together, see docs/merge.md), `emr-serverless` as a Spark job for inputs past one machine.
+   * @default 'duckdb'
+   */
+  engine: z.enum(MERGE_ENGINES).default('duckdb'),
+  /** Where the merge's Batch job runs. Only `fargate-spot` (enlarged ephemeral storage for the spill). @default 'fargate-spot' */
+  compute: computeSchema.refine((c) => c === 'fargate-spot', {
+    message:
+      'a dataset pipeline runs its merge job on Fargate Spot (200 GiB of local storage for the spill); the EC2 Spot queue has no local disk for it. For inputs past one machine, set "engine": "emr-serverless"',
+  }),
+  recipients: recipientsSchema,
+});
 export type DatasetPipelineConfig = z.infer<typeof datasetPipelineSchema>;

@@ -10,9 +10,7 @@ import { computeSchema, identifier, recipientsSchema } from './common';
 const MAX_FILES_PER_CHUNK = 10_000;
 
 /** A dotted element path from the document root, e.g. `orders.order.line` or `orders.order.@id`. */
-const elementPath = z
-  .string()
-  .regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a dotted element path from the root, e.g. orders.order.line');
+const elementPath = z.string().regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a dotted element path from the root, e.g. orders.order.line');
 
 export const xmlToJsonTaskSchema = z.object({
   type: z.literal('xml-to-json'),
@@ -35,7 +33,11 @@ export const xmlToJsonTaskSchema = z.object({
   /** Drop namespace prefixes (`ns:order` -> `order`, xmlns attributes removed). @default false */
   removeNamespacePrefixes: z.boolean().default(false),
   /** Largest input file; a larger one fails (only that file). @default 10485760 (10 MiB) */
-  maxFileBytes: z.int().min(1).max(1024 * 1024 * 1024).default(10 * 1024 * 1024),
+  maxFileBytes: z
+    .int()
+    .min(1)
+    .max(1024 * 1024 * 1024)
+    .default(10 * 1024 * 1024),
   /** Indent the JSON output with two spaces. @default false */
   pretty: z.boolean().default(false),
 });
@@ -70,7 +72,12 @@ export const filesPipelineSchema = z.object({
   zip: z
     .object({
       /** Sum of the entries' inflated sizes above which the zip is refused. @default 10737418240 (10 GiB) */
-      maxInflatedBytes: z.number().int().min(1).max(1024 ** 4).default(10 * 1024 ** 3),
+      maxInflatedBytes: z
+        .number()
+        .int()
+        .min(1)
+        .max(1024 ** 4)
+        .default(10 * 1024 ** 3),
       /** Most entries in one zip. @default 1000000 */
       maxEntries: z.int().min(1).max(100_000_000).default(1_000_000),
     })

@@ -91,7 +91,8 @@ export const mergeSpecSchema = z
     if (m.output.columns) {
       const seen = new Set<string>();
       m.output.columns.forEach((c, i) => {
-        if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['output', 'columns', i, 'name'], message: `duplicate output column "${c.name}"` });
+        if (seen.has(c.name))
+          ctx.addIssue({ code: 'custom', path: ['output', 'columns', i, 'name'], message: `duplicate output column "${c.name}"` });
         seen.add(c.name);
       });
     }
@@ -105,6 +106,12 @@ export type MergeEngine = (typeof MERGE_ENGINES)[number];
 
 /** True when `name` matches a file name or glob of `inputs` (`*` any run of characters, `?` one). */
 export function matchesPattern(pattern: string, name: string): boolean {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+  const re = new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+    's',
+  );
   return re.test(name);
 }

@@ -19,7 +19,6 @@ export const MAX_ARRAY_SIZE = 10_000;
 /** Largest chunk, in work items. */
 export const MAX_CHUNK_SIZE = 10_000;
 
-
 const PLACEHOLDER = /\{([^{}"\\\n:,]+)\}/g;
 
 export const columnTypeSchema = z.enum(['text', 'number', 'integer', 'date', 'boolean']);
@@ -93,7 +92,10 @@ export const osrmMatchTaskSchema = z.object({
   /** Base URL of the OSRM server, e.g. http://osrm.internal:5000 */
   baseUrl: z.string().min(1),
   /** OSRM profile in the URL. @default 'driving' */
-  profile: z.string().regex(/^[a-z0-9_-]+$/).default('driving'),
+  profile: z
+    .string()
+    .regex(/^[a-z0-9_-]+$/)
+    .default('driving'),
   /** Input columns. */
   columns: z.object({
     tripId: z.string().min(1),
@@ -191,10 +193,7 @@ export type { DatasetPipelineConfig } from './dataset-schema';
 export type { FilesPipelineConfig } from './files-schema';
 
 /** The pipeline of shape `shape`, or a ConfigError naming the pipeline, its shape and the one expected. */
-export function requireShape<S extends PipelineShape>(
-  pipeline: PipelineConfig,
-  shape: S,
-): Extract<PipelineConfig, { shape: S }> {
+export function requireShape<S extends PipelineShape>(pipeline: PipelineConfig, shape: S): Extract<PipelineConfig, { shape: S }> {
   if (pipeline.shape !== shape) {
     throw new ConfigError(`pipeline ${pipeline.name}`, [`shape is "${pipeline.shape}", but this step serves "${shape}" pipelines only`]);
   }
@@ -217,7 +216,11 @@ export const appConfigSchema = z
     sources: sourcesSchema,
   })
   .superRefine((cfg, ctx) => {
-    checkSources(cfg.sources, cfg.pipelines.map((p) => p.name), (path, message) => ctx.addIssue({ code: 'custom', path, message }));
+    checkSources(
+      cfg.sources,
+      cfg.pipelines.map((p) => p.name),
+      (path, message) => ctx.addIssue({ code: 'custom', path, message }),
+    );
     const seen = new Set<string>();
     cfg.pipelines.forEach((p, i) => {
       if (seen.has(p.name)) {
@@ -308,7 +311,10 @@ function describeValue(root: unknown, path: PropertyKey[]): string {
  */
 export function describeIssues(raw: unknown, issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => {
-    const path = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+    const path = issue.path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+      .join('')
+      .replace(/^\./, '');
     return `${path || '(root)'}: ${issue.message} (got ${describeValue(raw, issue.path)})`;
   });
 }

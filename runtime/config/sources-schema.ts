@@ -14,7 +14,10 @@ export const afterCopySchema = z.union([
   z.literal('delete'),
   z.object({
     /** Remote folder a copied file is moved into (created by the partner; it must exist). */
-    moveTo: z.string().min(1).regex(/^[^\0]+$/),
+    moveTo: z
+      .string()
+      .min(1)
+      .regex(/^[^\0]+$/),
   }),
 ]);
 export type AfterCopy = z.infer<typeof afterCopySchema>;
@@ -23,7 +26,10 @@ export const sftpSourceSchema = z.object({
   /** Source name: the folder under `intake/<pipeline>/` its files land in, and the schedule's name. */
   name: identifier,
   type: z.literal('sftp').default('sftp'),
-  host: z.string().min(1).regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'must be a host name or an IP address'),
+  host: z
+    .string()
+    .min(1)
+    .regex(/^[A-Za-z0-9.-]+$|^\[[0-9a-fA-F:]+\]$/, 'must be a host name or an IP address'),
   /** @default 22 */
   port: z.int().min(1).max(65_535).default(22),
   user: z.string().min(1),
@@ -47,7 +53,11 @@ export const sftpSourceSchema = z.object({
   /** What happens to a remote file once it is copied. @default 'keep' */
   afterCopy: afterCopySchema.default('keep'),
   /** A file younger than this (by its modification time) is left for the next pull: it may still be written. @default 120 */
-  minAgeSeconds: z.int().min(0).max(7 * 86_400).default(120),
+  minAgeSeconds: z
+    .int()
+    .min(0)
+    .max(7 * 86_400)
+    .default(120),
   /** When to pull: `rate(15 minutes)` or `cron(0 6 * * ? *)` (EventBridge Scheduler syntax, UTC). */
   schedule: z.string().regex(SCHEDULE, 'must be rate(<n> minutes|hours|days) or cron(<6 fields>)'),
   /** Connection and per-operation timeout. @default 30000 */

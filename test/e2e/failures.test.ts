@@ -55,7 +55,10 @@ describe('failures end to end', () => {
     assert.match(r.error!, /no-year\.csv/);
     const split = r.jobs.find((j) => j.request.stage === 'split')!;
     assert.equal(split.attempts.length, 1, 'bad input is not retried');
-    assert.ok(r.jobs.some((j) => j.request.stage === 'cleanup' && j.state === 'SUCCEEDED'), 'cleanup ran');
+    assert.ok(
+      r.jobs.some((j) => j.request.stage === 'cleanup' && j.state === 'SUCCEEDED'),
+      'cleanup ran',
+    );
     assert.ok(!r.jobs.some((j) => j.request.stage === 'fanout'), 'no fan-out started');
   });
 

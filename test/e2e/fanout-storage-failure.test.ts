@@ -122,7 +122,9 @@ describe('a fan-out child whose result part cannot be written', () => {
     });
     const items: WorkItem[] = Array.from({ length: 200 }, (_, i) => ({ i, r: [i + 2], d: [{ 'Customer ID': String(i) }] }));
     await s3.put(keys.chunk(runId, 0), toJsonl(items));
-    await table.putChunks([{ runId, chunk: 0, items: 200, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 }]);
+    await table.putChunks([
+      { runId, chunk: 0, items: 200, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 },
+    ]);
 
     const called: number[] = [];
     let started = 0;

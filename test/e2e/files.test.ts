@@ -82,10 +82,14 @@ describe('files pipeline end to end (xml-to-json)', () => {
   });
 
   it('refuses a zip whose entry escapes its folder, with a clear message, converting nothing', async () => {
-    const zip = await zipOf('escape.zip', [
-      ['ok.xml', '<a/>'],
-      ['xx/xx/etc/cron.d/evil.xml', '<a/>'],
-    ], ['xx/xx/etc', '../../etc']);
+    const zip = await zipOf(
+      'escape.zip',
+      [
+        ['ok.xml', '<a/>'],
+        ['xx/xx/etc/cron.d/evil.xml', '<a/>'],
+      ],
+      ['xx/xx/etc', '../../etc'],
+    );
     const r = await runLocal({ file: zip, pipeline: 'xml-json', config: CONFIG, outDir: join(dir, 'escape') });
     assert.equal(r.status, 'FAILED');
     assert.match(r.error!, /escape\.zip is refused: .*escapes its folder|climbs out of its folder/);
@@ -117,7 +121,10 @@ describe('fanout pull, locally (real sshd)', () => {
     const inbox = join(server.root, 'outbox');
     await mkdir(inbox);
     const old = new Date(Date.now() - 3600_000);
-    for (const [name, body] of [['o1.xml', '<o>1</o>'], ['o2.xml', '<o>2</o>']]) {
+    for (const [name, body] of [
+      ['o1.xml', '<o>1</o>'],
+      ['o2.xml', '<o>2</o>'],
+    ]) {
       await writeFile(join(inbox, name!), body!);
       await utimes(join(inbox, name!), old, old);
     }

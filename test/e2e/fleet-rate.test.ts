@@ -58,7 +58,11 @@ describe('a fleet-wide rate limit', () => {
     const rows = (await readSheets(result.resultFile!)).get('Results')!.slice(1);
     assert.equal(rows.length, 600);
     const knownFailed = rows.filter((r) => r[8] === 'failed' && isKnownCustomer(String(r[0])));
-    assert.deepEqual(knownFailed.map((r) => `${String(r[0])}: ${String(r[9])}`), [], 'no known customer failed');
+    assert.deepEqual(
+      knownFailed.map((r) => `${String(r[0])}: ${String(r[9])}`),
+      [],
+      'no known customer failed',
+    );
     assert.equal(result.failed, input.filter((c) => !isKnownCustomer(c.id)).length, 'only the unknown customers failed');
 
     // and the source never counted more than its cap + 5% in a second, after the first

@@ -88,7 +88,10 @@ describe('handler events', () => {
     assert.equal(outcomes[0]!.action, 'ignored');
     const [line] = errorsSince(from);
     assert.equal(line?.message, 'dropped a malformed S3 event');
-    assert.ok(line?.problems?.some((p) => p.startsWith('Records.0.s3.object.key:')), JSON.stringify(line));
+    assert.ok(
+      line?.problems?.some((p) => p.startsWith('Records.0.s3.object.key:')),
+      JSON.stringify(line),
+    );
     assert.equal(deps.jobs.submitted.length, jobsBefore);
   });
 
@@ -114,18 +117,27 @@ describe('handler events', () => {
     // when the handler gets it
     const outcomes = await handleSplitDoneEvent(deps, event);
     // then the two bad messages are logged with what was wrong and dropped, the good one submits the chain
-    assert.deepEqual(outcomes.map((o) => o.action), ['ignored', 'ignored', 'submitted']);
+    assert.deepEqual(
+      outcomes.map((o) => o.action),
+      ['ignored', 'ignored', 'submitted'],
+    );
     const errors = errorsSince(from);
     assert.equal(errors.length, 2);
     assert.match(errors[0]!.error ?? '', /not a split-done message .*chunks: Invalid input: expected number, received undefined/);
     assert.match(errors[1]!.error ?? '', /not a split-done message \(not JSON\): hello/);
-    assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['fanout', 'consolidate', 'cleanup']);
+    assert.deepEqual(
+      deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage),
+      ['fanout', 'consolidate', 'cleanup'],
+    );
   });
 
   it('SNS: drops an event that is no SNS notification at all', async () => {
     const from = logged.length;
     const outcomes = await handleSplitDoneEvent(deps, { Records: [{ Sns: { Message: 42 } }] });
-    assert.deepEqual(outcomes.map((o) => o.action), ['ignored']);
+    assert.deepEqual(
+      outcomes.map((o) => o.action),
+      ['ignored'],
+    );
     const [line] = errorsSince(from);
     assert.equal(line?.message, 'dropped an event that is not an SNS notification');
     assert.deepEqual(line?.problems, ['Records.0.Sns.Message: Invalid input: expected string, received number']);
@@ -174,7 +186,14 @@ describe('handler events', () => {
       region: 'eu-west-1',
       time: '2026-12-01T02:00:00Z',
       resources: ['arn:aws:batch:eu-west-1:123456789012:job/s'],
-      detail: { jobName: 'split', jobId: 's', jobArn: 'arn', status: 'FAILED', parameters: { runId, stage: 'split', pipeline: 'tax-due' }, container: { exitCode: 21 } },
+      detail: {
+        jobName: 'split',
+        jobId: 's',
+        jobArn: 'arn',
+        status: 'FAILED',
+        parameters: { runId, stage: 'split', pipeline: 'tax-due' },
+        container: { exitCode: 21 },
+      },
     });
     assert.deepEqual(outcome, { action: 'failed-run', runId });
     const run = await deps.table.getRun(runId);

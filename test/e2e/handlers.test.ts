@@ -83,7 +83,10 @@ describe('handlers', () => {
     assert.equal(first.action, 'started');
     assert.equal(second.action, 'duplicate');
     const jobs = deps.jobs.submitted.slice(before);
-    assert.deepEqual(jobs.map((j) => j.stage), ['split']);
+    assert.deepEqual(
+      jobs.map((j) => j.stage),
+      ['split'],
+    );
     const run = await deps.table.getRun((first as { runId: string }).runId);
     assert.equal(run?.status, 'STARTED');
     assert.equal(run?.steps?.split, jobs[0]!.jobId);
@@ -107,7 +110,10 @@ describe('handlers', () => {
     const [a, b] = await Promise.all([handleSplitDone(deps, msg), handleSplitDone(deps, msg)]);
     assert.deepEqual([a.action, b.action].sort(), ['duplicate', 'submitted']);
     const jobs = deps.jobs.submitted.slice(before);
-    assert.deepEqual(jobs.map((j) => j.stage), ['fanout', 'consolidate', 'cleanup']);
+    assert.deepEqual(
+      jobs.map((j) => j.stage),
+      ['fanout', 'consolidate', 'cleanup'],
+    );
     assert.equal(jobs[0]!.arraySize, 3);
     assert.deepEqual(jobs[1]!.dependsOn, [jobs[0]!.jobId]);
     assert.deepEqual(jobs[2]!.dependsOn, [jobs[1]!.jobId]);
@@ -132,25 +138,56 @@ describe('handlers', () => {
     };
     await handleJobFailed(deps, failed);
     await handleJobFailed(deps, failed);
-    await handleJobFailed(deps, { ...failed, jobId: 'arr', arrayProperties: undefined, statusReason: 'Array Child Job failed', container: undefined });
-    await handleJobFailed(deps, { ...failed, jobName: 'consolidate-x', statusReason: 'Dependent Job failed', parameters: { ...failed.parameters, stage: 'consolidate' } });
+    await handleJobFailed(deps, {
+      ...failed,
+      jobId: 'arr',
+      arrayProperties: undefined,
+      statusReason: 'Array Child Job failed',
+      container: undefined,
+    });
+    await handleJobFailed(deps, {
+      ...failed,
+      jobName: 'consolidate-x',
+      statusReason: 'Dependent Job failed',
+      parameters: { ...failed.parameters, stage: 'consolidate' },
+    });
     const run = await deps.table.getRun(runId);
     assert.equal(run?.status, 'FAILED');
     assert.match(run!.error!, /processing the work items.*chunk 1.*3 attempt.*storage bucket/);
     const jobs = deps.jobs.submitted.slice(jobsBefore);
-    assert.deepEqual(jobs.map((j) => j.stage), ['consolidate', 'cleanup'], 'one partial consolidate, cleanup after it');
+    assert.deepEqual(
+      jobs.map((j) => j.stage),
+      ['consolidate', 'cleanup'],
+      'one partial consolidate, cleanup after it',
+    );
     assert.deepEqual(jobs[0]!.environment, { FANOUT_PARTIAL: '1' });
     assert.deepEqual(jobs[1]!.dependsOn, [jobs[0]!.jobId]);
     assert.equal((await emulators.listMail()).length, mailsBefore, 'the partial consolidate sends the email');
 
     // The partial consolidate fails too: the plain failure email goes out, and a new cleanup.
-    await handleJobFailed(deps, { ...failed, jobName: 'partial', jobId: jobs[0]!.jobId, arrayProperties: undefined, parameters: { ...failed.parameters, stage: 'consolidate' } });
-    await handleJobFailed(deps, { ...failed, jobName: 'cleanup', jobId: jobs[1]!.jobId, statusReason: 'Dependent Job failed', arrayProperties: undefined, parameters: { ...failed.parameters, stage: 'cleanup' } });
+    await handleJobFailed(deps, {
+      ...failed,
+      jobName: 'partial',
+      jobId: jobs[0]!.jobId,
+      arrayProperties: undefined,
+      parameters: { ...failed.parameters, stage: 'consolidate' },
+    });
+    await handleJobFailed(deps, {
+      ...failed,
+      jobName: 'cleanup',
+      jobId: jobs[1]!.jobId,
+      statusReason: 'Dependent Job failed',
+      arrayProperties: undefined,
+      parameters: { ...failed.parameters, stage: 'cleanup' },
+    });
     const mails = (await emulators.listMail()).slice(mailsBefore);
     assert.equal(mails.length, 1, 'one failure email');
     assert.match(mails[0]!.subject, /FAILED tax-due/);
     assert.match(mails[0]!.text ?? '', /storage bucket could not be read or written/);
-    assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['consolidate', 'cleanup', 'cleanup']);
+    assert.deepEqual(
+      deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage),
+      ['consolidate', 'cleanup', 'cleanup'],
+    );
     assert.equal(deps.jobs.submitted.at(-1)!.dependsOn, undefined);
   });
 
@@ -160,13 +197,22 @@ describe('handlers', () => {
     await deps.table.updateRun(runId, { status: 'SPLITTING', error: 'x.csv has no column "Tax Year".' });
     const mailsBefore = (await emulators.listMail()).length;
     const jobsBefore = deps.jobs.submitted.length;
-    const failed = { jobName: 'split', jobId: 's', status: 'FAILED', parameters: { runId, stage: 'split', pipeline: 'tax-due' }, container: { exitCode: 10 } };
+    const failed = {
+      jobName: 'split',
+      jobId: 's',
+      status: 'FAILED',
+      parameters: { runId, stage: 'split', pipeline: 'tax-due' },
+      container: { exitCode: 10 },
+    };
     await handleJobFailed(deps, failed);
     await handleJobFailed(deps, failed);
     const mails = (await emulators.listMail()).slice(mailsBefore);
     assert.equal(mails.length, 1);
     assert.match(mails[0]!.text ?? '', /no column "Tax Year"/);
-    assert.deepEqual(deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage), ['cleanup']);
+    assert.deepEqual(
+      deps.jobs.submitted.slice(jobsBefore).map((j) => j.stage),
+      ['cleanup'],
+    );
   });
 
   it('leaves a succeeded run alone when a later job fails', async () => {

@@ -31,7 +31,13 @@ after(async () => {
 const runIdOf = (path: string) => /\.([^.]+)\.xlsx$/.exec(path)![1]!;
 
 const run = (file: string) =>
-  runLocal({ file, pipeline: 'tax-due', config: taxConfig(source.url), outDir: join(dir, `out-${Math.random().toString(36).slice(2)}`), env: { TAX_API_TOKEN: TOKEN } });
+  runLocal({
+    file,
+    pipeline: 'tax-due',
+    config: taxConfig(source.url),
+    outDir: join(dir, `out-${Math.random().toString(36).slice(2)}`),
+    env: { TAX_API_TOKEN: TOKEN },
+  });
 
 describe('input fidelity end to end', () => {
   it('an openpyxl workbook: empty first sheet, title rows, formula text, padded ids, escapes, columns named like results', async () => {
@@ -62,8 +68,19 @@ wb.save(sys.argv[1])
     const sheets = await readWithOpenpyxl(r.resultFile!);
     const results = sheets.Results!;
     assert.deepEqual(results[0], [
-      'Customer ID', 'Name', 'Tax Year', 'Postcode', 'Currency', 'Status',
-      'Tax Due', 'Currency (result)', 'Assessed On', 'Tax Status', 'Status (result)', 'Error', 'Attempts',
+      'Customer ID',
+      'Name',
+      'Tax Year',
+      'Postcode',
+      'Currency',
+      'Status',
+      'Tax Due',
+      'Currency (result)',
+      'Assessed On',
+      'Tax Status',
+      'Status (result)',
+      'Error',
+      'Attempts',
     ]);
     assert.deepEqual(
       results.slice(1).map((row) => row.slice(0, 6)),

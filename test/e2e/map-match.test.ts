@@ -28,8 +28,7 @@ function haversineM(lat1: number, lon1: number, lat2: number, lon2: number): num
   const r = 6_371_008.8;
   const rad = Math.PI / 180;
   const a =
-    Math.sin(((lat2 - lat1) * rad) / 2) ** 2 +
-    Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(((lon2 - lon1) * rad) / 2) ** 2;
+    Math.sin(((lat2 - lat1) * rad) / 2) ** 2 + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(((lon2 - lon1) * rad) / 2) ** 2;
   return 2 * r * Math.asin(Math.sqrt(a));
 }
 
@@ -60,7 +59,12 @@ describe('map-match end to end', () => {
       return i;
     };
     const [cTrip, cLat, cLon, cTs] = ['trip_id', 'latitude', 'longitude', 'timestamp'].map(col) as [number, number, number, number];
-    const [cMLon, cMLat, cDist, cStatus] = ['Matched longitude', 'Matched latitude', 'Match distance (m)', 'Status'].map(col) as [number, number, number, number];
+    const [cMLon, cMLat, cDist, cStatus] = ['Matched longitude', 'Matched latitude', 'Match distance (m)', 'Status'].map(col) as [
+      number,
+      number,
+      number,
+      number,
+    ];
     const cDropped = col('Dropped because');
     const rows = results.slice(1);
 
@@ -105,15 +109,21 @@ describe('map-match end to end', () => {
     }
 
     // Failed trips are listed in the Errors sheet with OSRM's reason, and counted in the summary.
-    const failedTrips = tripRows.slice(1).filter((r) => r[t('Status')] === 'failed').map((r) => r[t('Trip id')]);
+    const failedTrips = tripRows
+      .slice(1)
+      .filter((r) => r[t('Status')] === 'failed')
+      .map((r) => r[t('Trip id')]);
     // (the example drives T013 off the road network and makes T017 jump between far corners)
     assert.deepEqual([...failedTrips].sort(), ['T013', 'T017']);
     const errors = sheets.get('Errors')!.slice(1);
-    assert.deepEqual(errors.map((r) => r[1]), failedTrips);
     assert.deepEqual(
-      errors.map((e) => `${e[1]} ${/No(Segment|Match)/.exec(String(e[2]))?.[0]}`).sort(),
-      ['T013 NoSegment', 'T017 NoMatch'],
+      errors.map((r) => r[1]),
+      failedTrips,
     );
+    assert.deepEqual(errors.map((e) => `${e[1]} ${/No(Segment|Match)/.exec(String(e[2]))?.[0]}`).sort(), [
+      'T013 NoSegment',
+      'T017 NoMatch',
+    ]);
     assert.equal(result.failed, failedTrips.length);
     const summary = new Map(sheets.get('Summary')!.map((r) => [r[0], r[1]]));
     assert.equal(summary.get('Rows'), input.length);

@@ -78,7 +78,11 @@ describe('merge intake', () => {
 
     await deps.store.put(y, 'ID\tvalue\n1\tb\n');
     // y's event, x's event again (duplicated), y's again, concurrently and out of order
-    const outcomes = await Promise.all([handleObjectCreated(deps, event(y)), handleObjectCreated(deps, event(x)), handleObjectCreated(deps, event(y))]);
+    const outcomes = await Promise.all([
+      handleObjectCreated(deps, event(y)),
+      handleObjectCreated(deps, event(x)),
+      handleObjectCreated(deps, event(y)),
+    ]);
     assert.equal(outcomes.filter((o) => o.action === 'started').length, 1, JSON.stringify(outcomes));
     assert.ok(outcomes.every((o) => o.action === 'started' || o.action === 'duplicate'));
     assert.deepEqual(
@@ -112,7 +116,10 @@ describe('merge intake', () => {
     await deps.store.put('intake/merge-xy/b3/x_b.txt', 'ID\n1\n');
     const o = await handleObjectCreated(deps, event('intake/merge-xy/b3/x_b.txt'));
     assert.equal(o.action, 'rejected');
-    assert.match('reason' in o ? o.reason : '', /left input x_\*\.txt matches x_a\.txt, x_b\.txt[\s\S]*still lacks: right input y_list\.txt/);
+    assert.match(
+      'reason' in o ? o.reason : '',
+      /left input x_\*\.txt matches x_a\.txt, x_b\.txt[\s\S]*still lacks: right input y_list\.txt/,
+    );
     const run = await deps.table.getRun('runId' in o ? o.runId : '');
     assert.equal(run?.status, 'FAILED');
     const mails = await emulators.listMail();

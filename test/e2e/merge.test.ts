@@ -40,7 +40,10 @@ function scriptReference(x: string, y: string): string[][] {
   ].join('\n');
   const r = spawnSync('/usr/bin/python3', ['-c', py, x, y], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const [header, ...rows] = r.stdout.trimEnd().split('\n').map((l) => l.split(','));
+  const [header, ...rows] = r.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => l.split(','));
   assert.deepEqual(header, ['ID_x', 'value_x', 'value_y']);
   return rows;
 }
@@ -50,7 +53,13 @@ const files = (...names: string[]) => names.map((n) => (n.includes('/') ? n : jo
 describe('merge pipeline, local run', () => {
   it('reproduces analysis.py row for row, emails counts, the first rows and the workbook', async () => {
     const batch = 'b-example';
-    const r = await runLocal({ file: '', uploads: datasetUploads(pipeline, files('x_list.txt', 'y_list.txt'), batch), pipeline: pipeline.name, config, outDir: join(dir, 'example') });
+    const r = await runLocal({
+      file: '',
+      uploads: datasetUploads(pipeline, files('x_list.txt', 'y_list.txt'), batch),
+      pipeline: pipeline.name,
+      config,
+      outDir: join(dir, 'example'),
+    });
     assert.equal(r.status, 'SUCCEEDED', r.error);
     assert.equal(r.run?.resultKey, `results/merge-xy/${batch}/merged.csv`);
     const out = await readDelimited(r.resultFile!);
@@ -94,12 +103,18 @@ describe('merge pipeline, local run', () => {
     const extra = join(dir, 'notes.txt');
     await writeFile(extra, 'hello');
     const batch = 'b-bad';
-    const uploads = [...datasetUploads(pipeline, [x, join(EXAMPLE, 'y_list.txt')], batch), { key: `intake/merge-xy/${batch}/notes.txt`, file: extra }];
+    const uploads = [
+      ...datasetUploads(pipeline, [x, join(EXAMPLE, 'y_list.txt')], batch),
+      { key: `intake/merge-xy/${batch}/notes.txt`, file: extra },
+    ];
     // the extra file arrives first: it is ignored, the batch waits for both inputs
     uploads.unshift(uploads.pop()!);
     const r = await runLocal({ file: '', uploads, pipeline: pipeline.name, config, outDir: join(dir, 'bad') });
     assert.equal(r.status, 'FAILED');
-    assert.match(r.error ?? '', /x_list\.txt \(left input\): key column "ID" is missing; row 1 \(the header row\) has 2 columns: "Id2", "value"/);
+    assert.match(
+      r.error ?? '',
+      /x_list\.txt \(left input\): key column "ID" is missing; row 1 \(the header row\) has 2 columns: "Id2", "value"/,
+    );
     assert.deepEqual(r.run?.dataset?.ignored, [`intake/merge-xy/${batch}/notes.txt`]);
     const mail = r.mails.at(-1)!;
     assert.match(mail.subject, /FAILED merge-xy/);
@@ -109,7 +124,13 @@ describe('merge pipeline, local run', () => {
   });
 
   it('a batch with one input waits, and says which input it lacks', async () => {
-    const r = await runLocal({ file: '', uploads: datasetUploads(pipeline, files('x_list.txt'), 'b-waiting'), pipeline: pipeline.name, config, outDir: join(dir, 'waiting') });
+    const r = await runLocal({
+      file: '',
+      uploads: datasetUploads(pipeline, files('x_list.txt'), 'b-waiting'),
+      pipeline: pipeline.name,
+      config,
+      outDir: join(dir, 'waiting'),
+    });
     assert.equal(r.status, 'WAITING_FOR_INPUTS');
     assert.deepEqual(r.run?.dataset?.waitingFor, ['right input y_list.txt']);
     assert.equal(r.jobs.length, 0, 'no job runs before the last input');
@@ -120,10 +141,25 @@ describe('merge pipeline, local run', () => {
 describe('merge pipeline, CLI', () => {
   it('`fanout run x y --pipeline merge-xy --json` prints the usual line with the merged output', async () => {
     const out = join(dir, 'cli');
-    const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fanout.mjs'), 'run', ...files('x_list.txt', 'y_list.txt'), '--pipeline', 'merge-xy', '--config', join(EXAMPLE, 'pipelines.json'), '--out', out, '--json'], {
-      encoding: 'utf8',
-      cwd: dir,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(PROJECT_ROOT, 'bin', 'fanout.mjs'),
+        'run',
+        ...files('x_list.txt', 'y_list.txt'),
+        '--pipeline',
+        'merge-xy',
+        '--config',
+        join(EXAMPLE, 'pipelines.json'),
+        '--out',
+        out,
+        '--json',
+      ],
+      {
+        encoding: 'utf8',
+        cwd: dir,
+      },
+    );
     assert.equal(r.status, 0, r.stderr);
     const line = JSON.parse(r.stdout.trim()) as Record<string, unknown>;
     assert.equal(line.status, 'SUCCEEDED');

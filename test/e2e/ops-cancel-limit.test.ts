@@ -57,7 +57,15 @@ describe('status, limit and cancel on a kept local run', () => {
     const people = customers(1200).map((c) => ({ ...c, year: 2020 }));
     await writeCustomersCsv(file, people);
     const config = taxConfig(source.url, { chunkSize: 300, concurrency: 2 });
-    const running: Promise<LocalRunResult> = runLocal({ file, pipeline: 'tax-due', config, outDir: join(dir, 'out'), keepDir: keep, maxParallel: 4, env: { TAX_API_TOKEN: TOKEN } });
+    const running: Promise<LocalRunResult> = runLocal({
+      file,
+      pipeline: 'tax-due',
+      config,
+      outDir: join(dir, 'out'),
+      keepDir: keep,
+      maxParallel: 4,
+      env: { TAX_API_TOKEN: TOKEN },
+    });
     running.catch(() => undefined);
 
     // Status during the run.
@@ -127,7 +135,11 @@ describe('status, limit and cancel on a kept local run', () => {
     assert.match(mail.text ?? '', /was cancelled before it finished/);
     const fanoutJob = result.jobs.find((j) => j.request.stage === 'fanout' && !j.request.environment)!;
     assert.equal(fanoutJob.state, 'FAILED');
-    assert.equal(fanoutJob.attempts.filter((a) => a.exitCode !== 0 && a.exitCode !== 143).length, 0, 'children stopped by SIGTERM, saving progress');
+    assert.equal(
+      fanoutJob.attempts.filter((a) => a.exitCode !== 0 && a.exitCode !== 143).length,
+      0,
+      'children stopped by SIGTERM, saving progress',
+    );
 
     // The partial workbook: every row, done ones with the source's values, the others not processed.
     const sheets = await readSheets(result.resultFile!);

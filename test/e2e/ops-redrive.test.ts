@@ -52,7 +52,19 @@ describe('redrive of a kept local run', () => {
 
     // The first run, kept, from the command line as a person runs it.
     const first = await fanoutProcess(
-      ['submit', file, '--pipeline', 'tax-due', '--config', join(dir, 'pipelines.json'), '--local', keep, '--json', '--out', join(dir, 'out1')],
+      [
+        'submit',
+        file,
+        '--pipeline',
+        'tax-due',
+        '--config',
+        join(dir, 'pipelines.json'),
+        '--local',
+        keep,
+        '--json',
+        '--out',
+        join(dir, 'out1'),
+      ],
       dir,
       { TAX_API_TOKEN: TOKEN },
     );
@@ -73,7 +85,9 @@ describe('redrive of a kept local run', () => {
     // The source is fixed; the redrive calls only the failed items.
     source.failing = false;
     const requestsBefore = source.requests;
-    const redriven = await fanoutProcess(['redrive', run1.runId, '--local', keep, '--json', '--out', join(dir, 'out2')], dir, { TAX_API_TOKEN: TOKEN });
+    const redriven = await fanoutProcess(['redrive', run1.runId, '--local', keep, '--json', '--out', join(dir, 'out2')], dir, {
+      TAX_API_TOKEN: TOKEN,
+    });
     assert.equal(redriven.code, 0, redriven.stderr);
     const run2 = jsonOf<LocalJson>(redriven);
     assert.equal(run2.status, 'SUCCEEDED');
@@ -86,7 +100,19 @@ describe('redrive of a kept local run', () => {
     const sheets = await readSheets(run2.resultFile!);
     const rows = sheets.get('Results')!;
     const header = rows[0] as string[];
-    assert.deepEqual(header, ['Customer ID', 'Name', 'Tax Year', 'Postcode', 'Tax Due', 'Currency', 'Assessed On', 'Tax Status', 'Status', 'Error', 'Attempts']);
+    assert.deepEqual(header, [
+      'Customer ID',
+      'Name',
+      'Tax Year',
+      'Postcode',
+      'Tax Due',
+      'Currency',
+      'Assessed On',
+      'Tax Status',
+      'Status',
+      'Error',
+      'Attempts',
+    ]);
     assert.equal(rows.length, 1 + people.length);
     for (const [k, p] of people.entries()) {
       const row = rows[k + 1]!;
@@ -117,13 +143,19 @@ describe('redrive of a kept local run', () => {
 
     // The redrive's status, and a redrive with nothing to redo.
     const list2 = jsonOf<{ runs: RunSummary[] }>(await fanoutInProcess(['status', '--local', keep, '--json']));
-    assert.deepEqual(list2.runs.map((r) => [r.runId, r.redriveOf]), [
-      [run2.runId, run1.runId],
-      [run1.runId, null],
-    ]);
+    assert.deepEqual(
+      list2.runs.map((r) => [r.runId, r.redriveOf]),
+      [
+        [run2.runId, run1.runId],
+        [run1.runId, null],
+      ],
+    );
     const nothing = await fanoutInProcess(['redrive', run2.runId, '--local', keep]);
     assert.equal(nothing.code, 0, nothing.stderr);
-    assert.match(nothing.stdout, /has nothing to redo: no item failed or was left unprocessed; 1 item\(s\) failed on their own input cells/);
+    assert.match(
+      nothing.stdout,
+      /has nothing to redo: no item failed or was left unprocessed; 1 item\(s\) failed on their own input cells/,
+    );
     const list3 = jsonOf<{ runs: RunSummary[] }>(await fanoutInProcess(['status', '--local', keep, '--json']));
     assert.equal(list3.runs.length, 2, 'nothing was started');
     const unknown = await fanoutInProcess(['redrive', 'no-such-run', '--local', keep]);

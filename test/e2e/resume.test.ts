@@ -66,7 +66,9 @@ describe('resuming a fan-out child', () => {
     const earlier: ResultLine[] = items.slice(0, 15).map((it) => ({ i: it.i, s: 'done', f: { 'Tax Due': it.i }, a: 1 }));
     await store.put(keys.resultPart(runId, 1, 0), toJsonl(earlier.slice(0, 8)));
     await store.put(keys.resultPart(runId, 1, 1), toJsonl(earlier.slice(8)));
-    await table.putChunks([{ runId, chunk: 1, items: 30, status: 'RUNNING', done: 15, failed: 0, retries: 2, attempt: 1, lastPart: 1, updatedAt: 0 }]);
+    await table.putChunks([
+      { runId, chunk: 1, items: 30, status: 'RUNNING', done: 15, failed: 0, retries: 2, attempt: 1, lastPart: 1, updatedAt: 0 },
+    ]);
 
     const called: number[] = [];
     const logLines: string[] = [];
@@ -93,7 +95,11 @@ describe('resuming a fan-out child', () => {
     };
     const result = await runFanout(ctx, { createTask: () => task, partItems: 6 });
 
-    assert.deepEqual(called.sort((a, b) => a - b), items.slice(15).map((it) => it.i), 'only items without an outcome');
+    assert.deepEqual(
+      called.sort((a, b) => a - b),
+      items.slice(15).map((it) => it.i),
+      'only items without an outcome',
+    );
     assert.equal(result.resumed, 15);
     assert.equal(result.done, 30);
     const { outcomes, lastPart } = await readResultParts(ctx, runId, 1);
@@ -107,9 +113,14 @@ describe('resuming a fan-out child', () => {
     assert.equal(chunk!.attempt, 2);
     assert.equal(chunk!.retries, 2, 'retries of the earlier attempt kept');
     // Progress lines (the dashboard's items per minute) count only this attempt's items.
-    const progress = logLines.map((l) => JSON.parse(l) as { message: string; done?: number }).filter((e) => e.message === LOG_EVENTS.fanoutProgress);
+    const progress = logLines
+      .map((l) => JSON.parse(l) as { message: string; done?: number })
+      .filter((e) => e.message === LOG_EVENTS.fanoutProgress);
     assert.ok(progress.length >= 3, 'a progress line per result part');
-    assert.equal(progress.reduce((sum, e) => sum + (e.done ?? 0), 0), 15);
+    assert.equal(
+      progress.reduce((sum, e) => sum + (e.done ?? 0), 0),
+      15,
+    );
   });
 
   it('a local run whose fan-out attempts are stopped after some items resumes and finishes', async () => {
@@ -162,14 +173,20 @@ describe('resuming a fan-out child', () => {
       stopAfterItems: (stage) => (stage === 'fanout' ? 20 : undefined),
     });
     assert.equal(result.status, 'FAILED');
-    assert.deepEqual(fanoutJob(result.jobs).attempts.map((a) => a.exitCode), [ExitCode.TERMINATED]);
+    assert.deepEqual(
+      fanoutJob(result.jobs).attempts.map((a) => a.exitCode),
+      [ExitCode.TERMINATED],
+    );
     assert.match(result.error ?? '', /processing the work items.*stopped/);
     // 20 outcomes, and at most the one other call in flight when the child stopped
     assert.ok(result.succeeded >= 20 && result.succeeded <= 21, `the items done before the stop (${result.succeeded})`);
 
     assert.equal(result.mails.length, 1, 'one email: the failure, with the partial results');
     const mail = result.mails[0]!;
-    assert.match(mail.subject, new RegExp(`FAILED tax-due: doomed\\.csv - partial results: ${result.succeeded} done, ${60 - result.succeeded} not processed`));
+    assert.match(
+      mail.subject,
+      new RegExp(`FAILED tax-due: doomed\\.csv - partial results: ${result.succeeded} done, ${60 - result.succeeded} not processed`),
+    );
     assert.equal(mail.attachments.length, 1);
     assert.ok(mail.attachments[0]!.content.equals(await readFile(result.resultFile!)));
 

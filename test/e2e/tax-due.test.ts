@@ -36,7 +36,12 @@ after(async () => {
 });
 
 /** Writes `input` as CSV and runs the tax-due pipeline on it through the emulators. */
-async function runCsv(name: string, input: Customer[], overrides: Parameters<typeof taxConfig>[1] = {}, extra: Partial<LocalRunOptions> = {}) {
+async function runCsv(
+  name: string,
+  input: Customer[],
+  overrides: Parameters<typeof taxConfig>[1] = {},
+  extra: Partial<LocalRunOptions> = {},
+) {
   const file = join(dir, `${name}.csv`);
   await writeCustomersCsv(file, input);
   return runLocal({
@@ -49,7 +54,19 @@ async function runCsv(name: string, input: Customer[], overrides: Parameters<typ
   });
 }
 
-const RESULT_HEADER = ['Customer ID', 'Name', 'Tax Year', 'Postcode', 'Tax Due', 'Currency', 'Assessed On', 'Tax Status', 'Status', 'Error', 'Attempts'];
+const RESULT_HEADER = [
+  'Customer ID',
+  'Name',
+  'Tax Year',
+  'Postcode',
+  'Tax Due',
+  'Currency',
+  'Assessed On',
+  'Tax Status',
+  'Status',
+  'Error',
+  'Attempts',
+];
 
 /** Checks the Results sheet cell by cell against the data source's own answers, in input order. */
 function checkResults(results: SheetRows, input: Customer[]): void {
@@ -160,10 +177,15 @@ describe('tax-due end to end', () => {
   });
 
   it('groups rows that share a key into one work item', async () => {
-    const base = customers(12).filter((c) => expectedOutcome(c).status === 'done').slice(0, 4);
+    const base = customers(12)
+      .filter((c) => expectedOutcome(c).status === 'done')
+      .slice(0, 4);
     // Rows of the same customer are not next to each other.
     const input: Customer[] = [0, 1, 2, 0, 3, 1, 0].map((k, n) => ({ ...base[k]!, name: `row ${n}` }));
-    const result = await runCsv('grouped', input, { input: { ...requireShape(taxConfig(source.url).pipelines[0]!, 'items').input, groupBy: 'Customer ID' }, chunkSize: 2 });
+    const result = await runCsv('grouped', input, {
+      input: { ...requireShape(taxConfig(source.url).pipelines[0]!, 'items').input, groupBy: 'Customer ID' },
+      chunkSize: 2,
+    });
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.items, 4);
     assert.equal(result.chunks, 2);
@@ -198,7 +220,10 @@ describe('tax-due end to end', () => {
     const input = customers(20);
     const result = await runCsv('dup', input, {}, { duplicateEvent: true });
     assert.equal(result.status, 'SUCCEEDED', result.error);
-    assert.deepEqual(result.intake.map((o) => o.action), ['started', 'duplicate']);
+    assert.deepEqual(
+      result.intake.map((o) => o.action),
+      ['started', 'duplicate'],
+    );
     assert.equal(result.jobs.length, 4, 'split, fan-out, consolidate and cleanup once each');
     assert.equal(result.mails.length, 1, 'one email');
   });

@@ -99,11 +99,19 @@ describe('BatchCompute', () => {
 
   it('cancels a job stuck for 30 minutes because no environment can run it', () => {
     const { stack } = build();
-    const cancel = (reason: string) => ({ Action: 'CANCEL', State: 'RUNNABLE', MaxTimeSeconds: 1800, Reason: `MISCONFIGURATION:${reason}` });
+    const cancel = (reason: string) => ({
+      Action: 'CANCEL',
+      State: 'RUNNABLE',
+      MaxTimeSeconds: 1800,
+      Reason: `MISCONFIGURATION:${reason}`,
+    });
     const t = Template.fromStack(stack);
     assert.equal(Object.keys(t.findResources('AWS::Batch::JobQueue')).length, 2);
     for (const queue of Object.values(t.findResources('AWS::Batch::JobQueue'))) {
-      assert.deepEqual(queue.Properties.JobStateTimeLimitActions, [cancel('COMPUTE_ENVIRONMENT_MAX_RESOURCE'), cancel('JOB_RESOURCE_REQUIREMENT')]);
+      assert.deepEqual(queue.Properties.JobStateTimeLimitActions, [
+        cancel('COMPUTE_ENVIRONMENT_MAX_RESOURCE'),
+        cancel('JOB_RESOURCE_REQUIREMENT'),
+      ]);
     }
   });
 
@@ -120,8 +128,15 @@ describe('BatchCompute', () => {
     const { compute } = build();
     const acknowledged = compute.node
       .findAll()
-      .flatMap((c) => c.node.metadata.filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY).map((m) => ({ path: c.node.path, ids: Object.keys(m.data as object) })));
-    assert.deepEqual(acknowledged.map((a) => a.path), ['Default/Batch/Ec2Spot/InstanceProfileRole/Resource']);
+      .flatMap((c) =>
+        c.node.metadata
+          .filter((m) => m.type === Validations.ACKNOWLEDGED_RULES_METADATA_KEY)
+          .map((m) => ({ path: c.node.path, ids: Object.keys(m.data as object) })),
+      );
+    assert.deepEqual(
+      acknowledged.map((a) => a.path),
+      ['Default/Batch/Ec2Spot/InstanceProfileRole/Resource'],
+    );
     assert.equal(acknowledged[0]!.ids.length, 1, acknowledged[0]!.ids.join(', '));
     assert.match(acknowledged[0]!.ids[0]!, /AwsSolutions-IAM4\[Policy::.*AmazonEC2ContainerServiceforEC2Role\]$/);
   });

@@ -152,7 +152,9 @@ describe('compute stack', () => {
       const manifest = JSON.parse(readFileSync(join(built.outdir, 'batch-fanout-compute.assets.json'), 'utf8'));
       const [image] = Object.values(manifest.dockerImages) as { source: { directory: string } }[];
       const context = join(built.outdir, image!.source.directory);
-      const top = readdirSync(context).filter((f) => f !== '.dockerignore').sort();
+      const top = readdirSync(context)
+        .filter((f) => f !== '.dockerignore')
+        .sort();
       assert.deepEqual(top, ['batch-jobs', 'config', 'package-lock.json', 'package.json', 'runtime', 'tsconfig.json']);
     });
 
@@ -163,7 +165,10 @@ describe('compute stack', () => {
       const context = join(built.outdir, image!.source.directory);
       const pkg = JSON.parse(readFileSync(join(context, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
       const files = sourceFiles(context);
-      assert.ok(files.some((f) => f.endsWith(join('batch-jobs', 'main.ts'))), 'the job entry point is in the context');
+      assert.ok(
+        files.some((f) => f.endsWith(join('batch-jobs', 'main.ts'))),
+        'the job entry point is in the context',
+      );
       // When every import of every file is resolved
       const problems: string[] = [];
       for (const file of files) {
@@ -171,7 +176,10 @@ describe('compute stack', () => {
           const where = `${relative(context, file)} imports "${spec}"`;
           if (spec.startsWith('.')) {
             const target = resolve(dirname(file), spec);
-            if (!target.startsWith(context + sep) || ![target, `${target}.ts`, join(target, 'index.ts')].some((p) => existsSync(p) && statSync(p).isFile())) {
+            if (
+              !target.startsWith(context + sep) ||
+              ![target, `${target}.ts`, join(target, 'index.ts')].some((p) => existsSync(p) && statSync(p).isFile())
+            ) {
               problems.push(`${where}: not in the image`);
             }
           } else if (!spec.startsWith('node:') && !builtinModules.includes(spec)) {
@@ -248,7 +256,10 @@ describe('compute stack', () => {
       assert.equal(definitions.length, threePipelines.pipelines.length * 4, 'four stages per pipeline');
       const names = definitions.flatMap((d) => (d.Properties.ContainerProperties.Environment as { Name: string }[]).map((e) => e.Name));
       assert.ok(names.includes('FANOUT_BUCKET'), 'the environments were read');
-      assert.deepEqual(names.filter((n) => n.startsWith('FANOUT_TEST_')), []);
+      assert.deepEqual(
+        names.filter((n) => n.startsWith('FANOUT_TEST_')),
+        [],
+      );
     });
 
     it('rounds fractional vCPUs up to whole vCPUs on EC2', () => {
@@ -266,7 +277,9 @@ describe('compute stack', () => {
       assert.equal(fanout.ContainerProperties.Secrets[0].Name, 'TAX_API_TOKEN');
       assert.match(JSON.stringify(fanout.ContainerProperties.Secrets[0].ValueFrom), /:secret:batch-fanout\/tax-due\/api-token/);
       assert.ok(!fanout.ContainerProperties.Environment.some((e: any) => e.Name === 'TAX_API_TOKEN'));
-      const withSecrets = Object.values(t.findResources('AWS::Batch::JobDefinition')).filter((r) => r.Properties.ContainerProperties.Secrets);
+      const withSecrets = Object.values(t.findResources('AWS::Batch::JobDefinition')).filter(
+        (r) => r.Properties.ContainerProperties.Secrets,
+      );
       assert.equal(withSecrets.length, 1);
     });
 
@@ -304,16 +317,22 @@ describe('compute stack', () => {
       assert.match(JSON.stringify(group.Properties.KmsKeyId), /AppKey/);
     });
 
-    it("tells consolidate how long a result link is valid, from config", () => {
+    it('tells consolidate how long a result link is valid, from config', () => {
       const env = jobDefinition(t, 'tax-due', 'Consolidate').ContainerProperties.Environment as { Name: string; Value: string }[];
-      assert.deepEqual(env.find((e) => e.Name === 'FANOUT_RESULT_LINK_DAYS'), { Name: 'FANOUT_RESULT_LINK_DAYS', Value: '3' });
+      assert.deepEqual(
+        env.find((e) => e.Name === 'FANOUT_RESULT_LINK_DAYS'),
+        { Name: 'FANOUT_RESULT_LINK_DAYS', Value: '3' },
+      );
     });
 
     it('sets the managed OSRM URL on the fan-out of osrm-match pipelines only', () => {
       const env = (p: string) => jobDefinition(t, p, 'Fanout').ContainerProperties.Environment as { Name: string; Value: unknown }[];
       const url = env('trips').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL');
       assert.match(JSON.stringify(url?.Value), /OsrmLoadBalancer[0-9A-F]+","DNSName"/);
-      assert.equal(env('tax-due').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), undefined);
+      assert.equal(
+        env('tax-due').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'),
+        undefined,
+      );
     });
 
     it("serves the configured extract, matching up to the osrm-match pipeline's maxPoints", () => {
@@ -349,7 +368,10 @@ describe('compute stack', () => {
 
     it('encrypts the split-done topic with the app key and refuses publishing without TLS', () => {
       const topic = idsOf(t, 'AWS::SNS::Topic', 'SplitDoneTopic')[0]!;
-      t.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^AppKey'), 'Arn'] }, DisplayName: 'batch-fanout split done' });
+      t.hasResourceProperties('AWS::SNS::Topic', {
+        KmsMasterKeyId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^AppKey'), 'Arn'] },
+        DisplayName: 'batch-fanout split done',
+      });
       t.hasResourceProperties('AWS::SNS::TopicPolicy', {
         Topics: [{ Ref: topic }],
         PolicyDocument: {
@@ -373,10 +395,7 @@ describe('compute stack', () => {
       assert.deepEqual(pattern.source, ['aws.batch']);
       assert.deepEqual(pattern['detail-type'], ['Batch Job State Change']);
       assert.deepEqual(pattern.detail.status, ['FAILED']);
-      assert.deepEqual(
-        pattern.detail.jobQueue.map((q: any) => q['Fn::GetAtt'][0]).sort(),
-        queues,
-      );
+      assert.deepEqual(pattern.detail.jobQueue.map((q: any) => q['Fn::GetAtt'][0]).sort(), queues);
       assert.match(JSON.stringify(rule.Properties.Targets[0].Arn), /OnJobFailedFunction/);
       assert.match(JSON.stringify(rule.Properties.Targets[0].DeadLetterConfig), /OnJobFailedDeadLetters/);
     });
@@ -388,7 +407,12 @@ describe('compute stack', () => {
         t.hasResourceProperties('AWS::Lambda::Function', {
           Runtime: 'nodejs22.x',
           Handler: 'index.handler',
-          LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', SystemLogLevel: 'WARN', LogGroup: { Ref: Match.stringLikeRegexp(`^${name}Logs`) } },
+          LoggingConfig: {
+            LogFormat: 'JSON',
+            ApplicationLogLevel: 'INFO',
+            SystemLogLevel: 'WARN',
+            LogGroup: { Ref: Match.stringLikeRegexp(`^${name}Logs`) },
+          },
           DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp(`^${name}DeadLetters`), 'Arn'] } },
         });
       }
@@ -425,10 +449,18 @@ describe('compute stack', () => {
         const env: Record<string, string> = { PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' };
         for (const name of names) env[name] = '{}';
         Object.assign(env, { FANOUT_BUCKET: 'bucket', FANOUT_TABLE: 'table', FANOUT_RUN_TTL_DAYS: '90', NODE_OPTIONS: '' });
-        const run = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(`file://${bundle}`)}); if (typeof m.handler !== 'function') process.exit(3);`], {
-          env,
-          encoding: 'utf8',
-        });
+        const run = spawnSync(
+          process.execPath,
+          [
+            '--input-type=module',
+            '-e',
+            `const m = await import(${JSON.stringify(`file://${bundle}`)}); if (typeof m.handler !== 'function') process.exit(3);`,
+          ],
+          {
+            env,
+            encoding: 'utf8',
+          },
+        );
         assert.equal(run.status, 0, `${id}: ${run.stderr}`);
       }
     });
@@ -451,7 +483,7 @@ describe('compute stack', () => {
       assert.doesNotMatch(text, /"\*"/);
     });
 
-    it('let on-split-done submit only fan-out, consolidate and cleanup, to this app\'s queues', () => {
+    it("let on-split-done submit only fan-out, consolidate and cleanup, to this app's queues", () => {
       const submits = statementsOf(t, 'OnSplitDoneRole').filter((s) => actionsOf(s).includes('batch:SubmitJob'));
       const text = submits.map(resourcesText).join(' ');
       for (const stage of ['Fanout', 'Consolidate', 'Cleanup']) assert.match(text, new RegExp(`PipelinetaxdueP?${stage}Definition`));
@@ -465,7 +497,10 @@ describe('compute stack', () => {
       assert.equal(s3Reads.length, 1);
       assert.match(resourcesText(s3Reads[0]!), /\/intake\/\*/);
       assert.ok(!statements.some((s) => actionsOf(s).some((a) => a.startsWith('s3:Put') || a.startsWith('s3:Delete'))));
-      const submits = statements.filter((s) => actionsOf(s).includes('batch:SubmitJob')).map(resourcesText).join(' ');
+      const submits = statements
+        .filter((s) => actionsOf(s).includes('batch:SubmitJob'))
+        .map(resourcesText)
+        .join(' ');
       assert.doesNotMatch(submits, /FanoutDefinition|ConsolidateDefinition|CleanupDefinition/);
     });
 

@@ -2,12 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { App } from 'aws-cdk-lib';
-import {
-  checkAgainstPipelines,
-  loadDeploymentConfig,
-  parseDeploymentConfig,
-  type DeploymentInput,
-} from '../../config/deployment';
+import { checkAgainstPipelines, loadDeploymentConfig, parseDeploymentConfig, type DeploymentInput } from '../../config/deployment';
 import { loadPipelinesConfig } from '../../config/pipelines';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../../lib/fanout-app';
 import { nonDefaultDeployment, projectRoot } from './fixture';
@@ -40,7 +35,10 @@ describe('deployment config', () => {
   });
 
   it('names the field and the value of a vCPU count Fargate does not offer', () => {
-    assert.throws(() => parseDeploymentConfig({ jobs: { split: { vcpus: 3, memoryMiB: 4096, timeoutMinutes: 60, attempts: 2 } } }), /jobs\.split\.vcpus.*got 3/s);
+    assert.throws(
+      () => parseDeploymentConfig({ jobs: { split: { vcpus: 3, memoryMiB: 4096, timeoutMinutes: 60, attempts: 2 } } }),
+      /jobs\.split\.vcpus.*got 3/s,
+    );
   });
 
   it('names the field of a memory size Fargate does not allow for the vCPUs', () => {
@@ -75,7 +73,10 @@ describe('deployment config', () => {
   });
 
   it('refuses an existing VPC without account and region', () => {
-    assert.throws(() => parseDeploymentConfig({ network: { vpcId: 'vpc-0abc12345def67890' } }), /network\.vpcId: an existing VPC is looked up at synth/);
+    assert.throws(
+      () => parseDeploymentConfig({ network: { vpcId: 'vpc-0abc12345def67890' } }),
+      /network\.vpcId: an existing VPC is looked up at synth/,
+    );
   });
 
   it('refuses more job attempts than AWS Batch allows', () => {
@@ -87,7 +88,10 @@ describe('deployment config', () => {
 
   it('refuses an SES identity the pipelines sender does not belong to', () => {
     const d = parseDeploymentConfig({ email: { identity: 'other.example.org' } });
-    assert.throws(() => checkAgainstPipelines(d, loadPipelinesConfig()), /email\.identity: the pipelines config's sender "batch-fanout@example\.com"/);
+    assert.throws(
+      () => checkAgainstPipelines(d, loadPipelinesConfig()),
+      /email\.identity: the pipelines config's sender "batch-fanout@example\.com"/,
+    );
   });
 
   it('accepts a domain identity the sender belongs to', () => {

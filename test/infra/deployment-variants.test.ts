@@ -43,7 +43,10 @@ describe('without a NAT gateway', () => {
     const service = subnetsOf(t, 'AWS::ECS::Service', 'OsrmService', (p) => p.NetworkConfiguration.AwsvpcConfiguration);
     assert.match(service, /"AssignPublicIp":"ENABLED"/);
     assert.match(service, /publicSubnet/);
-    assert.match(subnetsOf(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'OsrmLoadBalancer', (p) => p.Subnets), /publicSubnet/);
+    assert.match(
+      subnetsOf(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'OsrmLoadBalancer', (p) => p.Subnets),
+      /publicSubnet/,
+    );
     t.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Scheme: 'internal' });
   });
 

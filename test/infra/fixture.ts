@@ -98,7 +98,10 @@ export const tripsPipeline: AppConfigInput['pipelines'][number] = {
     baseUrl: 'http://127.0.0.1:5000',
     columns: { tripId: 'Trip', timestamp: 'Time', latitude: 'Lat', longitude: 'Lon' },
   },
-  input: { columns: [{ name: 'Trip' }, { name: 'Time' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }], groupBy: 'Trip' },
+  input: {
+    columns: [{ name: 'Trip' }, { name: 'Time' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }],
+    groupBy: 'Trip',
+  },
   recipients: ['trips@example.com'],
 };
 
@@ -154,7 +157,11 @@ export interface ValidationReport {
   readonly pluginReports: {
     readonly pluginName: string;
     readonly violations: { readonly ruleName: string; readonly violatingConstructs: { readonly constructPath: string }[] }[];
-    readonly suppressedViolations?: { readonly ruleName: string; readonly reason: string; readonly violatingConstructs: { readonly constructPath: string }[] }[];
+    readonly suppressedViolations?: {
+      readonly ruleName: string;
+      readonly reason: string;
+      readonly violatingConstructs: { readonly constructPath: string }[];
+    }[];
   }[];
 }
 

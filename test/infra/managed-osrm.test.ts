@@ -27,7 +27,9 @@ describe('managed OSRM server', () => {
     const withUrl = Object.entries(t.findResources('AWS::Batch::JobDefinition')).filter(([, r]) =>
       (r.Properties.ContainerProperties.Environment as { Name: string }[]).some((e) => e.Name === 'FANOUT_OSRM_BASE_URL'),
     );
-    const osrmPipelines = withTrips.pipelines.filter((p) => p.shape !== 'dataset' && p.shape !== 'files' && p.task.type === 'osrm-match').map((p) => p.name);
+    const osrmPipelines = withTrips.pipelines
+      .filter((p) => p.shape !== 'dataset' && p.shape !== 'files' && p.task.type === 'osrm-match')
+      .map((p) => p.name);
     assert.ok(osrmPipelines.includes('trips'));
     assert.deepEqual(
       withUrl.map(([id]) => id.replace(/Definition[0-9A-F]+$/, '')).sort(),
@@ -53,7 +55,10 @@ describe('managed OSRM server', () => {
     const service = subnetsOf(t, 'AWS::ECS::Service', 'OsrmService', (p) => p.NetworkConfiguration.AwsvpcConfiguration);
     assert.match(service, /"AssignPublicIp":"DISABLED"/);
     assert.match(service, /jobsSubnet/);
-    assert.match(subnetsOf(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'OsrmLoadBalancer', (p) => p.Subnets), /jobsSubnet/);
+    assert.match(
+      subnetsOf(t, 'AWS::ElasticLoadBalancingV2::LoadBalancer', 'OsrmLoadBalancer', (p) => p.Subnets),
+      /jobsSubnet/,
+    );
   });
 
   it("logs the load balancer's requests to the data stack's access-log bucket, which lets ELB deliver them", () => {

@@ -19,7 +19,10 @@ const merge = (name: string, engine: 'duckdb' | 'emr-serverless') => ({
   merge: { inputs: { left: 'x_list.txt', right: 'y_list.txt' }, keys: { left: ['ID'], right: ['ID'] } },
   recipients: ['ds@example.com'],
 });
-const withMerges: AppConfigInput = { ...pipelinesConfig, pipelines: [...pipelinesConfig.pipelines, merge('merge-xy', 'duckdb'), merge('merge-big', 'emr-serverless')] };
+const withMerges: AppConfigInput = {
+  ...pipelinesConfig,
+  pipelines: [...pipelinesConfig.pipelines, merge('merge-xy', 'duckdb'), merge('merge-big', 'emr-serverless')],
+};
 
 /** Every Resource of every statement of the policies attached to a role (logical id prefix). */
 function policyResources(built: BuiltApp, rolePrefix: string): unknown[] {
@@ -27,7 +30,11 @@ function policyResources(built: BuiltApp, rolePrefix: string): unknown[] {
     JSON.stringify(p.Properties.Roles).includes(rolePrefix),
   );
   assert.ok(policies.length > 0, `a policy of ${rolePrefix}`);
-  return policies.flatMap((p) => (p.Properties.PolicyDocument.Statement as { Resource: unknown }[]).flatMap((s) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource])));
+  return policies.flatMap((p) =>
+    (p.Properties.PolicyDocument.Statement as { Resource: unknown }[]).flatMap((s) =>
+      Array.isArray(s.Resource) ? s.Resource : [s.Resource],
+    ),
+  );
 }
 
 describe('merge pipelines: infrastructure', () => {
@@ -74,7 +81,9 @@ describe('merge pipelines: infrastructure', () => {
     const resources = policyResources(built, 'MergeSparkJobRole');
     for (const r of resources) assert.match(JSON.stringify(r), /PipelineBucket/, `${JSON.stringify(r)} is not the pipeline bucket`);
     const mergeRole = JSON.stringify(
-      Object.values(built.compute.findResources('AWS::IAM::Policy')).filter((p) => JSON.stringify(p.Properties.Roles).includes('MergeMergeJobRole')),
+      Object.values(built.compute.findResources('AWS::IAM::Policy')).filter((p) =>
+        JSON.stringify(p.Properties.Roles).includes('MergeMergeJobRole'),
+      ),
     );
     assert.match(mergeRole, /emr-serverless:StartJobRun/);
     assert.match(mergeRole, /emr-serverless:GetJobRun/);
@@ -82,8 +91,8 @@ describe('merge pipelines: infrastructure', () => {
   });
 
   it('hands the Spark merge its application and role, and only it', () => {
-    const defs = Object.values(built.compute.findResources('AWS::Batch::JobDefinition')).filter((d) =>
-      JSON.stringify(d.Properties.ContainerProperties.Command) === '["merge"]',
+    const defs = Object.values(built.compute.findResources('AWS::Batch::JobDefinition')).filter(
+      (d) => JSON.stringify(d.Properties.ContainerProperties.Command) === '["merge"]',
     );
     assert.equal(defs.length, 2);
     const env = (d: (typeof defs)[number]) => (d.Properties.ContainerProperties.Environment as { Name: string }[]).map((e) => e.Name);
@@ -94,7 +103,9 @@ describe('merge pipelines: infrastructure', () => {
 
   it('notifies on-intake of every file of a merge batch folder (no suffix filter)', () => {
     const [notifications] = Object.values(built.compute.findResources('Custom::S3BucketNotifications'));
-    const configs = notifications!.Properties.NotificationConfiguration.LambdaFunctionConfigurations as { Filter: { Key: { FilterRules: { Name: string; Value: string }[] } } }[];
+    const configs = notifications!.Properties.NotificationConfiguration.LambdaFunctionConfigurations as {
+      Filter: { Key: { FilterRules: { Name: string; Value: string }[] } };
+    }[];
     const forMerge = configs.filter((c) => c.Filter.Key.FilterRules.some((r) => r.Name === 'prefix' && r.Value === 'intake/merge-xy/'));
     assert.equal(forMerge.length, 1);
     assert.deepEqual(forMerge[0]!.Filter.Key.FilterRules, [{ Name: 'prefix', Value: 'intake/merge-xy/' }]);

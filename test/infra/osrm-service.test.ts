@@ -67,7 +67,9 @@ describe('OsrmService', () => {
     const { template } = build();
     template().hasResourceProperties('AWS::EC2::SecurityGroup', {
       GroupDescription: 'OSRM load balancer: match requests from inside the VPC',
-      SecurityGroupIngress: [Match.objectLike({ CidrIp: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Vpc'), 'CidrBlock'] }, FromPort: 80, ToPort: 80 })],
+      SecurityGroupIngress: [
+        Match.objectLike({ CidrIp: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Vpc'), 'CidrBlock'] }, FromPort: 80, ToPort: 80 }),
+      ],
     });
   });
 
@@ -168,7 +170,10 @@ describe('OsrmService', () => {
       const paths = readValidationReport(outdir).pluginReports.flatMap((r) =>
         r.violations.flatMap((v) => v.violatingConstructs.map((c) => `${v.ruleName} ${c.constructPath}`)),
       );
-      assert.ok(paths.some((p) => p.includes('Compute/Vpc/')), 'the report lists findings by construct path');
+      assert.ok(
+        paths.some((p) => p.includes('Compute/Vpc/')),
+        'the report lists findings by construct path',
+      );
       assert.deepEqual(
         paths.filter((p) => p.includes('/OsrmService/')),
         [],

@@ -37,7 +37,11 @@ const JOBS: Record<Stage, JobSettings> = {
 
 function build(name: string, props: Partial<PipelineJobsProps> = {}): { stack: Stack; jobs: PipelineJobs; t: () => Template } {
   const stack = bareStack();
-  const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 1, natGateways: 0, subnetConfiguration: [{ name: 'jobs', subnetType: ec2.SubnetType.PUBLIC }] });
+  const vpc = new ec2.Vpc(stack, 'Vpc', {
+    maxAzs: 1,
+    natGateways: 0,
+    subnetConfiguration: [{ name: 'jobs', subnetType: ec2.SubnetType.PUBLIC }],
+  });
   const environment = new batch.FargateComputeEnvironment(stack, 'Environment', { vpc, vpcSubnets: { subnetType: ec2.SubnetType.PUBLIC } });
   const queue = new batch.JobQueue(stack, 'Queue', { computeEnvironments: [{ computeEnvironment: environment, order: 1 }] });
   const perStage = <T>(make: (stage: Stage) => T) => Object.fromEntries(STAGES.map((s) => [s, make(s)])) as Record<Stage, T>;
@@ -120,40 +124,66 @@ describe('PipelineJobs', () => {
   it('hands no secret to a pipeline without a credential', () => {
     const template = build('heavy-lookup').t();
     template.resourceCountIs('AWS::Batch::JobDefinition', 4);
-    assert.equal(Object.keys(template.findResources('AWS::Batch::JobDefinition', { Properties: { ContainerProperties: { Secrets: Match.anyValue() } } })).length, 0);
+    assert.equal(
+      Object.keys(
+        template.findResources('AWS::Batch::JobDefinition', { Properties: { ContainerProperties: { Secrets: Match.anyValue() } } }),
+      ).length,
+      0,
+    );
   });
 
-  it("tells the fan-out how many of its children the queue runs at once", () => {
+  it('tells the fan-out how many of its children the queue runs at once', () => {
     // GIVEN a queue of 96 vCPUs and a fan-out child of 2
     const template = build('tax-due', { queueMaxVcpus: 96 }).t();
     // THEN 48 children, on the fan-out only
-    assert.deepEqual(envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'), { Name: 'FANOUT_MAX_CHILDREN', Value: '48' });
-    assert.equal(envOf(template, 'split').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'), undefined);
+    assert.deepEqual(
+      envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'),
+      { Name: 'FANOUT_MAX_CHILDREN', Value: '48' },
+    );
+    assert.equal(
+      envOf(template, 'split').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'),
+      undefined,
+    );
   });
 
   it('counts at least one child when the queue is smaller than a child', () => {
     const template = build('tax-due', { queueMaxVcpus: 1 }).t();
-    assert.deepEqual(envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'), { Name: 'FANOUT_MAX_CHILDREN', Value: '1' });
+    assert.deepEqual(
+      envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'),
+      { Name: 'FANOUT_MAX_CHILDREN', Value: '1' },
+    );
   });
 
   it('sets no child count when the queue size is not given', () => {
     const template = build('tax-due').t();
-    assert.equal(envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'), undefined);
-    assert.ok(envOf(template, 'fanout').some((e) => e.Name === 'FANOUT_BUCKET'), 'the fan-out environment was read');
+    assert.equal(
+      envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_MAX_CHILDREN'),
+      undefined,
+    );
+    assert.ok(
+      envOf(template, 'fanout').some((e) => e.Name === 'FANOUT_BUCKET'),
+      'the fan-out environment was read',
+    );
   });
 
   it('gives an osrm-match fan-out the managed OSRM URL', () => {
     const template = build('trips', { osrmBaseUrl: 'http://osrm.internal:80' }).t();
-    assert.deepEqual(envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), {
-      Name: 'FANOUT_OSRM_BASE_URL',
-      Value: 'http://osrm.internal:80',
-    });
+    assert.deepEqual(
+      envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'),
+      {
+        Name: 'FANOUT_OSRM_BASE_URL',
+        Value: 'http://osrm.internal:80',
+      },
+    );
   });
 
   it('gives an http-lookup fan-out no OSRM URL, even when there is a server', () => {
     const template = build('tax-due', { osrmBaseUrl: 'http://osrm.internal:80' }).t();
     assert.ok(envOf(template, 'fanout').length > 0);
-    assert.equal(envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'), undefined);
+    assert.equal(
+      envOf(template, 'fanout').find((e) => e.Name === 'FANOUT_OSRM_BASE_URL'),
+      undefined,
+    );
   });
 
   it('grants submitting only the stages asked for, to its own queue', () => {
@@ -164,7 +194,10 @@ describe('PipelineJobs', () => {
     jobs.grantSubmit(submitter, 'consolidate', 'cleanup');
     // THEN its policy names those two definitions and the queue, nothing else
     const statements = new Capture();
-    t().hasResourceProperties('AWS::IAM::Policy', { Roles: [{ Ref: Match.stringLikeRegexp('^Submitter') }], PolicyDocument: { Statement: statements } });
+    t().hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: Match.stringLikeRegexp('^Submitter') }],
+      PolicyDocument: { Statement: statements },
+    });
     const text = JSON.stringify(statements.asArray());
     assert.match(text, /"batch:SubmitJob"/);
     assert.match(text, /JobsConsolidateDefinition/);
@@ -181,10 +214,16 @@ describe('PipelineJobs', () => {
   });
 
   it('refuses a queue size that is not a whole number of vCPUs', () => {
-    assert.throws(() => build('tax-due', { queueMaxVcpus: 0 }), /PipelineJobs Default\/Jobs: queueMaxVcpus must be a whole number >= 1, got 0/);
+    assert.throws(
+      () => build('tax-due', { queueMaxVcpus: 0 }),
+      /PipelineJobs Default\/Jobs: queueMaxVcpus must be a whole number >= 1, got 0/,
+    );
   });
 
   it('refuses a Fargate size the stage settings do not allow', () => {
-    assert.throws(() => build('tax-due', { jobs: { ...JOBS, fanout: { ...JOBS.fanout, vcpus: 3 as never } } }), /Jobs\/Fanout: vcpus must be one of Fargate's sizes/);
+    assert.throws(
+      () => build('tax-due', { jobs: { ...JOBS, fanout: { ...JOBS.fanout, vcpus: 3 as never } } }),
+      /Jobs\/Fanout: vcpus must be one of Fargate's sizes/,
+    );
   });
 });

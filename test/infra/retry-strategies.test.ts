@@ -28,7 +28,10 @@ describe('stage retry strategies', () => {
     // Given four non-retryable codes: with the Spot reclaim and the catch-all, six conditions
     const codes = [10, 11, 12, 13];
     assert.equal(codes.length + 2, MAX_EVALUATE_ON_EXIT + 1);
-    assert.throws(() => stageRetryStrategies('fargate-spot', codes), /has 4 codes: .* makes 6 retry conditions, more than the 5 AWS Batch accepts/);
+    assert.throws(
+      () => stageRetryStrategies('fargate-spot', codes),
+      /has 4 codes: .* makes 6 retry conditions, more than the 5 AWS Batch accepts/,
+    );
     // and three still fit
     assert.equal(stageRetryStrategies('fargate-spot', codes.slice(0, 3)).length, MAX_EVALUATE_ON_EXIT);
   });

@@ -8,13 +8,7 @@ import { describe, it } from 'node:test';
 import { main } from '../../batch-jobs/main';
 import { pipelinesConfig } from '../../config/pipelines';
 import { lambdaDeps } from '../../lambda/runtime-deps';
-import {
-  handlerEnvSchema,
-  jobEnvSchema,
-  parseEnv,
-  type HandlerEnvironment,
-  type JobDefinitionEnvironments,
-} from '../../runtime/env';
+import { handlerEnvSchema, jobEnvSchema, parseEnv, type HandlerEnvironment, type JobDefinitionEnvironments } from '../../runtime/env';
 import { EnvironmentError, ExitCode } from '../../runtime/errors';
 
 const handlerEnv = {

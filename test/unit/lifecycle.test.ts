@@ -88,7 +88,8 @@ describe('run lifecycle: the table', () => {
       () => assertTransition('SUCCEEDED', 'CONSOLIDATING'),
       (err: unknown) =>
         err instanceof IllegalTransitionError &&
-        err.message === 'illegal run transition SUCCEEDED -> CONSOLIDATING: SUCCEEDED is final, a run leaves it for nothing (see runtime/lifecycle.ts)',
+        err.message ===
+          'illegal run transition SUCCEEDED -> CONSOLIDATING: SUCCEEDED is final, a run leaves it for nothing (see runtime/lifecycle.ts)',
     );
   });
 

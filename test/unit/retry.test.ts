@@ -14,7 +14,10 @@ describe('backoffDelayMs', () => {
   });
 
   it('given the smallest jitter draw, waits nothing (full jitter)', () => {
-    assert.equal(backoffDelayMs(3, policy, undefined, () => 0), 0);
+    assert.equal(
+      backoffDelayMs(3, policy, undefined, () => 0),
+      0,
+    );
   });
 
   it('given many failed attempts, never waits longer than maxDelayMs', () => {
@@ -34,11 +37,17 @@ describe('backoffDelayMs', () => {
   });
 
   it('given a Retry-After longer than the back-off, waits the Retry-After', () => {
-    assert.equal(backoffDelayMs(1, policy, 700, () => 0.5), 700);
+    assert.equal(
+      backoffDelayMs(1, policy, 700, () => 0.5),
+      700,
+    );
   });
 
   it('given a Retry-After longer than maxDelayMs, caps it at maxDelayMs', () => {
-    assert.equal(backoffDelayMs(1, policy, 60_000, () => 0.5), 1_000);
+    assert.equal(
+      backoffDelayMs(1, policy, 60_000, () => 0.5),
+      1_000,
+    );
   });
 });
 

@@ -79,9 +79,7 @@ describe('DynamoRunTable against dynalite', () => {
     await table.createRun(runRecord(runId));
 
     // when the item is read by its raw key
-    const res = await fx.clients.dynamo.send(
-      new GetCommand({ TableName: fx.emu.table, Key: { pk: `RUN#${runId}`, sk: 'RUN' } }),
-    );
+    const res = await fx.clients.dynamo.send(new GetCommand({ TableName: fx.emu.table, Key: { pk: `RUN#${runId}`, sk: 'RUN' } }));
 
     // then
     assert.equal(res.Item?.runId, runId);
@@ -237,9 +235,7 @@ describe('DynamoRunTable against dynalite', () => {
     await table.putChunks(chunkRecords(runId, 3));
 
     // when chunk 2 is read by its raw key
-    const res = await fx.clients.dynamo.send(
-      new GetCommand({ TableName: fx.emu.table, Key: { pk: `CHUNK#${runId}#2`, sk: 'CHUNK' } }),
-    );
+    const res = await fx.clients.dynamo.send(new GetCommand({ TableName: fx.emu.table, Key: { pk: `CHUNK#${runId}#2`, sk: 'CHUNK' } }));
 
     // then it is there, with a TTL so leftovers expire
     assert.equal(res.Item?.chunk, 2);

@@ -184,7 +184,7 @@ describe('local emulators', () => {
   it('accepts a raw message of sesMaxMessageBytes (the link fallback threshold for local runs)', async () => {
     // given an attachment sized so that the raw message is just under the emulator's limit
     const limit = fx.emu.sesMaxMessageBytes;
-    const attachmentBytes = Math.floor(((limit - 64 * 1024) * 3) / 4 * (76 / 78));
+    const attachmentBytes = Math.floor((((limit - 64 * 1024) * 3) / 4) * (76 / 78));
     const mailer = new SesMailer(fx.clients.ses, { maxMessageBytes: limit });
 
     // when

@@ -92,13 +92,19 @@ describe('fleet state in the run table', () => {
       // epoch 1: three children
       for (const m of [a, b, c]) await m.heartbeat(1);
       for (const m of [a, b, c]) await m.read(1);
-      assert.deepEqual([a, b, c].map((m) => m.share.ratePerSecond), [100, 100, 100]);
+      assert.deepEqual(
+        [a, b, c].map((m) => m.share.ratePerSecond),
+        [100, 100, 100],
+      );
 
       // epoch 2: c finished (it left epoch 2 after counting itself), the others take up its share
       for (const m of [a, b, c]) await m.heartbeat(2);
       await table.leaveFleet(runId, 2, c.shard);
       for (const m of [a, b]) await m.read(2);
-      assert.deepEqual([a, b].map((m) => m.share.ratePerSecond), [150, 150]);
+      assert.deepEqual(
+        [a, b].map((m) => m.share.ratePerSecond),
+        [150, 150],
+      );
 
       // epoch 3: d joins; until it has read a count that includes it, it is not ready
       const d = member(runId, 3);
@@ -108,7 +114,10 @@ describe('fleet state in the run table', () => {
       for (const m of [a, b, d]) await m.heartbeat(3);
       for (const m of [a, b, d]) await m.read(3);
       assert.equal(d.ready, true);
-      assert.deepEqual([a, b, d].map((m) => m.share.ratePerSecond), [100, 100, 100]);
+      assert.deepEqual(
+        [a, b, d].map((m) => m.share.ratePerSecond),
+        [100, 100, 100],
+      );
       assert.ok(
         [a, b, d].reduce((sum, m) => sum + (m.share.ratePerSecond ?? 0), 0) <= 300,
         'the shares never add up to more than the fleet rate',

@@ -72,10 +72,10 @@ describe('S3ObjectStore against s3rver', () => {
     const bytes = await store.getBytes('big/random.bin');
 
     // then it went up as a multipart upload of 3 parts (5 + 5 + 2 MiB)
-    assert.deepEqual(commands.filter((c) => c !== 'UploadPartCommand'), [
-      'CreateMultipartUploadCommand',
-      'CompleteMultipartUploadCommand',
-    ]);
+    assert.deepEqual(
+      commands.filter((c) => c !== 'UploadPartCommand'),
+      ['CreateMultipartUploadCommand', 'CompleteMultipartUploadCommand'],
+    );
     assert.equal(commands.filter((c) => c === 'UploadPartCommand').length, 3);
     // and both reads give the same bytes
     assert.equal(streamed.length, data.length);

@@ -48,18 +48,38 @@ describe('dataset pipelines: the merge config', () => {
 
   it('refuses an unknown join type, a two-character delimiter and uneven keys, naming each field', () => {
     const lines = problems(merge({}, { how: 'outer', delimiter: '||', keys: { left: ['a', 'b'], right: ['a'] } }));
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].merge.how:') && l.includes('"full"') && l.includes('(got "outer")')), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].merge.delimiter: must be one character')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('pipelines[0].merge.how:') && l.includes('"full"') && l.includes('(got "outer")')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('pipelines[0].merge.delimiter: must be one character')),
+      lines.join('\n'),
+    );
     // (uneven keys are reported once the other fields are valid)
     const uneven = problems(merge({}, { keys: { left: ['a', 'b'], right: ['a'] } }));
-    assert.ok(uneven.some((l) => l.startsWith('pipelines[0].merge.keys: left and right need the same number of key columns (left has 2, right 1)')), uneven.join('\n'));
+    assert.ok(
+      uneven.some((l) => l.startsWith('pipelines[0].merge.keys: left and right need the same number of key columns (left has 2, right 1)')),
+      uneven.join('\n'),
+    );
   });
 
   it('refuses an input pattern with a folder, an unknown engine and EC2 compute, saying what to do', () => {
     const lines = problems(merge({ engine: 'spark', compute: 'ec2-spot' }, { inputs: { left: 'a/x.txt', right: 'y.txt' } }));
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].merge.inputs.left: must be a file name or a glob')), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].engine:') && l.includes('"emr-serverless"')), lines.join('\n'));
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].compute: a dataset pipeline runs its merge job on Fargate Spot') && l.includes('emr-serverless')), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('pipelines[0].merge.inputs.left: must be a file name or a glob')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => l.startsWith('pipelines[0].engine:') && l.includes('"emr-serverless"')),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some(
+        (l) => l.startsWith('pipelines[0].compute: a dataset pipeline runs its merge job on Fargate Spot') && l.includes('emr-serverless'),
+      ),
+      lines.join('\n'),
+    );
   });
 
   it('matches input globs against file names only', () => {

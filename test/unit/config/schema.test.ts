@@ -89,7 +89,11 @@ describe('pipelines config', () => {
       pipelines: [
         {
           name: 'mm',
-          task: { type: 'osrm-match', baseUrl: 'http://osrm:5000', columns: { tripId: 'Trip', timestamp: 'T', latitude: 'Lat', longitude: 'Lon' } },
+          task: {
+            type: 'osrm-match',
+            baseUrl: 'http://osrm:5000',
+            columns: { tripId: 'Trip', timestamp: 'T', latitude: 'Lat', longitude: 'Lon' },
+          },
           input: { columns: [{ name: 'Trip' }, { name: 'T' }, { name: 'Lat', type: 'number' }, { name: 'Lon', type: 'number' }] },
           recipients: ['a@example.com'],
         },
@@ -105,7 +109,10 @@ describe('pipelines config', () => {
     assert.equal(loadConfigFile(good).pipelines[0]!.name, 'lookup');
     const bad = join(dir, 'bad.json');
     await writeFile(bad, '{ "pipelines": [');
-    assert.throws(() => loadConfigFile(bad), (err: unknown) => err instanceof ConfigError && err.message.includes(bad) && /not valid JSON/.test(err.message));
+    assert.throws(
+      () => loadConfigFile(bad),
+      (err: unknown) => err instanceof ConfigError && err.message.includes(bad) && /not valid JSON/.test(err.message),
+    );
   });
 
   it('matches headers case- and space-insensitively', () => {
@@ -140,7 +147,10 @@ describe('pipelines config: job shapes', () => {
   it('names the shapes there are when a pipeline names another', () => {
     const raw = minimal();
     const lines = problems({ pipelines: [{ ...raw.pipelines[0]!, shape: 'stream' }] });
-    assert.ok(lines.some((l) => l.startsWith('pipelines[0].shape') && l.includes("'items'") && l.includes("'dataset'") && l.includes("'files'")), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => l.startsWith('pipelines[0].shape') && l.includes("'items'") && l.includes("'dataset'") && l.includes("'files'")),
+      lines.join('\n'),
+    );
   });
 
   it('refuses a stage meant for one shape a pipeline of another, naming both', () => {

@@ -29,7 +29,15 @@ async function merge(name: string, left: Rows, right: Rows, input: MergeSpecInpu
   await writeDelimited(rp, right, spec.delimiter);
   const plan = planMerge(spec, await readLayout(lp, 'x.txt', 'left', spec), await readLayout(rp, 'y.txt', 'right', spec));
   const out = join(dir, `${name}.out.${spec.output.format}`);
-  const result = await runDuckdbMerge({ plan, leftPath: lp, rightPath: rp, outPath: out, memoryLimitBytes: 256 * MiB, tempDir: join(dir, 'spill'), threads: 2 });
+  const result = await runDuckdbMerge({
+    plan,
+    leftPath: lp,
+    rightPath: rp,
+    outPath: out,
+    memoryLimitBytes: 256 * MiB,
+    tempDir: join(dir, 'spill'),
+    threads: 2,
+  });
   return { ...(await readDelimited(out, spec.output.format === 'tsv' ? '\t' : ',')), counts: result.counts, plan };
 }
 
@@ -64,7 +72,11 @@ describe('DuckDB merge engine', () => {
     it(`${how} join: row for row as the nested-loop reference (duplicates, leading zeros, empty and unicode keys)`, async () => {
       // given two files with a header row
       // when they are merged on ID
-      const r = await merge(`join-${how}`, [HEADER, ...X], [HEADER, ...Y], { inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] }, how });
+      const r = await merge(`join-${how}`, [HEADER, ...X], [HEADER, ...Y], {
+        inputs: { left: 'x', right: 'y' },
+        keys: { left: ['ID'], right: ['ID'] },
+        how,
+      });
       // then the output is the reference's, in the same order, with the script's column names
       assert.deepEqual(r.header, ['ID_x', 'value_x', 'value_y']);
       assert.deepEqual(r.rows, referenceMerge(X, Y, { how, leftKeys: [0], rightKeys: [0] }));
@@ -73,7 +85,10 @@ describe('DuckDB merge engine', () => {
   }
 
   it('counts rows, unmatched rows, empty keys and keys duplicated on both sides', async () => {
-    const r = await merge('counts', [HEADER, ...X], [HEADER, ...Y], { inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] } });
+    const r = await merge('counts', [HEADER, ...X], [HEADER, ...Y], {
+      inputs: { left: 'x', right: 'y' },
+      keys: { left: ['ID'], right: ['ID'] },
+    });
     assert.deepEqual(r.counts, {
       leftRows: 9,
       rightRows: 9,
@@ -100,8 +115,19 @@ describe('DuckDB merge engine', () => {
   });
 
   it('composite keys, comma-separated input, TSV output, explicit output columns', async () => {
-    const L: Rows = [['a', '1', 'x1'], ['a', '2', 'x2'], ['b', '1', 'x3'], ['b', '', 'x4']];
-    const R: Rows = [['1', 'a', 'y1'], ['1', 'b', 'y2'], ['2', 'a', 'y3'], ['', 'b', 'y4'], ['1', 'a', 'y5']];
+    const L: Rows = [
+      ['a', '1', 'x1'],
+      ['a', '2', 'x2'],
+      ['b', '1', 'x3'],
+      ['b', '', 'x4'],
+    ];
+    const R: Rows = [
+      ['1', 'a', 'y1'],
+      ['1', 'b', 'y2'],
+      ['2', 'a', 'y3'],
+      ['', 'b', 'y4'],
+      ['1', 'a', 'y5'],
+    ];
     const r = await merge('composite', [['k1', 'k2', 'v'], ...L], [['n', 'k', 'w'], ...R], {
       inputs: { left: 'x', right: 'y' },
       keys: { left: ['k1', 'k2'], right: ['k', 'n'] },
@@ -127,7 +153,12 @@ describe('DuckDB merge engine', () => {
     const rp = join(dir, 'quoted.right.csv');
     await writeFile(lp, 'id,text\n1,"a, b"\n2,"say ""hi"""\n3,"two\nlines"\n4,=SUM(A1)\n');
     await writeFile(rp, 'id,other\n1,-5\n2,@x\n3,+1\n4,plain\n');
-    const spec = mergeSpecSchema.parse({ inputs: { left: 'x', right: 'y' }, keys: { left: ['id'], right: ['id'] }, delimiter: ',', output: { formulaSafe: true } });
+    const spec = mergeSpecSchema.parse({
+      inputs: { left: 'x', right: 'y' },
+      keys: { left: ['id'], right: ['id'] },
+      delimiter: ',',
+      output: { formulaSafe: true },
+    });
     const plan = planMerge(spec, await readLayout(lp, 'x.csv', 'left', spec), await readLayout(rp, 'y.csv', 'right', spec));
     const out = join(dir, 'quoted.out.csv');
     await runDuckdbMerge({ plan, leftPath: lp, rightPath: rp, outPath: out, memoryLimitBytes: 256 * MiB, tempDir: join(dir, 'spill') });
@@ -142,7 +173,10 @@ describe('DuckDB merge engine', () => {
   });
 
   it('a header and no rows is a valid, empty merge', async () => {
-    const r = await merge('header-only', [HEADER], [HEADER, ...Y], { inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] } });
+    const r = await merge('header-only', [HEADER], [HEADER, ...Y], {
+      inputs: { left: 'x', right: 'y' },
+      keys: { left: ['ID'], right: ['ID'] },
+    });
     assert.deepEqual(r.rows, []);
     assert.equal(r.counts.leftRows, 0);
     assert.equal(r.counts.rightRows, 9);
@@ -157,7 +191,14 @@ describe('DuckDB merge engine: bad input names file, row and column', () => {
     await writeFile(lp, leftText);
     await writeFile(rp, rightText);
     const plan = planMerge(spec, await readLayout(lp, 'x_list.txt', 'left', spec), await readLayout(rp, 'y_list.txt', 'right', spec));
-    await runDuckdbMerge({ plan, leftPath: lp, rightPath: rp, outPath: join(dir, `${name}.out`), memoryLimitBytes: 256 * MiB, tempDir: join(dir, 'spill') });
+    await runDuckdbMerge({
+      plan,
+      leftPath: lp,
+      rightPath: rp,
+      outPath: join(dir, `${name}.out`),
+      memoryLimitBytes: 256 * MiB,
+      tempDir: join(dir, 'spill'),
+    });
   }
   const rejects = (p: Promise<unknown>, re: RegExp, location: Partial<InputError['location']>) =>
     assert.rejects(p, (err: unknown) => {
@@ -168,31 +209,49 @@ describe('DuckDB merge engine: bad input names file, row and column', () => {
     });
 
   it('a missing key column lists the headers found', () =>
-    rejects(attempt('nokey', 'Id2\tvalue\n1\ta\n'), /x_list\.txt \(left input\): key column "ID" is missing; row 1 \(the header row\) has 2 columns: "Id2", "value"/, {
-      file: 'x_list.txt',
-      row: 1,
-      column: 'ID',
-    }));
+    rejects(
+      attempt('nokey', 'Id2\tvalue\n1\ta\n'),
+      /x_list\.txt \(left input\): key column "ID" is missing; row 1 \(the header row\) has 2 columns: "Id2", "value"/,
+      {
+        file: 'x_list.txt',
+        row: 1,
+        column: 'ID',
+      },
+    ));
 
   it('a comma-separated file in a tab pipeline says so', () =>
     rejects(attempt('commas', 'ID,value\n1,a\n'), /looks comma-separated, but the pipeline reads tab-separated files/, { row: 1 }));
 
   it('a row with an extra value names its row and column', () =>
-    rejects(attempt('long', 'ID\tvalue\n1\ta\n2\tb\textra\n'), /x_list\.txt \(left input\), row 3: 3 values, but the header row has 2 columns; the 3rd value is extra/, {
-      file: 'x_list.txt',
-      row: 3,
-      column: '#3',
-    }));
+    rejects(
+      attempt('long', 'ID\tvalue\n1\ta\n2\tb\textra\n'),
+      /x_list\.txt \(left input\), row 3: 3 values, but the header row has 2 columns; the 3rd value is extra/,
+      {
+        file: 'x_list.txt',
+        row: 3,
+        column: '#3',
+      },
+    ));
 
   it('a short row names the missing column', () =>
-    rejects(attempt('short', 'ID\tvalue\n1\ta\n2\n'), /row 3: 1 value, but the header row has 2 columns; column "value" and after are missing/, { row: 3, column: 'value' }));
+    rejects(
+      attempt('short', 'ID\tvalue\n1\ta\n2\n'),
+      /row 3: 1 value, but the header row has 2 columns; column "value" and after are missing/,
+      { row: 3, column: 'value' },
+    ));
 
   it('a binary file is not delimited text', () =>
-    rejects(attempt('binary', Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x0a, 0x00])), /x_list\.txt \(left input\) is not delimited text: row 1 holds a NUL byte/, {
-      row: 1,
-    }));
+    rejects(
+      attempt('binary', Buffer.from([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x0a, 0x00])),
+      /x_list\.txt \(left input\) is not delimited text: row 1 holds a NUL byte/,
+      {
+        row: 1,
+      },
+    ));
 
-  it('Latin-1 text is not UTF-8', () => rejects(attempt('latin1', Buffer.from('ID\tvalue\n1\tZo\xeb\n', 'latin1')), /is not UTF-8 text/, { file: 'x_list.txt' }));
+  it('Latin-1 text is not UTF-8', () =>
+    rejects(attempt('latin1', Buffer.from('ID\tvalue\n1\tZo\xeb\n', 'latin1')), /is not UTF-8 text/, { file: 'x_list.txt' }));
 
-  it('an empty file is refused', () => rejects(attempt('empty', ''), /x_list\.txt \(left input\) is empty \(0 bytes\)/, { file: 'x_list.txt' }));
+  it('an empty file is refused', () =>
+    rejects(attempt('empty', ''), /x_list\.txt \(left input\) is empty \(0 bytes\)/, { file: 'x_list.txt' }));
 });

@@ -27,7 +27,12 @@ function sequenceClient(bodies: object[]) {
   let n = 0;
   const handler = {
     async handle(request: { method: string; path: string; headers: Record<string, string>; body?: unknown }) {
-      requests.push({ method: request.method, path: request.path, headers: request.headers, body: typeof request.body === 'string' ? request.body : '' });
+      requests.push({
+        method: request.method,
+        path: request.path,
+        headers: request.headers,
+        body: typeof request.body === 'string' ? request.body : '',
+      });
       const body = bodies[Math.min(n++, bodies.length - 1)];
       return { response: { statusCode: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(body)) } };
     },
@@ -44,7 +49,11 @@ describe('EMR Serverless adapter', () => {
     // given an adapter whose client captures the serialized request
     const { client, requests } = capturingClient(EMRServerlessClient, {
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ applicationId: APP, jobRunId: '00fjobrun1', arn: `arn:aws:emr-serverless:us-east-1:123456789012:/applications/${APP}/jobruns/00fjobrun1` }),
+      body: JSON.stringify({
+        applicationId: APP,
+        jobRunId: '00fjobrun1',
+        arn: `arn:aws:emr-serverless:us-east-1:123456789012:/applications/${APP}/jobruns/00fjobrun1`,
+      }),
     });
     const spark = new EmrServerlessSpark(client, { applicationId: APP, executionRoleArn: ROLE, logUri: 's3://bucket/work/b1/spark/logs/' });
     // when a job run is started
@@ -59,7 +68,13 @@ describe('EMR Serverless adapter', () => {
       clientToken: job.clientToken,
       executionRoleArn: ROLE,
       name: job.name,
-      jobDriver: { sparkSubmit: { entryPoint: job.entryPoint, entryPointArguments: job.entryPointArguments, sparkSubmitParameters: SPARK_SUBMIT_PARAMETERS } },
+      jobDriver: {
+        sparkSubmit: {
+          entryPoint: job.entryPoint,
+          entryPointArguments: job.entryPointArguments,
+          sparkSubmitParameters: SPARK_SUBMIT_PARAMETERS,
+        },
+      },
       configurationOverrides: { monitoringConfiguration: { s3MonitoringConfiguration: { logUri: 's3://bucket/work/b1/spark/logs/' } } },
       executionTimeoutMinutes: 720,
       tags: job.tags,
@@ -82,7 +97,12 @@ describe('EMR Serverless adapter', () => {
       { jobRun: { applicationId: APP, jobRunId: 'r1', state: 'SUCCESS' } },
     ]);
     const slept: number[] = [];
-    const spark = new EmrServerlessSpark(client, { applicationId: APP, executionRoleArn: ROLE, pollMs: 5000, sleep: async (ms) => void slept.push(ms) });
+    const spark = new EmrServerlessSpark(client, {
+      applicationId: APP,
+      executionRoleArn: ROLE,
+      pollMs: 5000,
+      sleep: async (ms) => void slept.push(ms),
+    });
     const states: string[] = [];
     const outcome = await spark.wait('r1', undefined, (s) => states.push(s));
     assert.deepEqual(outcome, { state: 'SUCCESS', jobRunId: 'r1' });
@@ -92,9 +112,15 @@ describe('EMR Serverless adapter', () => {
   });
 
   it('reports a failed job run with its details', async () => {
-    const { client } = sequenceClient([{ jobRun: { applicationId: APP, jobRunId: 'r2', state: 'FAILED', stateDetails: 'Malformed records are detected in record parsing' } }]);
+    const { client } = sequenceClient([
+      { jobRun: { applicationId: APP, jobRunId: 'r2', state: 'FAILED', stateDetails: 'Malformed records are detected in record parsing' } },
+    ]);
     const spark = new EmrServerlessSpark(client, { applicationId: APP, executionRoleArn: ROLE, sleep: async () => undefined });
-    assert.deepEqual(await spark.wait('r2'), { state: 'FAILED', jobRunId: 'r2', details: 'Malformed records are detected in record parsing' });
+    assert.deepEqual(await spark.wait('r2'), {
+      state: 'FAILED',
+      jobRunId: 'r2',
+      details: 'Malformed records are detected in record parsing',
+    });
   });
 
   it('the PySpark runner splits the script on the separator the SQL generator writes', () => {

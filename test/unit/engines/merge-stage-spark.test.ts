@@ -23,8 +23,17 @@ import { silentLogger } from '../../../runtime/log';
 import { offlineClientConfig, startEmulatorFixture, type EmulatorFixture } from '../adapters/fixtures';
 import { referenceMerge, type Rows } from './merge-reference';
 
-const X: Rows = [['7', 'a'], ['007', 'b'], ['7', 'c'], ['', 'd']];
-const Y: Rows = [['7', 'A'], ['7', 'B'], ['9', 'C']];
+const X: Rows = [
+  ['7', 'a'],
+  ['007', 'b'],
+  ['7', 'c'],
+  ['', 'd'],
+];
+const Y: Rows = [
+  ['7', 'A'],
+  ['7', 'B'],
+  ['9', 'C'],
+];
 
 let fx: EmulatorFixture;
 let tmp: string;
@@ -74,7 +83,8 @@ describe('merge stage on EMR Serverless', () => {
     const reference = referenceMerge(X, Y, { how: 'left', leftKeys: [0], rightKeys: [0] });
     const handler = {
       async handle(request: { method: string; path: string; body?: unknown }) {
-        const body = typeof request.body === 'string' ? request.body : request.body ? Buffer.from(request.body as Uint8Array).toString('utf8') : '';
+        const body =
+          typeof request.body === 'string' ? request.body : request.body ? Buffer.from(request.body as Uint8Array).toString('utf8') : '';
         requests.push({ method: request.method, path: request.path, body });
         let response: object;
         if (request.method === 'POST') {
@@ -89,11 +99,17 @@ describe('merge stage on EMR Serverless', () => {
             `${stats}part-00000-def.json`,
             `${JSON.stringify({ left_rows: 4, right_rows: 3, matched_pairs: 4, left_unmatched: 2, right_unmatched: 1, keys_duplicated_both_sides: 1, left_empty_keys: 1, right_empty_keys: 0 })}\n`,
           );
-          response = { applicationId: '00fapp', jobRunId: 'jr-1', arn: 'arn:aws:emr-serverless:us-east-1:123456789012:/applications/00fapp/jobruns/jr-1' };
+          response = {
+            applicationId: '00fapp',
+            jobRunId: 'jr-1',
+            arn: 'arn:aws:emr-serverless:us-east-1:123456789012:/applications/00fapp/jobruns/jr-1',
+          };
         } else {
           response = { jobRun: { applicationId: '00fapp', jobRunId: 'jr-1', state: requests.length < 3 ? 'RUNNING' : 'SUCCESS' } };
         }
-        return { response: { statusCode: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(response)) } };
+        return {
+          response: { statusCode: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify(response)) },
+        };
       },
       updateHttpClientConfig() {},
       httpHandlerConfigs() {
@@ -135,11 +151,17 @@ describe('merge stage on EMR Serverless', () => {
     assert.equal(script.split(`\n${STATEMENT_SEPARATOR}\n`).length, 6);
     assert.match(script, /LEFT OUTER JOIN/);
     // waited until SUCCESS
-    assert.deepEqual(requests.slice(1).map((r) => r.method), ['GET', 'GET']);
+    assert.deepEqual(
+      requests.slice(1).map((r) => r.method),
+      ['GET', 'GET'],
+    );
     // manifest, counts, run record
     assert.equal(result.outputKeys[0], 'results/merge-big/b9/merged.manifest.json');
     const manifest = JSON.parse((await store.getBytes(result.outputKeys[0]!)).toString());
-    assert.deepEqual(manifest.parts.map((p: { key: string }) => p.key), ['results/merge-big/b9/merged/part-00000-abc.csv', 'results/merge-big/b9/merged/part-00001-abc.csv']);
+    assert.deepEqual(
+      manifest.parts.map((p: { key: string }) => p.key),
+      ['results/merge-big/b9/merged/part-00000-abc.csv', 'results/merge-big/b9/merged/part-00001-abc.csv'],
+    );
     assert.equal(manifest.rows, reference.length);
     assert.deepEqual(manifest.columns, ['ID_x', 'value_x', 'value_y']);
     assert.equal(result.counts.outputRows, 6); // 4 pairs + 2 unmatched left rows

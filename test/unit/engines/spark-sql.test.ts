@@ -40,10 +40,22 @@ describe('Spark SQL of a merge', () => {
         leftSrc,
         "CREATE TEMPORARY VIEW fanout_left_src (c1 STRING, c2 STRING) USING csv OPTIONS (path 's3://bucket/intake/merge-xy/b1/x_list.txt', header 'true', sep '\\t', quote '\"', escape '\"', multiLine 'true', mode 'FAILFAST', encoding 'UTF-8', enforceSchema 'true', ignoreLeadingWhiteSpace 'false', ignoreTrailingWhiteSpace 'false')",
       );
-      assert.equal(leftView, 'CREATE TEMPORARY VIEW fanout_left AS SELECT *, monotonically_increasing_id() AS fanout_rn FROM fanout_left_src');
-      assert.match(rightSrc, /^CREATE TEMPORARY VIEW fanout_right_src \(c1 STRING, c2 STRING\) USING csv OPTIONS \(path 's3:\/\/bucket\/intake\/merge-xy\/b1\/y_list\.txt', header 'true'/);
-      assert.equal(rightView, 'CREATE TEMPORARY VIEW fanout_right AS SELECT *, monotonically_increasing_id() AS fanout_rn FROM fanout_right_src');
-      assert.match(stats, /^INSERT OVERWRITE DIRECTORY 's3:\/\/bucket\/work\/run1\/spark\/stats\/' USING json SELECT \/\*\+ COALESCE\(1\) \*\/ \* FROM \(WITH/);
+      assert.equal(
+        leftView,
+        'CREATE TEMPORARY VIEW fanout_left AS SELECT *, monotonically_increasing_id() AS fanout_rn FROM fanout_left_src',
+      );
+      assert.match(
+        rightSrc,
+        /^CREATE TEMPORARY VIEW fanout_right_src \(c1 STRING, c2 STRING\) USING csv OPTIONS \(path 's3:\/\/bucket\/intake\/merge-xy\/b1\/y_list\.txt', header 'true'/,
+      );
+      assert.equal(
+        rightView,
+        'CREATE TEMPORARY VIEW fanout_right AS SELECT *, monotonically_increasing_id() AS fanout_rn FROM fanout_right_src',
+      );
+      assert.match(
+        stats,
+        /^INSERT OVERWRITE DIRECTORY 's3:\/\/bucket\/work\/run1\/spark\/stats\/' USING json SELECT \/\*\+ COALESCE\(1\) \*\/ \* FROM \(WITH/,
+      );
       const key = how === 'right' || how === 'full' ? 'coalesce(l.c1, r.c1)' : 'l.c1';
       assert.equal(
         join,
@@ -84,8 +96,21 @@ describe('Spark SQL of a merge, its SELECT run on DuckDB', () => {
   after(async () => {
     await rm(dir, { recursive: true, force: true });
   });
-  const X: Rows = [['7', 'a'], ['007', 'b'], ['', 'c'], ['7', 'd'], ['ü', 'e']];
-  const Y: Rows = [['7', 'A'], ['7', 'B'], ['7 ', 'C'], ['', 'D'], ['ü', 'E'], ['9', 'F']];
+  const X: Rows = [
+    ['7', 'a'],
+    ['007', 'b'],
+    ['', 'c'],
+    ['7', 'd'],
+    ['ü', 'e'],
+  ];
+  const Y: Rows = [
+    ['7', 'A'],
+    ['7', 'B'],
+    ['7 ', 'C'],
+    ['', 'D'],
+    ['ü', 'E'],
+    ['9', 'F'],
+  ];
   for (const how of JOIN_TYPES) {
     it(`${how}: the same rows, in the same order, as the reference`, async () => {
       const p = plan({ how });

@@ -65,11 +65,23 @@ describe('sources config', () => {
         { ...source, schedule: 'every 5 minutes', afterCopy: { moveTo: '/done' } },
       ],
     });
-    assert.ok(lines.some((l) => /^sources\[0\]\.hostKeySha256: must be SHA256:/.test(l)), lines.join('\n'));
-    assert.ok(lines.some((l) => /^sources\[1\]\.schedule: must be rate/.test(l)), lines.join('\n'));
+    assert.ok(
+      lines.some((l) => /^sources\[0\]\.hostKeySha256: must be SHA256:/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /^sources\[1\]\.schedule: must be rate/.test(l)),
+      lines.join('\n'),
+    );
     const refined = problems({ pipelines: [filesPipeline], sources: [{ ...source, pipeline: 'nope' }, source] });
-    assert.ok(refined.some((l) => /^sources\[0\]\.pipeline: "nope" is not a pipeline of this config \(xml-json\)/.test(l)), refined.join('\n'));
-    assert.ok(refined.some((l) => /^sources\[1\]\.name: duplicate source name "partner-a"/.test(l)), refined.join('\n'));
+    assert.ok(
+      refined.some((l) => /^sources\[0\]\.pipeline: "nope" is not a pipeline of this config \(xml-json\)/.test(l)),
+      refined.join('\n'),
+    );
+    assert.ok(
+      refined.some((l) => /^sources\[1\]\.name: duplicate source name "partner-a"/.test(l)),
+      refined.join('\n'),
+    );
   });
 
   it('matches file names against globs with classes and alternatives', () => {

@@ -14,17 +14,32 @@ describe('handler helpers', () => {
   });
 
   it('reads a split-done message and refuses anything else, quoting it', () => {
-    assert.deepEqual(parseSplitDone('{"runId":"r","pipeline":"p","chunks":3,"items":30}'), { runId: 'r', pipeline: 'p', chunks: 3, items: 30 });
+    assert.deepEqual(parseSplitDone('{"runId":"r","pipeline":"p","chunks":3,"items":30}'), {
+      runId: 'r',
+      pipeline: 'p',
+      chunks: 3,
+      items: 30,
+    });
     assert.throws(() => parseSplitDone('{"runId":"r"}'), /needs runId, pipeline, chunks.*"runId":"r"/);
     assert.throws(() => parseSplitDone('hello'), /not JSON.*hello/);
   });
 
   it('describes a storage failure of a fan-out child with its chunk, attempts and cause', () => {
     const text = describeJobFailure(
-      { jobName: 'j', jobId: 'a:4', status: 'FAILED', container: { exitCode: ExitCode.STORAGE }, attempts: [{}, {}, {}], arrayProperties: { index: 4 } },
+      {
+        jobName: 'j',
+        jobId: 'a:4',
+        status: 'FAILED',
+        container: { exitCode: ExitCode.STORAGE },
+        attempts: [{}, {}, {}],
+        arrayProperties: { index: 4 },
+      },
       'fanout',
     );
-    assert.match(text, /processing the work items.*\(chunk 4\) failed after 3 attempt\(s\): the storage bucket could not be read or written/);
+    assert.match(
+      text,
+      /processing the work items.*\(chunk 4\) failed after 3 attempt\(s\): the storage bucket could not be read or written/,
+    );
     assert.match(text, /Upload the file again/);
   });
 
@@ -43,7 +58,14 @@ describe('handler helpers', () => {
   });
 
   it('writes a failure email that says what went wrong and what to do', () => {
-    const mail = failureMail({ from: 'f@example.com', to: ['t@example.com'], pipeline: 'p', inputName: 'x.csv', runId: 'r1', reason: 'x.csv has no column "Tax Year".' });
+    const mail = failureMail({
+      from: 'f@example.com',
+      to: ['t@example.com'],
+      pipeline: 'p',
+      inputName: 'x.csv',
+      runId: 'r1',
+      reason: 'x.csv has no column "Tax Year".',
+    });
     assert.match(mail.subject, /FAILED p: x\.csv/);
     assert.match(mail.text, /no column "Tax Year"/);
     assert.match(mail.text, /upload the file again/);

@@ -33,10 +33,12 @@ async function startServer(routes: Record<string, Handler>) {
   };
 }
 
-const json = (status: number, body: unknown, headers: Record<string, string> = {}): Handler => (_req, res) => {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body));
-};
+const json =
+  (status: number, body: unknown, headers: Record<string, string> = {}): Handler =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-type': 'application/json', ...headers });
+    res.end(JSON.stringify(body));
+  };
 
 describe('HttpClient', () => {
   let server: Awaited<ReturnType<typeof startServer>>;
@@ -86,9 +88,7 @@ describe('HttpClient', () => {
     const pooled = new HttpClient({ connections: 4 });
     const before = server.sockets();
     for (let round = 0; round < 10; round++) {
-      await Promise.all(
-        Array.from({ length: 4 }, () => pooled.requestJson({ method: 'GET', url: `${server.url}/ok`, timeoutMs: 2_000 })),
-      );
+      await Promise.all(Array.from({ length: 4 }, () => pooled.requestJson({ method: 'GET', url: `${server.url}/ok`, timeoutMs: 2_000 })));
     }
     await pooled.close();
     assert.ok(server.sockets() - before <= 4, `opened ${server.sockets() - before} sockets for 40 requests`);
@@ -163,17 +163,11 @@ describe('HttpClient', () => {
   });
 
   it('given another 4xx, fails with a PermanentError', async () => {
-    await assert.rejects(
-      getJson('/forbidden'),
-      (err: unknown) => err instanceof PermanentError && /HTTP 403 Forbidden/.test(err.message),
-    );
+    await assert.rejects(getJson('/forbidden'), (err: unknown) => err instanceof PermanentError && /HTTP 403 Forbidden/.test(err.message));
   });
 
   it('given a redirect, does not follow it and fails with a PermanentError', async () => {
-    await assert.rejects(
-      getJson('/moved'),
-      (err: unknown) => err instanceof PermanentError && /HTTP 302 Found/.test(err.message),
-    );
+    await assert.rejects(getJson('/moved'), (err: unknown) => err instanceof PermanentError && /HTTP 302 Found/.test(err.message));
   });
 
   it('given a 2xx with a body that is not JSON, fails with a TransientError', async () => {
@@ -194,7 +188,7 @@ describe('HttpClient', () => {
     assert.equal(res.body, '{"error":"no such customer"}');
   });
 
-  it('given the caller aborts, rejects with the caller\'s reason rather than a TransientError', async () => {
+  it("given the caller aborts, rejects with the caller's reason rather than a TransientError", async () => {
     const controller = new AbortController();
     const pending = client.request({ method: 'GET', url: `${server.url}/slow`, timeoutMs: 5_000, signal: controller.signal });
     setTimeout(() => controller.abort(new Error('child shutting down')), 20);

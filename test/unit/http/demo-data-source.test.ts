@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import {
-  DEMO_TOKEN,
-  isKnownCustomer,
-  startDemoDataSource,
-  taxDueFor,
-  type DemoDataSource,
-} from '../../../local/sources/demo-data-source';
+import { DEMO_TOKEN, isKnownCustomer, startDemoDataSource, taxDueFor, type DemoDataSource } from '../../../local/sources/demo-data-source';
 import { customerRows, customersCsv, specialRows } from '../../../examples/tax-due/make-customers';
 import { HttpClient } from '../../../batch-jobs/http/client';
 
@@ -116,7 +110,10 @@ describe('demo customers', () => {
     const rows = customerRows(2_400);
     const special = specialRows(2_400);
     assert.equal(special.unknownIds.filter((r) => !isKnownCustomer(rows[r][0])).length, 4);
-    assert.deepEqual(special.invalidYears.map((r) => rows[r][2]), ['20x3', 'last year', '2O22']);
+    assert.deepEqual(
+      special.invalidYears.map((r) => rows[r][2]),
+      ['20x3', 'last year', '2O22'],
+    );
     assert.ok(rows[special.formulaName][1].startsWith('='));
     const known = rows.filter((r) => isKnownCustomer(r[0].trim())).length;
     assert.equal(known, 2_400 - 4);

@@ -92,7 +92,10 @@ describe('forEachConcurrent', () => {
       yield 1;
       throw new Error('chunk file truncated');
     }
-    await assert.rejects(forEachConcurrent(source(), 2, async () => {}), /chunk file truncated/);
+    await assert.rejects(
+      forEachConcurrent(source(), 2, async () => {}),
+      /chunk file truncated/,
+    );
   });
 
   it('given no items, resolves without calling', async () => {
@@ -102,6 +105,9 @@ describe('forEachConcurrent', () => {
   });
 
   it('given a concurrency below 1, refuses it', async () => {
-    await assert.rejects(forEachConcurrent([1], 0, async () => {}), /concurrency/);
+    await assert.rejects(
+      forEachConcurrent([1], 0, async () => {}),
+      /concurrency/,
+    );
   });
 });

@@ -90,7 +90,11 @@ describe('SourceGuard', () => {
 
   function acquireMany(guard: SourceGuard, n: number, signal?: AbortSignal) {
     const admitted: number[] = [];
-    for (let i = 0; i < n; i++) void guard.acquire(signal).then(() => admitted.push(i), () => undefined);
+    for (let i = 0; i < n; i++)
+      void guard.acquire(signal).then(
+        () => admitted.push(i),
+        () => undefined,
+      );
     return admitted;
   }
 

@@ -43,7 +43,10 @@ describe('stop-after-items hook', () => {
 
   it('names the variable and the value when it is not a whole number >= 1', () => {
     for (const bad of ['0', '2.5', 'ten']) {
-      assert.throws(() => stopAfterItemsHook({ ...local, [STOP_AFTER_ITEMS_ENV]: bad }, true), new RegExp(`${STOP_AFTER_ITEMS_ENV} must be a whole number >= 1, got "${bad}"`));
+      assert.throws(
+        () => stopAfterItemsHook({ ...local, [STOP_AFTER_ITEMS_ENV]: bad }, true),
+        new RegExp(`${STOP_AFTER_ITEMS_ENV} must be a whole number >= 1, got "${bad}"`),
+      );
     }
   });
 

@@ -122,7 +122,10 @@ describe('LocalJobRunner', () => {
     const runs = await seen(out);
     assert.deepEqual(runs.map((s) => s.index).sort(), ['0', '1', '2', '3']);
     assert.ok(runs.every((s) => s.attempt === '1' && s.runId === 'run-1' && s.extra === 'x'));
-    assert.deepEqual(runs.map((s) => s.jobId).sort(), [0, 1, 2, 3].map((i) => `${jobId}:${i}`));
+    assert.deepEqual(
+      runs.map((s) => s.jobId).sort(),
+      [0, 1, 2, 3].map((i) => `${jobId}:${i}`),
+    );
     assert.equal(r.list()[0]!.state, 'SUCCEEDED');
   });
 
@@ -193,10 +196,7 @@ describe('LocalJobRunner', () => {
     const { r, failed } = runner(out, { fanout: 'bad-input' });
     const { jobId } = await r.submit(job('fanout', { arraySize: 2 }));
     await r.idle();
-    assert.deepEqual(
-      failed.map((d) => d.jobId).sort(),
-      [jobId, `${jobId}:0`, `${jobId}:1`].sort(),
-    );
+    assert.deepEqual(failed.map((d) => d.jobId).sort(), [jobId, `${jobId}:0`, `${jobId}:1`].sort());
     assert.equal(failed.find((d) => d.jobId === `${jobId}:1`)?.arrayProperties?.index, 1);
     assert.equal(failed.find((d) => d.jobId === jobId)?.statusReason, 'Array Child Job failed');
   });
@@ -206,20 +206,30 @@ describe('LocalJobRunner', () => {
     const out = await freshOut('timeout');
     const clock = new ManualClock();
     const fired: number[] = [];
-    const { r, failed } = runner(out, { cleanup: 'hang' }, {
-      timeoutMs: 300_000,
-      killGraceMs: 7_000,
-      attempts: 2,
-      clock,
-      // When each attempt has started, its timeout passes
-      onProgress: () => fired.push(clock.fire(300_000)),
-    });
+    const { r, failed } = runner(
+      out,
+      { cleanup: 'hang' },
+      {
+        timeoutMs: 300_000,
+        killGraceMs: 7_000,
+        attempts: 2,
+        clock,
+        // When each attempt has started, its timeout passes
+        onProgress: () => fired.push(clock.fire(300_000)),
+      },
+    );
     await r.submit(job('cleanup'));
     await r.idle();
     // Then each attempt was stopped by SIGTERM, and the job failed for good after two
     assert.deepEqual(fired, [1, 1], "one timeout per attempt, armed with the job's timeout");
     const attempts = r.list()[0]!.attempts;
-    assert.deepEqual(attempts.map((a) => [a.attempt, a.signal]), [[1, 'SIGTERM'], [2, 'SIGTERM']]);
+    assert.deepEqual(
+      attempts.map((a) => [a.attempt, a.signal]),
+      [
+        [1, 'SIGTERM'],
+        [2, 'SIGTERM'],
+      ],
+    );
     assert.equal((await seen(out)).length, 2);
     assert.equal(failed.length, 1);
     assert.match(failed[0]!.statusReason ?? '', /Job attempt duration exceeded timeout \(300 s\)/);
@@ -230,45 +240,57 @@ describe('LocalJobRunner', () => {
     // Given a stage that never ends and ignores SIGTERM
     const out = await freshOut('kill');
     const clock = new ManualClock();
-    const { r, failed } = runner(out, { cleanup: 'hang-ignore-term' }, {
-      timeoutMs: 300_000,
-      killGraceMs: 7_000,
-      attempts: 1,
-      clock,
-      // When its timeout passes (report 0: started), then the grace (report 1: it got SIGTERM and stayed)
-      onProgress: (_job, report) => clock.fire(report.done === 0 ? 300_000 : 7_000),
-    });
+    const { r, failed } = runner(
+      out,
+      { cleanup: 'hang-ignore-term' },
+      {
+        timeoutMs: 300_000,
+        killGraceMs: 7_000,
+        attempts: 1,
+        clock,
+        // When its timeout passes (report 0: started), then the grace (report 1: it got SIGTERM and stayed)
+        onProgress: (_job, report) => clock.fire(report.done === 0 ? 300_000 : 7_000),
+      },
+    );
     await r.submit(job('cleanup'));
     await r.idle();
     // Then SIGKILL ended it
-    assert.deepEqual(r.list()[0]!.attempts.map((a) => a.signal), ['SIGKILL']);
+    assert.deepEqual(
+      r.list()[0]!.attempts.map((a) => a.signal),
+      ['SIGKILL'],
+    );
     assert.equal(failed.length, 1);
     assert.match(failed[0]!.statusReason ?? '', /timeout/);
   });
 
   it('hands the stop-after-items test hook to the attempts it names only', async () => {
     const out = await freshOut('stop-after');
-    const { r } = runner(out, { fanout: 'fail-first' }, {
-      stopAfterItems: (stage, attempt, index) => (stage === 'fanout' && attempt === 1 && index === 1 ? 5 : undefined),
-    });
+    const { r } = runner(
+      out,
+      { fanout: 'fail-first' },
+      {
+        stopAfterItems: (stage, attempt, index) => (stage === 'fanout' && attempt === 1 && index === 1 ? 5 : undefined),
+      },
+    );
     await r.submit(job('fanout', { arraySize: 2 }));
     await r.idle();
     const runs = await seen(out);
-    assert.deepEqual(
-      runs.map((s) => `${s.index}/${s.attempt}:${s.stopAfter ?? '-'}`).sort(),
-      ['0/1:-', '0/2:-', '1/1:5', '1/2:-'],
-    );
+    assert.deepEqual(runs.map((s) => `${s.index}/${s.attempt}:${s.stopAfter ?? '-'}`).sort(), ['0/1:-', '0/2:-', '1/1:5', '1/2:-']);
   });
 
   it('delivers split-done over IPC to the handler, and idle() waits for it', async () => {
     const out = await freshOut('ipc');
     const got: SplitDoneMessage[] = [];
-    const { r } = runner(out, { split: 'split-done' }, {
-      onSplitDone: async (m) => {
-        await new Promise((res) => setTimeout(res, 50));
-        got.push(m);
+    const { r } = runner(
+      out,
+      { split: 'split-done' },
+      {
+        onSplitDone: async (m) => {
+          await new Promise((res) => setTimeout(res, 50));
+          got.push(m);
+        },
       },
-    });
+    );
     await r.submit(job('split'));
     await r.idle();
     assert.deepEqual(got, [{ runId: 'run-1', pipeline: 'p', chunks: 3, items: 7 }]);

@@ -79,10 +79,7 @@ describe('--stack', () => {
     assert.equal(target.store.bucket, 'bkt');
     assert.equal(target.table.tableName, 'tbl');
     assert.equal(target.describe, 'stack acme (us-east-1)');
-    assert.deepEqual(
-      requests.map((r) => new URLSearchParams(r.body).get('StackName')).sort(),
-      ['acme-compute', 'acme-data'],
-    );
+    assert.deepEqual(requests.map((r) => new URLSearchParams(r.body).get('StackName')).sort(), ['acme-compute', 'acme-data']);
     assert.ok(requests.every((r) => new URLSearchParams(r.body).get('Action') === 'DescribeStacks'));
   });
 
@@ -91,9 +88,15 @@ describe('--stack', () => {
       statusCode: 400,
       body: '<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code><Message>Stack with id acme-data does not exist</Message></Error></ErrorResponse>',
     });
-    await assert.rejects(openTarget({ stack: 'acme', env: { AWS_REGION: 'eu-west-1' }, cloudFormation: client }), /stack acme-(data|compute) is not deployed in eu-west-1/);
+    await assert.rejects(
+      openTarget({ stack: 'acme', env: { AWS_REGION: 'eu-west-1' }, cloudFormation: client }),
+      /stack acme-(data|compute) is not deployed in eu-west-1/,
+    );
     const noCreds = Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' });
-    assert.match(describeAwsFailure(noCreds, 'acme-data', 'eu-west-1').message, /no AWS credentials found for stack acme-data: set AWS_PROFILE/);
+    assert.match(
+      describeAwsFailure(noCreds, 'acme-data', 'eu-west-1').message,
+      /no AWS credentials found for stack acme-data: set AWS_PROFILE/,
+    );
     assert.equal(describeAwsFailure(noCreds, 'acme-data', 'eu-west-1').exitCode, 2);
   });
 });
@@ -109,7 +112,10 @@ describe('fanout estimate', () => {
     // 500 items a chunk at 64 in flight, 100 ms a call: 0.78 s, plus one call.
     assert.equal(quiet.fanout.boundBy, 'latency');
     assert.equal(quiet.fanout.wallSeconds, 0.9);
-    const limited = estimate(shape, { ...pipeline, rateLimitPerSecond: 50 }, prices, { latency: { meanMs: 100, transientShare: 0, source: 't' }, parallel: 5 });
+    const limited = estimate(shape, { ...pipeline, rateLimitPerSecond: 50 }, prices, {
+      latency: { meanMs: 100, transientShare: 0, source: 't' },
+      parallel: 5,
+    });
     assert.equal(limited.fanout.boundBy, 'rate limit');
     assert.equal(limited.fanout.callsPerSecond, 50);
     assert.equal(limited.fanout.wallSeconds, 50.1, '500 items at 10/s per child, plus one call');

@@ -108,7 +108,10 @@ describe('chunking: one row per item', () => {
       // then it fails at the 7th item, without reading the rest
       assert.ok(err instanceof InputError);
       assert.equal(pulled.count, 7);
-      assert.match(err.message, /^the input has more than 6 work items, but at most 6 fit in 3 chunks of 2 \(3 is the AWS Batch array limit\)/);
+      assert.match(
+        err.message,
+        /^the input has more than 6 work items, but at most 6 fit in 3 chunks of 2 \(3 is the AWS Batch array limit\)/,
+      );
       assert.match(err.message, /Raise the pipeline's chunkSize \(up to 10,000 items per chunk\) or split the file/);
     });
   });
@@ -172,8 +175,24 @@ describe('chunking: grouped', () => {
       const { result, items } = await chunk(sourceRows(rows), { tmpDir, groupBy: 'trip' });
       assert.deepEqual(result, { rows: 5, items: 3, chunks: 1, invalidItems: 0 });
       assert.deepEqual(items[0], [
-        { i: 0, k: 'A', r: [2, 4], d: [{ Trip: 'A', P: 1 }, { Trip: ' A ', P: 3 }] },
-        { i: 1, k: 'B', r: [3, 6], d: [{ Trip: 'B', P: 2 }, { Trip: 'B', P: 5 }] },
+        {
+          i: 0,
+          k: 'A',
+          r: [2, 4],
+          d: [
+            { Trip: 'A', P: 1 },
+            { Trip: ' A ', P: 3 },
+          ],
+        },
+        {
+          i: 1,
+          k: 'B',
+          r: [3, 6],
+          d: [
+            { Trip: 'B', P: 2 },
+            { Trip: 'B', P: 5 },
+          ],
+        },
         { i: 2, k: 'C', r: [5], d: [{ Trip: 'C', P: 4 }] },
       ]);
     });
@@ -253,7 +272,7 @@ describe('chunking: grouped', () => {
     await withTempDir(async (tmpDir) => {
       // given 3,000 rows of 450 trips in a scattered order, some rows with problems and empty keys
       let seed = 42;
-      const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+      const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
       const rows = Array.from({ length: 3000 }, (_, i) => {
         const trip = random() < 0.01 ? '' : `trip-${Math.floor(random() * 450)}`;
         return { row: { Trip: trip, Seq: i, Lat: random() }, problems: i % 97 === 0 ? [`row ${i + 2}, column "Lat": bad`] : [] };

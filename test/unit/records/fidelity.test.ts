@@ -27,7 +27,12 @@ interface RoundTrip {
  * then Status, Error, Attempts; a row with problems is failed with them as its error), then reads
  * that workbook back with openpyxl.
  */
-async function throughResults(input: Buffer | string, fileName: string, columns: ColumnConfig[], opts: Partial<OpenRecordsOptions> = {}): Promise<RoundTrip> {
+async function throughResults(
+  input: Buffer | string,
+  fileName: string,
+  columns: ColumnConfig[],
+  opts: Partial<OpenRecordsOptions> = {},
+): Promise<RoundTrip> {
   const source = await openRecords(streamOf(input, 4096), { fileName, columns, ...opts });
   const types = new Map(columns.map((c) => [c.name, c.type] as const));
   const [status, error, attempts] = distinctNames(source.columns, ['Status', 'Error', 'Attempts']) as [string, string, string];
@@ -47,7 +52,12 @@ async function throughResults(input: Buffer | string, fileName: string, columns:
     });
     for await (const r of source.rows) {
       const failed = r.problems.length > 0;
-      await wb.addResult([...source.columns.map((c) => r.row[c] ?? null), failed ? 'failed' : 'done', failed ? r.problems.join('; ') : null, failed ? 0 : 1]);
+      await wb.addResult([
+        ...source.columns.map((c) => r.row[c] ?? null),
+        failed ? 'failed' : 'done',
+        failed ? r.problems.join('; ') : null,
+        failed ? 0 : 1,
+      ]);
     }
     const files = await wb.finish(source.notes.map((n) => ['Input note', n] as const));
     const sheets = await readWithOpenpyxl(files.workbookPath);
@@ -91,7 +101,9 @@ data.append(['A1', 'Zoë'])
 `);
     const { results, summary } = await throughResults(xlsx, 'later.xlsx', [col('Customer ID'), col('Name')]);
     assert.deepEqual(results.slice(1), [['A1', 'Zoë', 'done', null, 1]]);
-    assert.deepEqual(notes(summary), ['Read sheet "Customers": the sheet before it ("Cover") has no header row with the pipeline\'s columns.']);
+    assert.deepEqual(notes(summary), [
+      'Read sheet "Customers": the sheet before it ("Cover") has no header row with the pipeline\'s columns.',
+    ]);
   });
 
   test('5. when no sheet has a header row, each sheet is listed with its first non-empty row', async () => {
@@ -168,7 +180,9 @@ ws.append(['Tax run 2026'])
 ws.append(['Customer', 'Tax Year'])
 ws.append(['A1', 2024])
 `);
-    const err = await rejection(throughResults(noHeader, 'closest.xlsx', [col('Customer ID'), col('Tax Year', 'integer')], { headerSearchRows: 3 }));
+    const err = await rejection(
+      throughResults(noHeader, 'closest.xlsx', [col('Customer ID'), col('Tax Year', 'integer')], { headerSearchRows: 3 }),
+    );
     assert.equal(
       err.message,
       'closest.xlsx, sheet "Sheet": required column "Customer ID" is missing from the header row (row 2, the closest match among the first 3 non-empty rows). Headers found: "Customer", "Tax Year". Add the missing column (header matching ignores case and extra spaces) and upload the file again.',
@@ -212,9 +226,12 @@ describe('input fidelity: CSV and long cells', () => {
     ]);
   });
 
-  test('4. a cell past Excel\'s 32,767 characters is cut in the workbook, whole in a CSV beside it, and its row says so', async () => {
+  test("4. a cell past Excel's 32,767 characters is cut in the workbook, whole in a CSV beside it, and its row says so", async () => {
     const long = `${'a'.repeat(40_000)}z`;
-    const { results, summary, beside } = await throughResults(`Customer ID,Notes\nA1,${long}\nA2,short\n`, 'long.csv', [col('Customer ID'), col('Notes')]);
+    const { results, summary, beside } = await throughResults(`Customer ID,Notes\nA1,${long}\nA2,short\n`, 'long.csv', [
+      col('Customer ID'),
+      col('Notes'),
+    ]);
     assert.equal(results[1]![1], long.slice(0, 32_767));
     assert.equal(
       results[1]![3],
@@ -224,7 +241,10 @@ describe('input fidelity: CSV and long cells', () => {
     assert.equal(beside['result.results.long-cells.csv'], `\ufeffRow,Column,Characters,Value\r\n2,Notes,40001,${long}\r\n`);
     assert.deepEqual(
       summary.find((r) => r[0] === 'Results sheet, long cells'),
-      ['Results sheet, long cells', '1 cell longer than Excel\'s 32,767 characters is cut here; the whole values are in result.results.long-cells.csv'],
+      [
+        'Results sheet, long cells',
+        "1 cell longer than Excel's 32,767 characters is cut here; the whole values are in result.results.long-cells.csv",
+      ],
     );
   });
 
@@ -237,9 +257,14 @@ describe('input fidelity: CSV and long cells', () => {
   });
 
   test('11. a CSV with a title line above the header', async () => {
-    const { results, summary } = await throughResults('Export of 2026-11-30\n\nCustomer ID,Name\nA1,Ann\n', 'title.csv', [col('Customer ID'), col('Name')]);
+    const { results, summary } = await throughResults('Export of 2026-11-30\n\nCustomer ID,Name\nA1,Ann\n', 'title.csv', [
+      col('Customer ID'),
+      col('Name'),
+    ]);
     assert.deepEqual(results.slice(1), [['A1', 'Ann', 'done', null, 1]]);
-    assert.deepEqual(notes(summary), ['title.csv: the header is on row 3; the 1 non-empty row above it (row 1: "Export of 2026-11-30") was not read as data.']);
+    assert.deepEqual(notes(summary), [
+      'title.csv: the header is on row 3; the 1 non-empty row above it (row 1: "Export of 2026-11-30") was not read as data.',
+    ]);
   });
 });
 
@@ -263,8 +288,10 @@ describe('input fidelity: decompression bombs are refused before they inflate', 
       for await (const _ of s.rows);
     });
 
-  test('a cell far past Excel\'s limit is refused, naming the cell and what the file claims', async () => {
-    const xlsx = bomb(`<worksheet xmlns="${NS}"><sheetData>${header}<row r="2"><c r="A2" t="inlineStr"><is><t>${'x'.repeat(2_000_000)}</t></is></c></row></sheetData></worksheet>`);
+  test("a cell far past Excel's limit is refused, naming the cell and what the file claims", async () => {
+    const xlsx = bomb(
+      `<worksheet xmlns="${NS}"><sheetData>${header}<row r="2"><c r="A2" t="inlineStr"><is><t>${'x'.repeat(2_000_000)}</t></is></c></row></sheetData></worksheet>`,
+    );
     const err = await rejection(open(xlsx));
     assert.ok(err instanceof InputError);
     assert.match(
@@ -274,15 +301,22 @@ describe('input fidelity: decompression bombs are refused before they inflate', 
     assert.deepEqual(err.location, { file: 'bomb.xlsx', sheet: 'Data', row: 2, column: 'A' });
   });
 
-  test('a row past Excel\'s last row is refused at once', async () => {
-    const xlsx = bomb(`<worksheet xmlns="${NS}"><sheetData>${header}<row r="2"><c r="A2"><v>1</v></c></row><row r="1048577"><c r="A1048577"><v>1</v></c></row></sheetData></worksheet>`);
+  test("a row past Excel's last row is refused at once", async () => {
+    const xlsx = bomb(
+      `<worksheet xmlns="${NS}"><sheetData>${header}<row r="2"><c r="A2"><v>1</v></c></row><row r="1048577"><c r="A1048577"><v>1</v></c></row></sheetData></worksheet>`,
+    );
     const err = await rejection(open(xlsx));
-    assert.match(err.message, /sheet "Data" was refused: the sheet has a row 1,048,577, past Excel's last row 1,048,576: no Excel file holds it/);
+    assert.match(
+      err.message,
+      /sheet "Data" was refused: the sheet has a row 1,048,577, past Excel's last row 1,048,576: no Excel file holds it/,
+    );
     assert.match(err.message, /Split the data into files of at most 1,048,575 rows, or upload it as CSV\.$/);
   });
 
   test('a sheet that claims to inflate past the size or ratio limit is refused before a byte is inflated', async () => {
-    const rows = Buffer.from(`<worksheet xmlns="${NS}"><sheetData>${header}${'<row><c><v>1</v></c></row>'.repeat(100_000)}</sheetData></worksheet>`);
+    const rows = Buffer.from(
+      `<worksheet xmlns="${NS}"><sheetData>${header}${'<row><c><v>1</v></c></row>'.repeat(100_000)}</sheetData></worksheet>`,
+    );
     const err = await rejection(open(bomb(rows), { maxInflatedMB: 1 }));
     assert.match(
       err.message,

@@ -88,7 +88,9 @@ describe('cell normalisation', () => {
     ] as const) {
       assert.deepEqual(await one(text, 'boolean'), { value, problems: [] }, text);
     }
-    assert.deepEqual((await one('maybe', 'boolean')).problems, ['row 2, column "Value": "maybe" is not true/false (use true, false, yes, no, 1 or 0)']);
+    assert.deepEqual((await one('maybe', 'boolean')).problems, [
+      'row 2, column "Value": "maybe" is not true/false (use true, false, yes, no, 1 or 0)',
+    ]);
   });
 
   test('numbers as text read the way Excel shows them: 15 significant digits, no exponent for big ids', () => {

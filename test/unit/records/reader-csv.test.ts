@@ -126,11 +126,7 @@ describe('CSV reader', () => {
   test('bytes that are not UTF-8 fail only their row, naming row, column and byte; the other rows stay exact', async () => {
     // given a UTF-8 file (Zoë, 李雷) with one Latin-1 row far down, past the sniffed head and across chunks
     const good = `Customer ID,Tax Year\n${'Zoë 李雷,2023\n'.repeat(10_000)}`;
-    const bytes = Buffer.concat([
-      Buffer.from(good, 'utf8'),
-      Buffer.from('M\xfcller,2024\n', 'latin1'),
-      Buffer.from('Zoë,2025\n', 'utf8'),
-    ]);
+    const bytes = Buffer.concat([Buffer.from(good, 'utf8'), Buffer.from('M\xfcller,2024\n', 'latin1'), Buffer.from('Zoë,2025\n', 'utf8')]);
     const { source, rows } = await readAll(bytes, { fileName: 'mixed.csv', columns: customers }, 4096);
     assert.equal(rows.length, 10_002);
     assert.ok(rows.slice(0, 10_000).every((r) => r.row['Customer ID'] === 'Zoë 李雷' && r.problems.length === 0));
@@ -147,14 +143,25 @@ describe('CSV reader', () => {
   test('a file that is plainly Windows-1252 throughout is decoded as such, and the notes say so', async () => {
     const bytes = Buffer.from('Customer ID,Tax Year\nM\xfcller,2023\nCaf\xe9,2024\n', 'latin1');
     const { source, rows } = await readAll(bytes, { fileName: 'legacy.csv', columns: customers });
-    assert.deepEqual(rows.map((r) => [r.row['Customer ID'], r.problems]), [['Müller', []], ['Café', []]]);
-    assert.deepEqual(source.notes, ['legacy.csv: decoded as Windows-1252: the file is not UTF-8 (its first bytes hold no UTF-8 sequence, and other bytes).']);
+    assert.deepEqual(
+      rows.map((r) => [r.row['Customer ID'], r.problems]),
+      [
+        ['Müller', []],
+        ['Café', []],
+      ],
+    );
+    assert.deepEqual(source.notes, [
+      'legacy.csv: decoded as Windows-1252: the file is not UTF-8 (its first bytes hold no UTF-8 sequence, and other bytes).',
+    ]);
   });
 
   test('a NUL byte fails its row, naming row, column and byte, instead of the whole file', async () => {
     const csv = 'Customer ID,Tax Year\nA1,2023\nA\u00002,2024\nA3,2025\n';
     const { rows } = await readAll(csv, { fileName: 'nul.csv', columns: customers });
-    assert.deepEqual(rows.map((r) => r.problems.length), [0, 1, 0]);
+    assert.deepEqual(
+      rows.map((r) => r.problems.length),
+      [0, 1, 0],
+    );
     assert.equal(rows[1]!.row['Customer ID'], 'A\ufffd2');
     assert.equal(
       rows[1]!.problems[0],

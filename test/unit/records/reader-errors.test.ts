@@ -135,7 +135,17 @@ describe('reader errors: the header', () => {
   });
 
   test('duplicate headers (ignoring case and spaces) name the columns, in a workbook with the sheet', async () => {
-    const xlsx = handMadeXlsx({ sheets: [{ name: 'Data', xml: sheetXml([['Customer ID', 'Tax Year', 'Name', 'customer  id'], ['1', '2', '3', '4']]) }] });
+    const xlsx = handMadeXlsx({
+      sheets: [
+        {
+          name: 'Data',
+          xml: sheetXml([
+            ['Customer ID', 'Tax Year', 'Name', 'customer  id'],
+            ['1', '2', '3', '4'],
+          ]),
+        },
+      ],
+    });
     const err = await inputError(xlsx, 'customers.xlsx');
     assert.equal(
       err.message,

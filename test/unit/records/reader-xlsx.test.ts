@@ -34,9 +34,30 @@ describe('xlsx reader', () => {
     assert.deepEqual(
       rows.map((r) => r.row),
       [
-        { 'Customer ID': '123', 'Tax Year': 2023, Since: '2021-05-17', 'Seen At': '2021-05-17T09:30:15.000Z', Active: true, Amount: 1234.5 },
-        { 'Customer ID': '00124', 'Tax Year': 2024, Since: '2022-01-31', 'Seen At': '2022-01-31T10:00:00.000Z', Active: false, Amount: 1234.5 },
-        { 'Customer ID': '12345678901234', 'Tax Year': '2025.5', Since: '2023-03-15', 'Seen At': '2023-03-15T06:00:00.000Z', Active: true, Amount: 7 },
+        {
+          'Customer ID': '123',
+          'Tax Year': 2023,
+          Since: '2021-05-17',
+          'Seen At': '2021-05-17T09:30:15.000Z',
+          Active: true,
+          Amount: 1234.5,
+        },
+        {
+          'Customer ID': '00124',
+          'Tax Year': 2024,
+          Since: '2022-01-31',
+          'Seen At': '2022-01-31T10:00:00.000Z',
+          Active: false,
+          Amount: 1234.5,
+        },
+        {
+          'Customer ID': '12345678901234',
+          'Tax Year': '2025.5',
+          Since: '2023-03-15',
+          'Seen At': '2023-03-15T06:00:00.000Z',
+          Active: true,
+          Amount: 7,
+        },
       ],
     );
     assert.deepEqual(rows[2]!.problems, ['row 4, column "Tax Year": "2025.5" is not a whole number']);
@@ -120,7 +141,8 @@ describe('xlsx reader', () => {
     // given the shapes other producers write (Open XML SDK prefixes, no r attributes, ...)
     const xlsx = handMadeXlsx({
       prefix: 'x',
-      sharedStrings: '<x:si><x:t>Id</x:t></x:si><x:si><x:r><x:t>東</x:t></x:r><x:r><x:t>京</x:t></x:r><x:rPh sb="0" eb="2"><x:t>トウキョウ</x:t></x:rPh></x:si>',
+      sharedStrings:
+        '<x:si><x:t>Id</x:t></x:si><x:si><x:r><x:t>東</x:t></x:r><x:r><x:t>京</x:t></x:r><x:rPh sb="0" eb="2"><x:t>トウキョウ</x:t></x:rPh></x:si>',
       sheets: [
         {
           name: 'S',
@@ -149,10 +171,16 @@ describe('xlsx reader', () => {
       `<row r="1"><c r="A1" t="inlineStr"><is><t>A</t></is></c><c r="B1" t="inlineStr"><is><t>B</t></is></c><c r="C1" t="inlineStr"><is><t>C</t></is></c><c r="D1" t="inlineStr"><is><t>D</t></is></c></row>` +
       `<row r="2"><c r="A2" s="1"><v>${prefix}</v></c><c r="B2" s="2"><v>${prefix}</v></c><c r="C2" s="3"><v>${prefix}</v></c><c r="D2"><v>${prefix}</v></c></row>`;
     const columns = [col('A'), col('B'), col('C'), col('D', 'date')];
-    const system1900 = await readAll(handMadeXlsx({ styles, sheets: [{ name: 'S', xml: sheet('45000') }] }), { fileName: 'd.xlsx', columns });
+    const system1900 = await readAll(handMadeXlsx({ styles, sheets: [{ name: 'S', xml: sheet('45000') }] }), {
+      fileName: 'd.xlsx',
+      columns,
+    });
     // then date-formatted cells read as dates even in text columns, the "days" format stays a number
     assert.deepEqual(system1900.rows[0]?.row, { A: '2023-03-15', B: '2023-03-15', C: '45000', D: '2023-03-15' });
-    const system1904 = await readAll(handMadeXlsx({ styles, date1904: true, sheets: [{ name: 'S', xml: sheet('43538') }] }), { fileName: 'd.xlsx', columns });
+    const system1904 = await readAll(handMadeXlsx({ styles, date1904: true, sheets: [{ name: 'S', xml: sheet('43538') }] }), {
+      fileName: 'd.xlsx',
+      columns,
+    });
     assert.deepEqual(system1904.rows[0]?.row, { A: '2023-03-15', B: '2023-03-15', C: '43538', D: '2023-03-15' });
   });
 
@@ -177,7 +205,8 @@ describe('xlsx reader', () => {
 
   test('reads a workbook larger than one chunk, deflated, with every row in order', async () => {
     const rowsXml = ['<row r="1"><c r="A1" t="inlineStr"><is><t>Id</t></is></c><c r="B1" t="inlineStr"><is><t>N</t></is></c></row>'];
-    for (let r = 2; r <= 20_001; r++) rowsXml.push(`<row r="${r}"><c r="A${r}" t="inlineStr"><is><t>id-${r}</t></is></c><c r="B${r}"><v>${r * 3}</v></c></row>`);
+    for (let r = 2; r <= 20_001; r++)
+      rowsXml.push(`<row r="${r}"><c r="A${r}" t="inlineStr"><is><t>id-${r}</t></is></c><c r="B${r}"><v>${r * 3}</v></c></row>`);
     const xlsx = handMadeXlsx({ deflate: true, sheets: [{ name: 'S', xml: rowsXml.join('') }] });
     const { rows } = await readAll(xlsx, { fileName: 'big.xlsx', columns: [col('Id'), col('N', 'integer')] }, 1000);
     assert.equal(rows.length, 20_000);

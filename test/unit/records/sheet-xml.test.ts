@@ -34,7 +34,7 @@ describe('worksheet XML scanner', () => {
       '<row r="1" spans="1:3"><c r="A1" t="s"><v>1</v></c><c r="B1" t="inlineStr"><is><t xml:space="preserve"> a &lt;b&gt; &#x41;&#66; </t></is></c><c r="C1" t="str"><f>A1&amp;"x"</f><v>one &amp; twox</v></c></row>' +
       '<?pi something?>' +
       '<row r="2"><c r="A2" s="1"><v>45000</v></c><c r="C2" t="b"><v>1</v></c><c r="D2" t="e"><v>#N/A</v></c></row>' +
-      "<row r='3'><c r='B3' t='inlineStr'><is><t><![CDATA[<not a tag> & raw]]></t></is></c><c r=\"C3\" t=\"s\" /><c r=\"E3\"><v>-1.5E-3</v></c></row>" +
+      '<row r=\'3\'><c r=\'B3\' t=\'inlineStr\'><is><t><![CDATA[<not a tag> & raw]]></t></is></c><c r="C3" t="s" /><c r="E3"><v>-1.5E-3</v></c></row>' +
       '<row r="4"/>',
   );
   const expected: RawRow[] = [
@@ -59,7 +59,11 @@ describe('worksheet XML scanner', () => {
   });
 
   test('inline rich text is joined and phonetic runs (rPh) are left out', () => {
-    const rows = scan(wrap('<row r="1"><c r="A1" t="inlineStr"><is><r><t>東</t></r><r><rPr><b/></rPr><t>京</t></r><rPh sb="0" eb="2"><t>トウキョウ</t></rPh></is></c></row>'));
+    const rows = scan(
+      wrap(
+        '<row r="1"><c r="A1" t="inlineStr"><is><r><t>東</t></r><r><rPr><b/></rPr><t>京</t></r><rPh sb="0" eb="2"><t>トウキョウ</t></rPh></is></c></row>',
+      ),
+    );
     assert.deepEqual(rows, [{ rowNumber: 1, cells: ['東京'] }]);
   });
 
@@ -81,7 +85,10 @@ describe('worksheet XML scanner', () => {
     ['an end inside a tag', '<worksheet><sheetData><row r="1"><c r="A1"><v>1</v', /the XML ends inside "<\/v"/],
   ] as const) {
     test(`refuses ${what}`, () => {
-      assert.throws(() => scan(xml), (err: Error) => err instanceof SheetXmlError && message.test(err.message));
+      assert.throws(
+        () => scan(xml),
+        (err: Error) => err instanceof SheetXmlError && message.test(err.message),
+      );
     });
   }
 
@@ -92,7 +99,9 @@ describe('worksheet XML scanner', () => {
   test('a workbook whose sheet bytes were altered (CRC mismatch) is an InputError, not data', async () => {
     // given a stored (uncompressed) sheet with one digit changed after zipping
     const xlsx = handMadeXlsx({
-      sheets: [{ name: 'S', xml: '<row r="1"><c r="A1" t="inlineStr"><is><t>Id</t></is></c></row><row r="2"><c r="A2"><v>12345</v></c></row>' }],
+      sheets: [
+        { name: 'S', xml: '<row r="1"><c r="A1" t="inlineStr"><is><t>Id</t></is></c></row><row r="2"><c r="A2"><v>12345</v></c></row>' },
+      ],
     });
     const at = xlsx.indexOf('12345');
     xlsx[at] = '9'.charCodeAt(0);

@@ -88,7 +88,10 @@ describe('SFTP pull (real sshd)', () => {
     await remoteFile('b.xml', '<b>2</b>');
     await remoteFile('notes.txt', 'not matched');
     const r = await pull(source);
-    assert.deepEqual(r.copied.map((c) => c.key), [`intake/xml-json/${source.name}/a.xml`, `intake/xml-json/${source.name}/b.xml`]);
+    assert.deepEqual(
+      r.copied.map((c) => c.key),
+      [`intake/xml-json/${source.name}/a.xml`, `intake/xml-json/${source.name}/b.xml`],
+    );
     assert.equal((await store.getBytes(`intake/xml-json/${source.name}/a.xml`)).toString(), '<a>1</a>');
     const head = await fx.clients.s3.send(new HeadObjectCommand({ Bucket: fx.emu.bucket, Key: `intake/xml-json/${source.name}/b.xml` }));
     assert.equal(head.Metadata?.['remote-path'], `${inbox}/b.xml`);
@@ -96,8 +99,15 @@ describe('SFTP pull (real sshd)', () => {
     assert.equal(head.Metadata?.['remote-mtime'], new Date(r.copied[1]!.mtime * 1000).toISOString());
     assert.ok(Math.abs(r.copied[1]!.mtime * 1000 - HOUR_AGO().getTime()) < 600_000);
     const records = await ledger.list(source.name);
-    assert.deepEqual(records.map((x) => [x.path, x.state]).sort(), [[`${inbox}/a.xml`, 'copied'], [`${inbox}/b.xml`, 'copied']]);
-    assert.deepEqual(await intakeKeys(), r.copied.map((c) => c.key), 'no temporary or partial object in intake/');
+    assert.deepEqual(records.map((x) => [x.path, x.state]).sort(), [
+      [`${inbox}/a.xml`, 'copied'],
+      [`${inbox}/b.xml`, 'copied'],
+    ]);
+    assert.deepEqual(
+      await intakeKeys(),
+      r.copied.map((c) => c.key),
+      'no temporary or partial object in intake/',
+    );
   });
 
   it('copies nothing on a repeated pull of an unchanged folder, and a changed file again', async () => {
@@ -110,7 +120,10 @@ describe('SFTP pull (real sshd)', () => {
     assert.deepEqual(again.unchanged.sort(), [`${inbox}/a.xml`, `${inbox}/b.xml`]);
     await remoteFile('b.xml', '<b>changed</b>');
     const third = await pull(source);
-    assert.deepEqual(third.copied.map((c) => c.path), [`${inbox}/b.xml`]);
+    assert.deepEqual(
+      third.copied.map((c) => c.path),
+      [`${inbox}/b.xml`],
+    );
     assert.equal((await store.getBytes(third.copied[0]!.key)).toString(), '<b>changed</b>');
   });
 
@@ -128,7 +141,10 @@ describe('SFTP pull (real sshd)', () => {
     await remoteFile('old.xml', '<a/>');
     await remoteFile('writing.xml', '<a>still be', new Date());
     const r = await pull(source);
-    assert.deepEqual(r.copied.map((c) => c.path), [`${inbox}/old.xml`]);
+    assert.deepEqual(
+      r.copied.map((c) => c.path),
+      [`${inbox}/old.xml`],
+    );
     assert.deepEqual(r.tooYoung, [`${inbox}/writing.xml`]);
   });
 
@@ -155,7 +171,10 @@ describe('SFTP pull (real sshd)', () => {
     await remoteFile('b.xml', '<b/>');
     const r = await pull(source, 'files');
     assert.equal(r.manifestKey, manifestKey('xml-json', source.name, r.pullId));
-    assert.deepEqual((await store.getBytes(r.manifestKey!)).toString().trim().split('\n'), r.copied.map((c) => c.key));
+    assert.deepEqual(
+      (await store.getBytes(r.manifestKey!)).toString().trim().split('\n'),
+      r.copied.map((c) => c.key),
+    );
     assert.equal((await pull(source, 'files')).manifestKey, undefined, 'a pull that copied nothing starts no run');
   });
 
@@ -164,7 +183,10 @@ describe('SFTP pull (real sshd)', () => {
     await assert.rejects(
       SftpSession.connect({ ...sourceFor(), hostKeySha256: pinned, privateKey: server.privateKey, label: 'partner' }),
       (err: Error) =>
-        err instanceof SftpConfigError && err.message.includes(server.hostKeySha256) && err.message.includes(pinned) && /host key mismatch/.test(err.message),
+        err instanceof SftpConfigError &&
+        err.message.includes(server.hostKeySha256) &&
+        err.message.includes(pinned) &&
+        /host key mismatch/.test(err.message),
     );
   });
 
@@ -204,7 +226,13 @@ describe('SFTP pull (real sshd)', () => {
   it('runs as the sftp-pull job from its environment: exit 0 after a pull, 11 (not retried) on a wrong host key', async () => {
     const source = sourceFor();
     await remoteFile('a.xml', '<a/>');
-    const env = { ...fx.emu.env, FANOUT_BUCKET: fx.emu.bucket, FANOUT_TABLE: fx.emu.table, FANOUT_PIPELINE_SHAPE: 'files', PARTNER_KEY: server.privateKey };
+    const env = {
+      ...fx.emu.env,
+      FANOUT_BUCKET: fx.emu.bucket,
+      FANOUT_TABLE: fx.emu.table,
+      FANOUT_PIPELINE_SHAPE: 'files',
+      PARTNER_KEY: server.privateKey,
+    };
     assert.equal(await runSftpPullJob({ ...env, FANOUT_SOURCE: JSON.stringify(source) }), 0);
     const copied = await intakeKeys();
     assert.ok(copied.includes(`intake/xml-json/${source.name}/a.xml`), copied.join(', '));

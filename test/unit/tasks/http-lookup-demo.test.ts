@@ -25,11 +25,14 @@ describe('tax-due pipeline task against the demo data source', () => {
   });
 
   const lookup = (id: string, year: number) =>
-    runWithRetry((attempt) => task.run({ i: 0, r: [2], d: [{ 'Customer ID': id, Name: 'A', 'Tax Year': year, Postcode: null }] }, { attempt, signal }), {
-      maxAttempts: 10,
-      baseDelayMs: 1,
-      maxDelayMs: 5,
-    });
+    runWithRetry(
+      (attempt) => task.run({ i: 0, r: [2], d: [{ 'Customer ID': id, Name: 'A', 'Tax Year': year, Postcode: null }] }, { attempt, signal }),
+      {
+        maxAttempts: 10,
+        baseDelayMs: 1,
+        maxDelayMs: 5,
+      },
+    );
 
   it('given a known customer, maps the answer to the pipeline result columns after retries', async () => {
     const expected = taxDueFor('004215', 2021);
@@ -43,6 +46,9 @@ describe('tax-due pipeline task against the demo data source', () => {
   it('given an unknown customer, fails with the 404 as the reason', async () => {
     const out = await lookup('912345', 2021);
     assert.equal(out.ok, false);
-    assert.match(!out.ok ? out.error : '', /^HTTP 404 Not Found from GET http:\/\/127\.0\.0\.1:\d+\/customers\/912345\/tax-due\?year=2021: \{"error":"unknown customer/);
+    assert.match(
+      !out.ok ? out.error : '',
+      /^HTTP 404 Not Found from GET http:\/\/127\.0\.0\.1:\d+\/customers\/912345\/tax-due\?year=2021: \{"error":"unknown customer/,
+    );
   });
 });

@@ -91,19 +91,28 @@ describe('http-lookup task', () => {
 
   it('given a value that is exactly "..", fails the item without calling', async () => {
     const task = lookupTask();
-    await assert.rejects(runOnce(task, customer('..')), (err: unknown) => err instanceof PermanentError && /would change the URL path/.test(err.message));
+    await assert.rejects(
+      runOnce(task, customer('..')),
+      (err: unknown) => err instanceof PermanentError && /would change the URL path/.test(err.message),
+    );
     assert.equal(seen.length, 0);
   });
 
   it('given an empty value for a path placeholder, fails the item without calling', async () => {
     const task = lookupTask();
-    await assert.rejects(runOnce(task, customer('')), (err: unknown) => err instanceof PermanentError && /"Customer ID" is empty/.test(err.message));
+    await assert.rejects(
+      runOnce(task, customer('')),
+      (err: unknown) => err instanceof PermanentError && /"Customer ID" is empty/.test(err.message),
+    );
     assert.equal(seen.length, 0);
   });
 
   it('given a template whose host is a placeholder, refuses it at creation', () => {
     const bad = { ...config(), url: 'http://{Customer ID}/x' };
-    assert.throws(() => lookupTask(bad), (err: unknown) => err instanceof ConfigError && /fixed host/.test(err.message));
+    assert.throws(
+      () => lookupTask(bad),
+      (err: unknown) => err instanceof ConfigError && /fixed host/.test(err.message),
+    );
   });
 
   it('given a placeholder glued to the port, refuses it at creation', () => {
@@ -182,7 +191,10 @@ describe('http-lookup task', () => {
 
   it('given a body template that is not JSON, refuses it at creation', () => {
     const cfg = config({ method: 'POST', url: `${base}/lookup`, body: '{"id": {Customer ID}' });
-    assert.throws(() => lookupTask(cfg), (err: unknown) => err instanceof ConfigError && /body/.test(err.message));
+    assert.throws(
+      () => lookupTask(cfg),
+      (err: unknown) => err instanceof ConfigError && /body/.test(err.message),
+    );
   });
 
   it('given result paths, reads nested fields and coerces them to their column types', async () => {
@@ -233,13 +245,17 @@ describe('http-lookup task', () => {
     const task = lookupTask();
     await assert.rejects(
       runOnce(task, customer('1')),
-      (err: unknown) => err instanceof PermanentError && err.message === 'response field "taxDue" (column "Tax Due"): expected a number, got "n/a"',
+      (err: unknown) =>
+        err instanceof PermanentError && err.message === 'response field "taxDue" (column "Tax Due"): expected a number, got "n/a"',
     );
   });
 
   it('given a malformed result path, refuses it at creation', () => {
     const cfg = config({ results: [{ column: 'X', path: 'a..b', type: 'text' }] });
-    assert.throws(() => lookupTask(cfg), (err: unknown) => err instanceof ConfigError && /results\[0\]\.path/.test(err.message));
+    assert.throws(
+      () => lookupTask(cfg),
+      (err: unknown) => err instanceof ConfigError && /results\[0\]\.path/.test(err.message),
+    );
   });
 
   it('given paths in every accepted form, parses them into steps', () => {
@@ -249,8 +265,20 @@ describe('http-lookup task', () => {
   });
 
   it('given the config, describes one row column per result, in order', () => {
-    const shape = describeHttpLookupOutput(config({ results: [{ column: 'B', path: 'b', type: 'date' }, { column: 'A', path: 'a' }] }));
-    assert.deepEqual(shape, { rowColumns: [{ name: 'B', type: 'date' }, { name: 'A', type: 'text' }] });
+    const shape = describeHttpLookupOutput(
+      config({
+        results: [
+          { column: 'B', path: 'b', type: 'date' },
+          { column: 'A', path: 'a' },
+        ],
+      }),
+    );
+    assert.deepEqual(shape, {
+      rowColumns: [
+        { name: 'B', type: 'date' },
+        { name: 'A', type: 'text' },
+      ],
+    });
   });
 });
 
@@ -266,7 +294,8 @@ describe('createTask', () => {
   it('given the credential variable is not set, throws an EnvironmentError naming it', () => {
     assert.throws(
       () => createTask(taskConfig, { env: {}, concurrency: 4 }),
-      (err: unknown) => err instanceof EnvironmentError && /TAX_API_TOKEN/.test(err.message) && /batch-fanout\/tax-due\/api-token/.test(err.message),
+      (err: unknown) =>
+        err instanceof EnvironmentError && /TAX_API_TOKEN/.test(err.message) && /batch-fanout\/tax-due\/api-token/.test(err.message),
     );
   });
 

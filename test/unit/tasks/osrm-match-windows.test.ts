@@ -90,7 +90,7 @@ describe('stitch', () => {
     assert.equal(trip.durationS, 498);
   });
 
-  it("takes a point from the neighbour window when its owner left it out", () => {
+  it('takes a point from the neighbour window when its owner left it out', () => {
     const windows = planWindows(250, 100, 10);
     // point 86 is owned by window 1 (index 1), which has a null tracepoint for it
     const results = [allMatched(0, 90), allMatched(80, 170, [86]), allMatched(160, 250)];

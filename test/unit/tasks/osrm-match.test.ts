@@ -133,7 +133,8 @@ describe('osrm-match task against the OSRM test server', () => {
 
     it('keeps the trip done when one window fails, with the reason on the fixes only that window had', async () => {
       // given the server answers the second window with NoMatch
-      fault = (n) => (n === 2 ? { status: 400, body: JSON.stringify({ code: 'NoMatch', message: 'Could not match the trace.' }) } : undefined);
+      fault = (n) =>
+        n === 2 ? { status: 400, body: JSON.stringify({ code: 'NoMatch', message: 'Could not match the trace.' }) } : undefined;
       const res = await run(itemOf(trip(250).map((f) => rowOf(f))), { maxPoints: 100, overlap: 10 });
       // then fixes 86..160 (owned by window 2, not in windows 1 or 3) say why, the others are matched
       const dropped = res.perRow!.filter((r) => r[R.dropped] !== null);
@@ -177,7 +178,10 @@ describe('osrm-match task against the OSRM test server', () => {
       const res = await run(itemOf(rows));
       // then the request was in time order
       const sent = urls[0].split('timestamps=')[1].split('&')[0].split(';').map(Number);
-      assert.deepEqual(sent, [...sent].sort((a, b) => a - b));
+      assert.deepEqual(
+        sent,
+        [...sent].sort((a, b) => a - b),
+      );
       // and each result row belongs to its own input row: its time rank, and a match near its fix
       res.perRow!.forEach((r, j) => {
         assert.equal(r[R.timeOrder], order[j] + 1);
@@ -216,7 +220,10 @@ describe('osrm-match task against the OSRM test server', () => {
     it('fails a trip with fewer than two usable fixes, naming the bad rows', async () => {
       const rows = trip(2).map((f) => rowOf(f));
       rows[1] = { ...rows[1], latitude: null };
-      await assert.rejects(run(itemOf(rows)), /trip T1 has 1 usable fix\(es\) of 2; map matching needs at least 2: row 3: latitude is empty/);
+      await assert.rejects(
+        run(itemOf(rows)),
+        /trip T1 has 1 usable fix\(es\) of 2; map matching needs at least 2: row 3: latitude is empty/,
+      );
       assert.equal(urls.length, 0);
     });
   });
@@ -248,7 +255,10 @@ describe('osrm-match task against the OSRM test server', () => {
       const rows = trip(150).map((f) => rowOf(f));
       await assert.rejects(run(itemOf(rows), { maxPoints: 150 }), (err: unknown) => {
         assert.ok(err instanceof PermanentError);
-        assert.match(err.message, /OSRM TooBig: .*Too many trace coordinates.*set the task's maxPoints to at most the server's --max-matching-size/);
+        assert.match(
+          err.message,
+          /OSRM TooBig: .*Too many trace coordinates.*set the task's maxPoints to at most the server's --max-matching-size/,
+        );
         return true;
       });
     });
@@ -279,7 +289,10 @@ describe('osrm-match task against the OSRM test server', () => {
 
     it('an HTTP error without an OSRM code (not an OSRM server) is permanent', async () => {
       fault = () => ({ status: 404, body: 'Not Found' });
-      await assert.rejects(run(itemOf(trip(10).map((f) => rowOf(f)))), /HTTP 404 without an OSRM error code: Not Found \(is the base URL an OSRM server\?\)/);
+      await assert.rejects(
+        run(itemOf(trip(10).map((f) => rowOf(f)))),
+        /HTTP 404 without an OSRM error code: Not Found \(is the base URL an OSRM server\?\)/,
+      );
     });
   });
 
@@ -333,11 +346,17 @@ describe('osrm-match task against the OSRM test server', () => {
       const task = createOsrmMatchTask(configFor(gone.url), { client, env: { FANOUT_OSRM_BASE_URL: `${server.url}/` } });
       const res: TaskResult = await task.run(itemOf(trip(10).map((f) => rowOf(f))), ctx());
       assert.equal(res.fields![T.pointsMatched], 10);
-      assert.match(urls[0], /^\/match\/v1\/driving\/[-0-9.,;]+\?timestamps=[0-9;]+&radiuses=[0-9.;]+&geometries=geojson&overview=false&annotations=false&gaps=split&tidy=false$/);
+      assert.match(
+        urls[0],
+        /^\/match\/v1\/driving\/[-0-9.,;]+\?timestamps=[0-9;]+&radiuses=[0-9.;]+&geometries=geojson&overview=false&annotations=false&gaps=split&tidy=false$/,
+      );
     });
 
     it('rejects a bad base URL at start, naming where it came from', () => {
-      assert.throws(() => createOsrmMatchTask(configFor(server.url), { client, env: { FANOUT_OSRM_BASE_URL: 'osrm:5000' } }), EnvironmentError);
+      assert.throws(
+        () => createOsrmMatchTask(configFor(server.url), { client, env: { FANOUT_OSRM_BASE_URL: 'osrm:5000' } }),
+        EnvironmentError,
+      );
       assert.throws(() => createOsrmMatchTask(configFor('ftp://osrm'), { client, env: {} }), ConfigError);
     });
 

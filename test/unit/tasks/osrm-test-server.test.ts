@@ -36,7 +36,15 @@ describe('OSRM test server', () => {
     assert.equal(body.code, 'Ok');
     assert.equal(body.tracepoints.length, 5);
     const tp = body.tracepoints[2];
-    assert.deepEqual(Object.keys(tp).sort(), ['alternatives_count', 'distance', 'hint', 'location', 'matchings_index', 'name', 'waypoint_index']);
+    assert.deepEqual(Object.keys(tp).sort(), [
+      'alternatives_count',
+      'distance',
+      'hint',
+      'location',
+      'matchings_index',
+      'name',
+      'waypoint_index',
+    ]);
     assert.equal(tp.name, 'Street 8');
     assert.equal(tp.waypoint_index, 2);
     assert.ok(Math.abs(tp.distance - 3) < 0.1);

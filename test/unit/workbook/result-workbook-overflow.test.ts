@@ -12,7 +12,6 @@ import {
 } from '../../../batch-jobs/workbook/result-workbook';
 import { tempDir } from './temp-dirs';
 
-
 const RESULTS: WorkbookColumn[] = [
   { name: 'id', type: 'text' },
   { name: 'amount', type: 'number' },

@@ -14,7 +14,6 @@ import {
 import { tempDir } from './temp-dirs';
 import { readZipEntries } from './zip-entries';
 
-
 const RESULTS: WorkbookColumn[] = [
   { name: 'customer_id', type: 'text' },
   { name: 'amount', type: 'number' },
@@ -64,7 +63,12 @@ function sheet(book: ExcelJS.Workbook, name: string): ExcelJS.Worksheet {
 
 describe('result workbook: cell values and types', () => {
   it('keeps text ids as text, numbers (negative too) as numbers, integers, booleans and empty cells', async () => {
-    const { book } = await write({ results: [['00123', -12.5, 3, null, true, null], ['00124', 0, -2, null, false, '']] });
+    const { book } = await write({
+      results: [
+        ['00123', -12.5, 3, null, true, null],
+        ['00124', 0, -2, null, false, ''],
+      ],
+    });
     const ws = sheet(book, 'Results');
     const id = ws.getCell('A2');
     assert.equal(id.type, ExcelJS.ValueType.String);
@@ -144,7 +148,15 @@ describe('result workbook: layout', () => {
   it('names the sheets Results, Errors, the item sheet, then Summary, and opens on Results', async () => {
     const { book, files } = await write(
       { items: [['t1', 12.5]] },
-      { itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }, { name: 'km', type: 'number' }] } },
+      {
+        itemSheet: {
+          name: 'Trips',
+          columns: [
+            { name: 'trip', type: 'text' },
+            { name: 'km', type: 'number' },
+          ],
+        },
+      },
     );
     assert.deepEqual(
       book.worksheets.map((w) => w.name),
@@ -164,7 +176,10 @@ describe('result workbook: layout', () => {
   it('writes a bold header row of the column names, frozen', async () => {
     const { book } = await write({ results: [['1', 2, 3, null, null, 'x']] });
     const ws = sheet(book, 'Results');
-    assert.deepEqual(rowValues(ws, 1), RESULTS.map((c) => c.name));
+    assert.deepEqual(
+      rowValues(ws, 1),
+      RESULTS.map((c) => c.name),
+    );
     assert.equal(ws.getCell('A1').font?.bold, true);
     assert.equal(ws.views[0]?.state, 'frozen');
     assert.equal((ws.views[0] as ExcelJS.WorksheetViewFrozen).ySplit, 1);
@@ -223,7 +238,15 @@ describe('result workbook: layout', () => {
           ['t2', 2.5],
         ],
       },
-      { itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }, { name: 'km', type: 'number' }] } },
+      {
+        itemSheet: {
+          name: 'Trips',
+          columns: [
+            { name: 'trip', type: 'text' },
+            { name: 'km', type: 'number' },
+          ],
+        },
+      },
     );
     const errors = sheet(book, 'Errors');
     assert.equal(errors.rowCount, 3);
@@ -236,7 +259,13 @@ describe('result workbook: layout', () => {
 
   it('holds every row of a larger sheet in order, with backpressure', async () => {
     const dir = tempDir();
-    const wb = await createResultWorkbook({ dir, baseName: 'big', results: RESULTS, errors: ERRORS, expectedRows: { results: 12_000, errors: 0 } });
+    const wb = await createResultWorkbook({
+      dir,
+      baseName: 'big',
+      results: RESULTS,
+      errors: ERRORS,
+      expectedRows: { results: 12_000, errors: 0 },
+    });
     let promises = 0;
     for (let i = 0; i < 12_000; i++) {
       const p = wb.addResult([String(i).padStart(6, '0'), i, i, '2024-01-01', i % 2 === 0, `note ${i} `.repeat(10)]);
@@ -260,10 +289,7 @@ describe('result workbook: layout', () => {
 
 describe('result workbook: package', () => {
   it('declares a content type for every part and every relationship points at a part in the package', async () => {
-    const { files } = await write(
-      { results: [['1']] },
-      { itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }] } },
-    );
+    const { files } = await write({ results: [['1']] }, { itemSheet: { name: 'Trips', columns: [{ name: 'trip', type: 'text' }] } });
     const parts = readZipEntries(files.workbookPath);
     const types = parts.get('[Content_Types].xml') ?? '';
     for (const name of parts.keys()) {
