@@ -1,8 +1,13 @@
 /**
- * A whole pipeline run on one machine: starts the emulators on loopback, uploads the file to the
- * intake folder, and lets the S3 event, the handlers and the job stages run through the local job
- * runner, exactly as on AWS but for the runner and the event wiring. Writes the result workbook
- * and the email (.eml, as the SES emulator received it) to the output folder.
+ * A whole pipeline run on one machine, driven by the synthesized app (local/twin/): the app is
+ * synthesized (cached), the emulators start on loopback, and the templates decide the wiring.
+ * The upload's S3 notification reaches the Lambda whose prefix and suffix filter matches it; each
+ * handler runs with its Lambda's environment and clients; its SubmitJob goes to the job queue and
+ * job definition it names (command, environment, retry strategy, timeout, vCPUs and memory from
+ * the template); split's Publish reaches the topic's subscribers; Batch's job state events reach
+ * a rule's target only when the rule's event pattern matches. Every AWS call is checked against
+ * the synthesized IAM policies of its principal; a denied call fails the run. Writes the result
+ * workbook and the email (.eml, as the SES emulator received it) to the output folder.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -10,25 +15,35 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findPipeline, type AppConfig } from '../runtime/config/schema';
-import { errorMessage } from '../runtime/errors';
 import { createPorts } from '../runtime/ports-factory';
 import type { AwsClients } from '../runtime/adapters/clients';
 import type { ObjectStore } from '../runtime/ports';
+import { findPipeline, type AppConfig } from '../runtime/config/schema';
+import { errorMessage } from '../runtime/errors';
 import type { HandlerDeps } from '../runtime/run/deps';
-import { handleJobFailed } from '../lambda/handlers/on-job-failed';
-import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/handlers/on-intake';
-import { handleSplitDone } from '../lambda/handlers/on-split-done';
+import { handleJobStateEvent } from '../lambda/handlers/on-job-failed';
+import { decodeS3Key, handleS3Event, type IntakeOutcome } from '../lambda/handlers/on-intake';
+import { handleSplitDoneEvent } from '../lambda/handlers/on-split-done';
+import { lambdaDeps } from '../lambda/runtime-deps';
 import { silentLogger, type Logger } from '../runtime/log';
 import type { RunStatus } from '../runtime/lifecycle';
 import type { JobStage, RunRecord } from '../runtime/model';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
-import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
+import { LocalJobRunner, type Interruption, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
 import { downloadFileOutputs } from './files-output';
 import { bundleStages, type StageBundle } from './stage-bundle';
+import { startControlPlane, type ControlPlane } from './twin/control-plane';
+import { matchesEventPattern } from './twin/event-pattern';
+import { describeDenials, IamLedger, type DeniedCall } from './twin/iam';
+import { recordUsage } from './twin/iam-usage';
+import { synthTemplates } from './twin/synth';
+import { handlerEntryOf, readTwinModel, TemplateError, type AppTemplates, type LambdaModel, type TwinModel } from './twin/template';
 
 /** The project root (this file is local/local-run.ts). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The account the twin's ARNs are in. */
+export const TWIN_ACCOUNT = '123456789012';
 
 export interface LocalRunOptions {
   /** The file to process. */
@@ -39,7 +54,7 @@ export interface LocalRunOptions {
   outDir?: string;
   /**
    * Feeds the intake folder instead of uploading `file` (a local SFTP pull: local/local-pull.ts),
-   * with the emulated store and the clients of the emulators.
+   * with the emulated store and the clients of the emulators (the operator's: not IAM-checked).
    */
   feed?: (ports: { store: ObjectStore; clients: AwsClients; table: string }) => Promise<void>;
   /** Upload under this key instead of intake/<pipeline>/<file name> (to try other folders). */
@@ -48,12 +63,14 @@ export interface LocalRunOptions {
   uploads?: Array<{ key: string; file: string }>;
   /** Extra environment for the jobs (credentials, FANOUT_OSRM_BASE_URL...). */
   env?: Record<string, string>;
-  /** Child processes at once. @default - twice the CPU count, at least 2 */
+  /** vCPUs of job containers running at once. @default - twice the CPU count, at least 2 */
   maxParallel?: number;
-  /** Attempts per job, as a Batch retry strategy. @default 3 */
-  attempts?: number;
-  /** Per-attempt timeout. @default 15 minutes */
-  timeoutMs?: number | ((stage: JobStage) => number);
+  /** Deployment settings overrides the app is synthesized with (as `-c fanout=...`). @default none */
+  deployment?: unknown;
+  /** Changes the synthesized templates before the run reads them (tests: a removed grant, another retry rule). */
+  editTemplates?: (templates: AppTemplates) => void;
+  /** Stops a job attempt as AWS would (a Spot reclaim, a timeout), asked at each progress report. */
+  interrupt?: (job: LocalJob, attempt: { index?: number; attempt: number }, report: ProgressMessage) => Interruption | undefined;
   /** Test hook: stop fan-out attempts after N outcomes (LocalJobRunnerOptions.stopAfterItems). @default - none */
   stopAfterItems?: LocalJobRunnerOptions['stopAfterItems'];
   /** Upload the same file twice (duplicated S3 event) — for trying idempotency. */
@@ -82,6 +99,10 @@ export interface LocalRunResult {
   jobs: LocalJob[];
   mails: ReceivedMail[];
   intake: IntakeOutcome[];
+  /** The IAM check: calls made, calls denied, and each denied permission. */
+  iam: { calls: number; denied: number; deniedCalls: DeniedCall[] };
+  /** The synthesized app the run was driven by. */
+  twin: { key: string; cached: boolean; synthMs: number; model: TwinModel };
 }
 
 /** Environment variables a job may take from the caller's shell: its credential and proxies for tsx. */
@@ -94,8 +115,30 @@ function passthroughEnv(config: AppConfig, pipeline: string): Record<string, str
   return env;
 }
 
+/** Environment of the emulators the SDK reads (endpoints, region, credentials), without the app's names. */
+function sdkEnv(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('AWS_')));
+}
+
+/** Which handler a Lambda of the app runs; one the twin cannot run is an error naming it. */
+function handlerOf(lambda: LambdaModel): 'on-intake' | 'on-split-done' | 'on-job-failed' {
+  const entry = handlerEntryOf(lambda);
+  if (entry === 'on-intake' || entry === 'on-split-done' || entry === 'on-job-failed') return entry;
+  throw new TemplateError(`Lambda ${lambda.logicalId} (${lambda.path}, handler ${lambda.handler}) is not one of the app's handlers the local run can invoke`);
+}
+
+/** S3's filter: the key starts with the prefix and ends with the suffix, and the event is one of the configured ones. */
+function notificationMatches(n: TwinModel['notifications'][number], bucket: string, key: string, eventName: string): boolean {
+  const event = `s3:${eventName}`;
+  const eventOk = n.events.some((e) => (e.endsWith('*') ? event.startsWith(e.slice(0, -1)) : e === event));
+  return n.bucket === bucket && eventOk && key.startsWith(n.prefix) && key.endsWith(n.suffix);
+}
+
 export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const started = Date.now();
+  const synth = await synthTemplates({ projectRoot: PROJECT_ROOT, config: opts.config, deployment: opts.deployment });
+  const templates: AppTemplates = opts.editTemplates ? (structuredClone(synth.templates) as AppTemplates) : synth.templates;
+  opts.editTemplates?.(templates);
   const dataDir = await mkdtemp(join(tmpdir(), 'fanout-local-'));
   const emulators = await startEmulators({ dataDir });
   const workDir = join(dataDir, 'jobs');
@@ -104,65 +147,163 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const log = opts.log ?? silentLogger;
   let runner: LocalJobRunner | undefined;
   let bundle: StageBundle | undefined;
+  let control: ControlPlane | undefined;
   try {
+    const model = readTwinModel(templates, {
+      account: TWIN_ACCOUNT,
+      region: emulators.env.AWS_REGION ?? 'us-east-1',
+      bucket: emulators.bucket,
+      table: emulators.table,
+    });
+    const ledger = new IamLedger(model);
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
-    // The handlers run in-process on the same ports the jobs build from their environment.
-    const { store, table, mailer, clients } = createPorts(
-      { FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table, FANOUT_MAIL_MAX_BYTES: emulators.sesMaxMessageBytes },
-      emulators.env,
-    );
-    const jobEnv: Record<string, string> = {
-      ...passthroughEnv(opts.config, opts.pipeline),
-      ...emulators.env,
-      FANOUT_EVENTS: 'ipc',
+    // The run's own reads (the upload, the results) are the operator's, not the app's: not checked.
+    const { store, table, clients } = createPorts({ FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table }, emulators.env);
+
+    const intake: IntakeOutcome[] = [];
+    const lambdaDepsCache = new Map<string, HandlerDeps>();
+    let r!: LocalJobRunner;
+    const localEnv = () => ({
+      ...sdkEnv(emulators.env),
+      ...control!.env,
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       FANOUT_MAIL_MAX_BYTES: String(emulators.sesMaxMessageBytes),
+    });
+    /** The handler deps of a Lambda: its template environment, the emulators' endpoints, calls recorded as its role's. */
+    const depsOf = (lambda: LambdaModel): HandlerDeps => {
+      let deps = lambdaDepsCache.get(lambda.arn);
+      if (!deps) {
+        const name = handlerOf(lambda);
+        const env = { FANOUT_CONFIG: JSON.stringify(opts.config), ...lambda.environment, ...localEnv() };
+        const principal = { roleArn: lambda.roleArn, label: `Lambda ${name}`, pipeline: opts.pipeline };
+        deps = lambdaDeps(env, name, { log, mailMaxBytes: emulators.sesMaxMessageBytes, onCall: (call) => ledger.record(principal, call) });
+        lambdaDepsCache.set(lambda.arn, deps);
+      }
+      return deps;
+    };
+    const lambdaAt = (arn: string, what: string): LambdaModel => {
+      const lambda = model.lambdas.get(arn);
+      if (!lambda) throw new TemplateError(`${what} targets ${arn}, which is not a Lambda of the app`);
+      return lambda;
+    };
+    const invoke = (arn: string, what: string, run: (lambda: LambdaModel, deps: HandlerDeps) => Promise<unknown>) => {
+      const lambda = lambdaAt(arn, what);
+      r.track(run(lambda, depsOf(lambda)));
+    };
+
+    control = await startControlPlane(model, {
+      submitJob: async (job) => {
+        const stage = (job.parameters.stage ?? job.definition.command[0]) as JobStage;
+        const exec = job.definition.executionRoleArn;
+        if (exec) {
+          // ECS reads the definition's secrets with its execution role before the container starts.
+          for (const [name, from] of Object.entries(job.definition.secrets)) {
+            const arn = /-[A-Za-z0-9]{6}$/.test(from) ? from : `${from}-AbCdEf`;
+            ledger.recordPlatform({ roleArn: exec, label: `ECS starting ${stage} (execution role)` }, { action: 'secretsmanager:GetSecretValue', resource: arn }, `read secret for ${name}`);
+          }
+        }
+        return r.submitJob({
+          request: {
+            name: job.jobName,
+            stage,
+            runId: job.parameters.runId ?? job.environment.FANOUT_RUN_ID ?? '',
+            pipeline: job.parameters.pipeline ?? opts.pipeline,
+            compute: job.queue.platform === 'FARGATE' ? 'fargate-spot' : 'ec2-spot',
+            arraySize: job.arraySize,
+            dependsOn: job.dependsOn.length > 0 ? job.dependsOn : undefined,
+            environment: job.environment,
+          },
+          definition: { ...job.definition, arn: job.definition.arn },
+          queue: job.queue.arn,
+          parameters: job.parameters,
+        });
+      },
+      deliverSns: (functionArn, message) => {
+        invoke(functionArn, `SNS subscription of ${message.topicArn}`, async (lambda, deps) => {
+          if (handlerOf(lambda) !== 'on-split-done') throw new TemplateError(`SNS delivers to ${lambda.logicalId}, which is not on-split-done`);
+          // The event as Lambda receives it from SNS, through the same parsing as the entry point.
+          const attributes = Object.fromEntries(Object.entries(message.attributes).map(([k, v]) => [k, { Type: 'String', Value: v }]));
+          return handleSplitDoneEvent(deps, {
+            Records: [
+              {
+                EventSource: 'aws:sns',
+                EventVersion: '1.0',
+                EventSubscriptionArn: `${message.topicArn}:twin`,
+                Sns: { Type: 'Notification', MessageId: message.messageId, TopicArn: message.topicArn, Message: message.message, MessageAttributes: attributes, Timestamp: new Date().toISOString() },
+              },
+            ],
+          });
+        });
+      },
+    });
+
+    const jobEnv: Record<string, string> = {
+      ...passthroughEnv(opts.config, opts.pipeline),
+      ...localEnv(),
       FANOUT_TMP_DIR: workDir,
       ...opts.env,
     };
-    let deps: HandlerDeps;
     runner = new LocalJobRunner({
       env: jobEnv,
-      commandFor: (stage) => ({
-        command: process.execPath,
-        args: ['--enable-source-maps', stageEntry, stage],
-        cwd: PROJECT_ROOT,
-      }),
-      maxParallel: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
-      attempts: opts.attempts ?? 3,
-      timeoutMs: opts.timeoutMs,
+      launch: (command) => ({ command: process.execPath, args: ['--enable-source-maps', stageEntry, ...command], cwd: PROJECT_ROOT }),
+      maxVcpus: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
+      interrupt: opts.interrupt,
       stopAfterItems: opts.stopAfterItems,
-      onSplitDone: (m) => handleSplitDone(deps, m),
-      onJobFailed: (d) => handleJobFailed(deps, d),
+      onEvent: (detail) => {
+        const event = {
+          version: '0',
+          id: `${detail.jobId}-${detail.status}`,
+          'detail-type': 'Batch Job State Change',
+          source: 'aws.batch',
+          account: model.names.account,
+          time: new Date().toISOString(),
+          region: model.names.region,
+          resources: [detail.jobArn],
+          detail,
+        };
+        for (const rule of model.rules) {
+          if (!matchesEventPattern(rule.pattern, event, `rule ${rule.logicalId}`)) continue;
+          for (const target of rule.targets) {
+            invoke(target, `rule ${rule.logicalId}`, async (lambda, deps) => {
+              if (handlerOf(lambda) !== 'on-job-failed') throw new TemplateError(`rule ${rule.logicalId} targets ${lambda.logicalId}, which is not on-job-failed`);
+              return handleJobStateEvent(deps, event);
+            });
+          }
+        }
+      },
+      onMessage: (job, message) => {
+        const m = message as { type?: string; call?: Parameters<IamLedger['record']>[1] };
+        const role = job.definition.arn ? model.jobDefinitions.get(job.definition.arn)?.jobRoleArn : undefined;
+        if (m.type === 'sdk-call' && m.call) {
+          ledger.record({ roleArn: role ?? 'no job role', label: `job ${job.request.stage}`, pipeline: job.request.pipeline }, m.call);
+        }
+      },
       onProgress: opts.onProgress,
       onStateChange: opts.onJob,
       logFile,
     });
-    deps = { config: opts.config, store, table, jobs: runner, mailer, log };
+    r = runner;
 
-    const intake: IntakeOutcome[] = [];
-    const r = runner;
     const received: S3EventRecordLike[] = [];
     const dispatch = (record: S3EventRecordLike) => {
       const key = decodeS3Key(record.s3.object.key);
-      if (!key.startsWith('intake/')) return;
+      const targets = new Set(model.notifications.filter((n) => notificationMatches(n, record.s3.bucket.name, key, record.eventName)).map((n) => n.functionArn));
+      if (targets.size === 0) return;
       received.push(record);
-      r.track(
-        handleObjectCreated(deps, {
-          bucket: record.s3.bucket.name,
-          key,
-          size: record.s3.object.size,
-          eTag: record.s3.object.eTag,
-          sequencer: record.s3.object.sequencer,
-          eventTime: record.eventTime,
-        }).then((o) => intake.push(o)),
-      );
+      for (const arn of targets) {
+        invoke(arn, `S3 notification of ${key}`, async (lambda, deps) => {
+          if (handlerOf(lambda) !== 'on-intake') throw new TemplateError(`S3 notifies ${lambda.logicalId}, which is not on-intake`);
+          // The event as Lambda receives it from S3 (key URL-encoded), through the same parsing as the entry point.
+          intake.push(...(await handleS3Event(deps, { Records: [record] })));
+        });
+      }
     };
     emulators.onObjectCreated(dispatch);
     const uploads = opts.uploads ?? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(opts.file)}`, file: opts.file }];
     if (opts.feed) await opts.feed({ store, clients, table: emulators.table });
     else for (const u of uploads) await store.put(u.key, createReadStream(u.file));
+    const key = uploads.at(-1)!.key;
     await runner.idle();
     if (opts.duplicateEvent && received[0]) {
       // Deliver the same notification again, as S3 may: it must start nothing twice.
@@ -170,9 +311,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       await runner.idle();
     }
 
+    const iam = await ledger.summary();
+    await recordUsage(PROJECT_ROOT, model, opts.pipeline, iam.used).catch((err: unknown) => log.warn('could not record IAM usage', { error: errorMessage(err) }));
     const first = intake.find((o) => 'runId' in o);
     if (!first || !('runId' in first)) {
-      const why = intake[0] && 'why' in intake[0] ? intake[0].why : 'no S3 event arrived';
+      const why = intake[0] && 'why' in intake[0] ? intake[0].why : `no S3 notification of the app matches ${key}`;
       throw new Error(`the upload started no run: ${why}`);
     }
     const runId = first.runId;
@@ -196,10 +339,12 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       emailFiles.push(file);
     }
     await copyFile(logFile, join(outDir, 'jobs.log')).catch(() => undefined);
+    const denied = iam.deniedCalls.length > 0;
     return {
       runId,
       pipeline: opts.pipeline,
-      status: run?.status ?? 'UNKNOWN',
+      // A call AWS would refuse fails the run, whatever the emulators let through.
+      status: denied ? 'FAILED' : (run?.status ?? 'UNKNOWN'),
       items: run?.counts?.items ?? 0,
       succeeded: run?.counts?.succeeded ?? 0,
       failed: run?.counts?.failed ?? 0,
@@ -208,18 +353,20 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       emailFile: emailFiles[0],
       emailFiles,
       durationMs: Date.now() - started,
-      error: run?.error,
+      error: denied ? `AWS would deny ${iam.denied} of ${iam.calls} calls:\n${describeDenials(iam.deniedCalls)}` : run?.error,
       outDir,
       run,
       jobs: runner.list(),
       mails,
       intake,
+      iam: { calls: iam.calls, denied: iam.denied, deniedCalls: iam.deniedCalls },
+      twin: { key: synth.key, cached: synth.cached, synthMs: synth.synthMs, model },
     };
   } finally {
     await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
+    await control?.stop();
     await emulators.stop();
     await bundle?.remove();
     await rm(dataDir, { recursive: true, force: true });
   }
 }
-

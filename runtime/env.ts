@@ -42,7 +42,7 @@
 import { z } from 'zod';
 import { parseAppConfig } from './config/schema';
 import { EnvironmentError, errorMessage } from './errors';
-import { STAGES, type JobStage } from './model';
+import type { JobStage } from './model';
 
 export type Env = Record<string, string | undefined>;
 
