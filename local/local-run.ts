@@ -102,7 +102,16 @@ export interface LocalRunResult {
   /** The IAM check: calls made, calls denied, and each denied permission. */
   iam: { calls: number; denied: number; deniedCalls: DeniedCall[] };
   /** The synthesized app the run was driven by. */
-  twin: { key: string; cached: boolean; synthMs: number; model: TwinModel };
+  twin: {
+    key: string;
+    cached: boolean;
+    synthMs: number;
+    /** Synth (or cache lookup) and reading the templates, before the emulators start. */
+    setupMs: number;
+    /** Waiting for the IAM verdicts after the last job ended (the rest overlaps the run). */
+    iamWaitMs: number;
+    model: TwinModel;
+  };
 }
 
 /** Environment variables a job may take from the caller's shell: its credential and proxies for tsx. */
@@ -139,8 +148,11 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const synth = await synthTemplates({ projectRoot: PROJECT_ROOT, config: opts.config, deployment: opts.deployment });
   const templates: AppTemplates = opts.editTemplates ? (structuredClone(synth.templates) as AppTemplates) : synth.templates;
   opts.editTemplates?.(templates);
+  let setupMs = 0;
   const dataDir = await mkdtemp(join(tmpdir(), 'fanout-local-'));
+  const emulatorsStarted = Date.now();
   const emulators = await startEmulators({ dataDir });
+  const emulatorsMs: number | undefined = Date.now() - emulatorsStarted;
   const workDir = join(dataDir, 'jobs');
   await mkdir(workDir, { recursive: true });
   const logFile = join(dataDir, 'jobs.log');
@@ -155,6 +167,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       bucket: emulators.bucket,
       table: emulators.table,
     });
+    setupMs = Date.now() - started - (emulatorsMs ?? 0);
     const ledger = new IamLedger(model);
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
@@ -311,7 +324,9 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       await runner.idle();
     }
 
+    const iamStarted = Date.now();
     const iam = await ledger.summary();
+    const iamWaitMs = Date.now() - iamStarted;
     await recordUsage(PROJECT_ROOT, model, opts.pipeline, iam.used).catch((err: unknown) => log.warn('could not record IAM usage', { error: errorMessage(err) }));
     const first = intake.find((o) => 'runId' in o);
     if (!first || !('runId' in first)) {
@@ -360,7 +375,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       mails,
       intake,
       iam: { calls: iam.calls, denied: iam.denied, deniedCalls: iam.deniedCalls },
-      twin: { key: synth.key, cached: synth.cached, synthMs: synth.synthMs, model },
+      twin: { key: synth.key, cached: synth.cached, synthMs: synth.synthMs, setupMs, iamWaitMs, model },
     };
   } finally {
     await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
