@@ -127,7 +127,10 @@ export async function runPull(source: SftpSourceConfig, shape: PipelineShape, re
       });
       const body = remote.read(file.path);
       const copying = deps.store.put(temp, counter, { contentType: 'application/octet-stream' });
-      await Promise.all([pump(body, counter), copying]);
+      // Both settle before anything else happens: an aborted upload must be over before its temp object is deleted.
+      const [read, written] = await Promise.allSettled([pump(body, counter), copying]);
+      if (read.status === 'rejected') throw read.reason;
+      if (written.status === 'rejected') throw written.reason;
       if (bytes !== file.size) {
         throw new Error(`read ${bytes} of its ${file.size} bytes (the connection closed early, or the file changed during the copy)`);
       }
