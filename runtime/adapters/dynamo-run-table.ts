@@ -28,7 +28,7 @@ import type { ChunkRecord, RunRecord } from '../model';
 import { forEachConcurrent } from '../pool';
 import type { RunTable } from '../ports';
 import { abortableSleep, backoffDelayMs, type RetryPolicy } from '../retry';
-import { failedCallMessage, sdkErrorName } from './sdk-errors';
+import { DynamoCalls } from './dynamo-calls';
 
 /** Key attribute names and the TTL attribute of the table (the infrastructure must match). */
 export const RUN_TABLE_SCHEMA = {
@@ -71,10 +71,6 @@ const CHUNK_ITEM_ONLY = [...KEY_ATTRIBUTES, RUN_TABLE_SCHEMA.ttlAttribute];
 type Item = Record<string, unknown>;
 type WriteRequest = { PutRequest: { Item: Item } } | { DeleteRequest: { Key: Item } };
 
-function isConditionFailure(err: unknown): boolean {
-  return sdkErrorName(err) === 'ConditionalCheckFailedException';
-}
-
 /** A copy of `item` without the attributes `names`. */
 function omit<T>(item: Item, names: readonly string[]): T {
   const out: Item = { ...item };
@@ -106,6 +102,7 @@ function setExpression(
 }
 
 export class DynamoRunTable implements RunTable {
+  private readonly calls: DynamoCalls;
   private readonly concurrency: number;
   /** Back-off between rounds of unprocessed batch items (an attempt per round). */
   private readonly batchRetry: RetryPolicy;
@@ -116,6 +113,7 @@ export class DynamoRunTable implements RunTable {
     readonly tableName: string,
     opts: DynamoRunTableOptions = {},
   ) {
+    this.calls = new DynamoCalls(tableName);
     this.concurrency = opts.concurrency ?? 4;
     this.batchRetry = {
       maxAttempts: (opts.maxBatchRetries ?? 10) + 1,
@@ -126,7 +124,7 @@ export class DynamoRunTable implements RunTable {
   }
 
   async createRun(run: RunRecord): Promise<boolean> {
-    return this.conditional('PutItem (create run)', `run ${run.runId}`, () =>
+    return this.calls.conditional('PutItem (create run)', `run ${run.runId}`, () =>
       this.doc.send(
         new PutCommand({
           TableName: this.tableName,
@@ -157,7 +155,7 @@ export class DynamoRunTable implements RunTable {
       statusIn.forEach((status, i) => (set.values[`:s${i}`] = status));
       condition += ` AND #status IN (${statusIn.map((_, i) => `:s${i}`).join(', ')})`;
     }
-    return this.conditional('UpdateItem', `run ${runId}`, () =>
+    return this.calls.conditional('UpdateItem', `run ${runId}`, () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
@@ -172,7 +170,7 @@ export class DynamoRunTable implements RunTable {
   }
 
   async claimStep(runId: string, step: Step, value: string): Promise<boolean> {
-    const claimed = await this.conditional('UpdateItem (claim step)', `run ${runId} step ${step}`, () =>
+    const claimed = await this.calls.conditional('UpdateItem (claim step)', `run ${runId} step ${step}`, () =>
       this.doc.send(this.stepUpdate(runId, step, 'SET steps.#step = :value', value, ' AND attribute_not_exists(steps.#step)')),
     );
     if (claimed) return true;
@@ -201,7 +199,7 @@ export class DynamoRunTable implements RunTable {
   async updateChunk(runId: string, chunk: number, patch: Partial<Omit<ChunkRecord, 'runId' | 'chunk'>>): Promise<void> {
     const set = setExpression(patch, ['runId', 'chunk']);
     if (!set) return;
-    const updated = await this.conditional('UpdateItem', `chunk ${chunk} of run ${runId}`, () =>
+    const updated = await this.calls.conditional('UpdateItem', `chunk ${chunk} of run ${runId}`, () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
@@ -225,7 +223,7 @@ export class DynamoRunTable implements RunTable {
     const keys: Item[] = Array.from({ length: count }, (_, n) => chunkKey(runId, n));
     const found: ChunkRecord[] = [];
     await this.inBatches(keys, READ_BATCH_SIZE, 'BatchGetItem', `chunks of run ${runId}`, 'keys', async (pending) => {
-      const res = await this.call('BatchGetItem', `chunks of run ${runId}`, () =>
+      const res = await this.calls.call('BatchGetItem', `chunks of run ${runId}`, () =>
         this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } })),
       );
       for (const item of res.Responses?.[this.tableName] ?? []) found.push(omit<ChunkRecord>(item, CHUNK_ITEM_ONLY));
@@ -258,7 +256,7 @@ export class DynamoRunTable implements RunTable {
     let limit: FleetLimit | undefined;
     const subject = `fleet of run ${runId}, epoch ${epoch}`;
     await this.inBatches(keys, READ_BATCH_SIZE, 'BatchGetItem', subject, 'keys', async (pending) => {
-      const res = await this.call('BatchGetItem', subject, () =>
+      const res = await this.calls.call('BatchGetItem', subject, () =>
         this.doc.send(new BatchGetCommand({ RequestItems: { [this.tableName]: { Keys: pending, ConsistentRead: true } } })),
       );
       for (const item of res.Responses?.[this.tableName] ?? []) {
@@ -297,7 +295,7 @@ export class DynamoRunTable implements RunTable {
       Array.from({ length: shards }, (_, shard) => shard),
       this.concurrency,
       async (shard) => {
-        const res = await this.call('UpdateItem (fleet limit)', `run ${runId} shard ${shard}`, () =>
+        const res = await this.calls.call('UpdateItem (fleet limit)', `run ${runId} shard ${shard}`, () =>
           this.doc.send(
             new UpdateCommand({
               TableName: this.tableName,
@@ -315,7 +313,7 @@ export class DynamoRunTable implements RunTable {
   }
 
   private async addToFleetCounter(runId: string, epoch: number, shard: number, delta: number, what: string): Promise<void> {
-    await this.call(`UpdateItem (fleet ${what})`, `run ${runId} shard ${shard} epoch ${epoch}`, () =>
+    await this.calls.call(`UpdateItem (fleet ${what})`, `run ${runId} shard ${shard} epoch ${epoch}`, () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
@@ -330,7 +328,7 @@ export class DynamoRunTable implements RunTable {
   // ------------------------------------------------------------------------------------------
 
   private async getItem(key: Item, subject: string): Promise<Item | undefined> {
-    const res = await this.call('GetItem', subject, () =>
+    const res = await this.calls.call('GetItem', subject, () =>
       this.doc.send(new GetCommand({ TableName: this.tableName, Key: key, ConsistentRead: true })),
     );
     return res.Item;
@@ -349,7 +347,7 @@ export class DynamoRunTable implements RunTable {
   }
 
   private async updateStep(runId: string, step: string, expression: string, value: string | undefined, what: string): Promise<void> {
-    const updated = await this.conditional(`UpdateItem (${what})`, `run ${runId} step ${step}`, () =>
+    const updated = await this.calls.conditional(`UpdateItem (${what})`, `run ${runId} step ${step}`, () =>
       this.doc.send(this.stepUpdate(runId, step, expression, value)),
     );
     if (!updated) throw this.missing(`${what} "${step}" of run ${runId}`, 'run');
@@ -357,7 +355,7 @@ export class DynamoRunTable implements RunTable {
 
   private async batchWrite(requests: WriteRequest[], what: string): Promise<void> {
     await this.inBatches(requests, WRITE_BATCH_SIZE, 'BatchWriteItem', what, 'items', async (pending) => {
-      const res = await this.call('BatchWriteItem', what, () =>
+      const res = await this.calls.call('BatchWriteItem', what, () =>
         this.doc.send(new BatchWriteCommand({ RequestItems: { [this.tableName]: pending } })),
       );
       return (res.UnprocessedItems?.[this.tableName] ?? []) as WriteRequest[];
@@ -391,34 +389,8 @@ export class DynamoRunTable implements RunTable {
     });
   }
 
-  /** The answer of `send`; any failure becomes a StorageError naming the operation and subject. */
-  private async call<T>(operation: string, subject: string, send: () => Promise<T>): Promise<T> {
-    try {
-      return await send();
-    } catch (err) {
-      throw this.failure(operation, subject, err);
-    }
-  }
-
-  /** Whether the condition of `send`'s write held; any other failure becomes a StorageError. */
-  private async conditional(operation: string, subject: string, send: () => Promise<unknown>): Promise<boolean> {
-    try {
-      await send();
-      return true;
-    } catch (err) {
-      if (isConditionFailure(err)) return false;
-      throw this.failure(operation, subject, err);
-    }
-  }
-
   private missing(action: string, what: 'run' | 'chunk'): StorageError {
     return new StorageError(`cannot ${action} in table ${this.tableName}: the ${what} does not exist`, ExitCode.TABLE);
-  }
-
-  private failure(operation: string, subject: string, err: unknown): StorageError {
-    return new StorageError(failedCallMessage(`DynamoDB ${operation} on table ${this.tableName} (${subject})`, err), ExitCode.TABLE, {
-      cause: err,
-    });
   }
 }
 

@@ -9,21 +9,25 @@
  * source's records back (the local `--state` folder saves them between runs).
  */
 import { DeleteCommand, PutCommand, QueryCommand, UpdateCommand, type DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { ExitCode, StorageError } from '../errors';
 import type { PulledFileRecord, SourceLedger } from '../ports';
-import { failedCallMessage, sdkErrorName } from './sdk-errors';
+import { ExitCode, StorageError } from '../errors';
+import { DynamoCalls } from './dynamo-calls';
 
 export const sourceFileKey = (source: string, path: string) => ({ pk: `SOURCE#${source}`, sk: `FILE#${path}` });
 
 export class DynamoSourceLedger implements SourceLedger {
+  private readonly calls: DynamoCalls;
+
   constructor(
     private readonly doc: DynamoDBDocumentClient,
     readonly tableName: string,
-  ) {}
+  ) {
+    this.calls = new DynamoCalls(tableName);
+  }
 
   async claim(source: string, path: string, version: string, pullId: string, now: number, staleMs: number): Promise<boolean> {
     const item = { ...sourceFileKey(source, path), source, path, version, state: 'copying', pullId, updatedAt: now };
-    return this.conditional('PutItem (claim a pulled file)', `${source}:${path}`, () =>
+    return this.calls.conditional('PutItem (claim a pulled file)', `${source}:${path}`, () =>
       this.doc.send(
         new PutCommand({
           TableName: this.tableName,
@@ -38,7 +42,7 @@ export class DynamoSourceLedger implements SourceLedger {
   }
 
   async markCopied(source: string, path: string, pullId: string, key: string, now: number): Promise<void> {
-    const ok = await this.conditional('UpdateItem (pulled file copied)', `${source}:${path}`, () =>
+    const ok = await this.calls.conditional('UpdateItem (pulled file copied)', `${source}:${path}`, () =>
       this.doc.send(
         new UpdateCommand({
           TableName: this.tableName,
@@ -59,7 +63,7 @@ export class DynamoSourceLedger implements SourceLedger {
   }
 
   async release(source: string, path: string, pullId: string): Promise<void> {
-    await this.conditional('DeleteItem (release a pulled file)', `${source}:${path}`, () =>
+    await this.calls.conditional('DeleteItem (release a pulled file)', `${source}:${path}`, () =>
       this.doc.send(
         new DeleteCommand({
           TableName: this.tableName,
@@ -76,7 +80,7 @@ export class DynamoSourceLedger implements SourceLedger {
     const out: PulledFileRecord[] = [];
     let start: Record<string, unknown> | undefined;
     do {
-      const page = await this.call('Query (pulled files)', source, () =>
+      const page = await this.calls.call('Query (pulled files)', source, () =>
         this.doc.send(
           new QueryCommand({
             TableName: this.tableName,
@@ -97,33 +101,9 @@ export class DynamoSourceLedger implements SourceLedger {
 
   async restore(records: PulledFileRecord[]): Promise<void> {
     for (const r of records) {
-      await this.call('PutItem (restore a pulled file)', `${r.source}:${r.path}`, () =>
+      await this.calls.call('PutItem (restore a pulled file)', `${r.source}:${r.path}`, () =>
         this.doc.send(new PutCommand({ TableName: this.tableName, Item: { ...sourceFileKey(r.source, r.path), ...r } })),
       );
     }
-  }
-
-  private async call<T>(operation: string, subject: string, send: () => Promise<T>): Promise<T> {
-    try {
-      return await send();
-    } catch (err) {
-      throw this.failure(operation, subject, err);
-    }
-  }
-
-  private async conditional(operation: string, subject: string, send: () => Promise<unknown>): Promise<boolean> {
-    try {
-      await send();
-      return true;
-    } catch (err) {
-      if (sdkErrorName(err) === 'ConditionalCheckFailedException') return false;
-      throw this.failure(operation, subject, err);
-    }
-  }
-
-  private failure(operation: string, subject: string, err: unknown): StorageError {
-    return new StorageError(failedCallMessage(`DynamoDB ${operation} on table ${this.tableName} (${subject})`, err), ExitCode.TABLE, {
-      cause: err,
-    });
   }
 }
