@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { basename, relative } from 'node:path';
 import { userInfo } from 'node:os';
 import { loadPipelinesConfig } from '../../config/pipelines';
-import { findPipeline, loadConfigFile, parseAppConfig, type AppConfig } from '../../runtime/config/schema';
+import { DEFAULT_RUN_RETENTION_DAYS, findPipeline, loadConfigFile, parseAppConfig, type AppConfig } from '../../runtime/config/schema';
 import { readLiveEndpoints } from '../../local/kept-run';
 import { runLocal, type LocalRunResult } from '../../local/local-run';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -290,14 +290,14 @@ async function redrive(io: OpsIo, args: string[]): Promise<number> {
       keepDir: target.dir,
       outDir: values.out,
       begin: ({ deps, notifier }) =>
-        startRedrive({ store: deps.store, table: deps.table, notifier }, plan, { retentionDays: config.runRetentionDays }),
+        startRedrive({ store: deps.store, table: deps.table, notifier }, plan, { fallbackRetentionDays: config.runRetentionDays }),
     });
     io.out.write(json ? localJson(result) : localSummary(result));
     return result.status === 'SUCCEEDED' ? 0 : 1;
   }
   try {
     const newRunId = await startRedrive({ store: target.store, table: target.table, notifier: target.notifier! }, plan, {
-      retentionDays: 90,
+      fallbackRetentionDays: DEFAULT_RUN_RETENTION_DAYS,
     });
     if (!values.wait) {
       io.out.write(

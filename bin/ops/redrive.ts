@@ -58,11 +58,27 @@ export function redriveRunId(originalRunId: string, now: number): string {
   return `${stamp}-r${createHash('sha256').update(`redrive\n${originalRunId}`).digest('hex').slice(0, 9)}`;
 }
 
+/**
+ * Days the first run's record was kept for (its TTL less its start), so that a redrive lives as long
+ * as the run it completes: the deployed stack's `runRetentionDays`, without the CLI having to know
+ * the config it was deployed with. Undefined for a record without a TTL.
+ */
+export function retentionDaysOf(run: RunRecord): number | undefined {
+  if (run.expiresAt === undefined) return undefined;
+  return Math.max(1, Math.round((run.expiresAt - run.createdAt / 1000) / 86_400));
+}
+
 /** Opens the redrive run, writes its chunks and announces them; answers the new run id. */
 export async function startRedrive(
   ports: { store: ObjectStore; table: RunTable; notifier: SplitDoneNotifier },
   plan: RedrivePlan,
-  opts: { now?: number; retentionDays: number },
+  opts: {
+    now?: number;
+    /** Days the redrive's record is kept. @default the first run's own retention, else `fallbackRetentionDays` */
+    retentionDays?: number;
+    /** Used when the first run's record has no TTL. */
+    fallbackRetentionDays: number;
+  },
 ): Promise<string> {
   const { original } = plan;
   const config = requireShape(original.config!, 'items');
@@ -78,7 +94,7 @@ export async function startRedrive(
     sender: original.sender,
     inputColumns: original.inputColumns,
     createdAt: now,
-    expiresAt: Math.floor(now / 1000) + opts.retentionDays * 86_400,
+    expiresAt: Math.floor(now / 1000) + (opts.retentionDays ?? retentionDaysOf(original) ?? opts.fallbackRetentionDays) * 86_400,
     redriveOf: original.runId,
     steps: { split: 'fanout redrive' },
   });

@@ -200,6 +200,9 @@ export function requireShape<S extends PipelineShape>(pipeline: PipelineConfig, 
   return pipeline as Extract<PipelineConfig, { shape: S }>;
 }
 
+/** Days a run record is kept when the config does not say (`runRetentionDays`). */
+export const DEFAULT_RUN_RETENTION_DAYS = 90;
+
 export const appConfigSchema = z
   .object({
     /** Sender address (an SES verified identity on AWS). @default 'batch-fanout@example.com' */
@@ -210,7 +213,7 @@ export const appConfigSchema = z
      */
     operatorRecipients: z.array(z.email()).default([]),
     /** Days a run record is kept in the run table (TTL). @default 90 */
-    runRetentionDays: z.int().min(1).max(3650).default(90),
+    runRetentionDays: z.int().min(1).max(3650).default(DEFAULT_RUN_RETENTION_DAYS),
     pipelines: z.array(pipelineSchema).min(1, 'declare at least one pipeline'),
     /** Scheduled SFTP pulls into the pipelines' intake folders (runtime/config/sources-schema.ts). @default [] */
     sources: sourcesSchema,

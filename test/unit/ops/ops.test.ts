@@ -11,6 +11,12 @@ import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { join } from 'node:path';
 import { DynamoRunTable } from '../../../runtime/adapters/dynamo-run-table';
 import { cancelRun } from '../../../bin/ops/runs';
+import { planRedrive, startRedrive } from '../../../bin/ops/redrive';
+import { createOutcomesArchive } from '../../../batch-jobs/stages/outcomes-archive';
+import { S3ObjectStore } from '../../../runtime/adapters/s3-object-store';
+import type { SplitDoneMessage } from '../../../runtime/ports';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { describeAwsFailure, openTarget } from '../../../bin/ops/target';
 import { estimate, loadPrices, readFileShape } from '../../../bin/ops/estimate';
 import { loadPipelinesConfig } from '../../../config/pipelines';
@@ -61,6 +67,53 @@ describe('fanout cancel', () => {
     await assert.rejects(cancelRun(table, client, 'run-1', 'test', { who: 'alice' }), /has already ended \(CANCELLED\); nothing to cancel/);
     await assert.rejects(cancelRun(table, client, 'nope', 'the test table', { who: 'alice' }), /no run nope in the test table/);
     assert.equal(requests.length, 4, 'nothing more was terminated');
+  });
+});
+
+describe('fanout redrive', () => {
+  it('keeps the redrive run as long as the first run was kept, and redoes only its failed item', async () => {
+    const table = new DynamoRunTable(fx.clients.dynamo, fx.emu.table);
+    const store = new S3ObjectStore(fx.clients.s3, fx.emu.bucket);
+    const config = requireShape(loadPipelinesConfig().pipelines[0]!, 'items');
+    const createdAt = Date.UTC(2026, 10, 1);
+    const dir = await mkdtemp(join(tmpdir(), 'redrive-retention-'));
+    try {
+      const archive = createOutcomesArchive(dir);
+      await archive.add({ i: 0, r: [2], d: [{ id: '1' }] }, { i: 0, s: 'done', a: 1 });
+      await archive.add({ i: 1, r: [3], d: [{ id: '2' }] }, { i: 1, s: 'failed', e: 'source said 503', a: 3 });
+      const outcomesKey = await archive.finish(store, 'history/run-7d/outcomes.jsonl.gz');
+      await table.createRun({
+        runId: 'run-7d',
+        pipeline: 'tax-due',
+        inputKey: 'intake/tax-due/a.csv',
+        inputName: 'a.csv',
+        status: 'FAILED',
+        config,
+        sender: 'a@example.com',
+        createdAt,
+        // A stack deployed with runRetentionDays 7, not the default.
+        expiresAt: createdAt / 1000 + 7 * 86_400,
+        outcomesKey,
+      });
+      const plan = await planRedrive(store, table, 'run-7d', 'test');
+      assert.deepEqual([plan.redo, plan.badInput], [1, 0]);
+      const announced: SplitDoneMessage[] = [];
+      const now = Date.UTC(2026, 11, 1);
+      const runId = await startRedrive({ store, table, notifier: { publishSplitDone: async (m) => void announced.push(m) } }, plan, {
+        now,
+        fallbackRetentionDays: 90,
+      });
+      const run = await table.getRun(runId);
+      assert.equal(run?.redriveOf, 'run-7d');
+      assert.equal(run?.expiresAt, Math.floor(now / 1000) + 7 * 86_400);
+      assert.equal(announced.length, 1);
+      assert.deepEqual(
+        (await table.getChunks(runId, 1)).map((c) => c.items),
+        [1],
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
