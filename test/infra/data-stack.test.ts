@@ -56,6 +56,8 @@ describe('data stack', () => {
           Match.objectLike({ Prefix: 'work/', ExpirationInDays: 3, Status: 'Enabled' }),
           Match.objectLike({ Prefix: 'intake/', ExpirationInDays: 120 }),
           Match.objectLike({ Prefix: 'results/', ExpirationInDays: 400, NoncurrentVersionExpiration: { NoncurrentDays: 14 } }),
+          // The outcomes `fanout redrive` reads live as long as the results they complete.
+          Match.objectLike({ Prefix: 'history/', ExpirationInDays: 400, Status: 'Enabled' }),
         ]),
       },
     });
