@@ -48,6 +48,7 @@ export const OPS_USAGE = `Operating a pipeline (on a deployed stack or a kept lo
   fanout redrive <runId> [--wait]                    run only the failed items again, one merged workbook
   fanout submit <file> --pipeline P [--wait]         upload to the intake folder (and watch the run)
   fanout estimate <file> --pipeline P [--latency-ms N | --sample N] [--config FILE.json]
+      [--failure-rate R] [--retry-after-rate R] [--retry-after-ms N] [--parallel N] [--start-seconds N]
                                                      items, chunks, wall time and AWS cost, before uploading
   Each takes --stack <appName> (credentials from the usual AWS chain) or --local DIR (a run kept with
   fanout run ... --keep DIR); estimate needs neither.`;
@@ -372,6 +373,9 @@ async function estimate(io: OpsIo, args: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       'latency-ms': { type: 'string' },
       'failure-rate': { type: 'string' },
+      'retry-after-rate': { type: 'string' },
+      'retry-after-ms': { type: 'string' },
+      'start-seconds': { type: 'string' },
       sample: { type: 'string' },
       parallel: { type: 'string' },
       prices: { type: 'string' },
@@ -401,16 +405,30 @@ async function estimate(io: OpsIo, args: string[]): Promise<number> {
     const given = positiveNumber(values['latency-ms'], '--latency-ms');
     const share = values['failure-rate'] === undefined ? 0 : Number(values['failure-rate']);
     if (!(share >= 0 && share < 1)) throw new OpsError(`--failure-rate must be in [0, 1), got "${values['failure-rate']}"`, 2);
+    const paused = values['retry-after-rate'] === undefined ? 0 : Number(values['retry-after-rate']);
+    if (!(paused >= 0 && paused <= share)) {
+      throw new OpsError(
+        `--retry-after-rate must be in [0, --failure-rate] (refusals with Retry-After are failures too), got "${values['retry-after-rate']}"`,
+        2,
+      );
+    }
     latency = {
       meanMs: given ?? 100,
       transientShare: share,
+      pausedShare: paused,
+      retryAfterMs: positiveNumber(values['retry-after-ms'], '--retry-after-ms') ?? 1000,
       source: given ? 'given (--latency-ms)' : 'assumed 100 ms: give --latency-ms N or --sample N',
     };
   }
+  const start = values['start-seconds'];
+  const childStartSeconds = start === undefined ? undefined : Number(start);
+  if (childStartSeconds !== undefined && !(childStartSeconds >= 0))
+    throw new OpsError(`--start-seconds must be 0 or more, got "${start}"`, 2);
   const pricesFile = values.prices ?? DEFAULT_PRICES_FILE;
   const e = estimateRun(shape, found, await loadPrices(pricesFile), {
     latency,
     parallel: values.parallel !== undefined ? positiveNumber(values.parallel, '--parallel') : undefined,
+    childStartSeconds,
   });
   io.out.write(values.json ? `${JSON.stringify(e)}\n` : estimateText(e, relative(process.cwd(), pricesFile) || pricesFile));
   return 0;

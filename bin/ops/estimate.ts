@@ -6,10 +6,15 @@
  * Step Functions Distributed Map with Lambda. Prices come from one user-editable file
  * (config/prices.json: region, date, sources).
  *
- * The wall-time model (fan-out only, once the children run; container start is not in it):
+ * The wall-time model (fan-out only: the children's start, then their calls):
  *   - each child calls with `concurrency` in flight; a call takes `latency`; a child is also bound
  *     by CPU (PER_ITEM_CPU_MS per item on its vCPU) and by its share of the fleet-wide rate limit;
- *   - children run in waves of `parallel` (the chunks, or fewer when the queue allows fewer);
+ *   - a refusal with Retry-After (share `t` of calls: a 429, or a 503 that says when) pauses all of
+ *     the child's calls to that origin for Retry-After seconds `R`, so a child whose `c` calls in
+ *     flight see at least one such answer (probability q = 1 - (1 - t)^c) waits R more per round:
+ *     c calls per (latency + q * R);
+ *   - children run in waves of `parallel` (the chunks, or fewer when the queue allows fewer), and
+ *     each wave pays a child's start (a container on AWS, a process locally);
  *   - transient failures (share `p`) are retried after a back-off: the chunk's last item waits for
  *     about log(n)/log(1/p) retries in a row, each the mean full-jitter delay (or Retry-After).
  */
@@ -22,6 +27,7 @@ import { openRecords } from '../../batch-jobs/records/reader';
 import { createTask } from '../../batch-jobs/tasks';
 import { maxInFlight, type ItemsPipelineConfig } from '../../runtime/config/schema';
 import type { WorkItem } from '../../runtime/model';
+import { TransientError } from '../../runtime/errors';
 import { PROJECT_ROOT } from '../../local/local-run';
 
 /**
@@ -101,6 +107,13 @@ export interface Latency {
   meanMs: number;
   /** Share of calls that failed transiently (retried). */
   transientShare: number;
+  /**
+   * Share of calls refused with a Retry-After (429, or 503 with Retry-After): part of
+   * `transientShare`, and each one pauses the child's calls to the origin. @default 0
+   */
+  pausedShare?: number;
+  /** Mean Retry-After of those refusals, ms. @default 1000 */
+  retryAfterMs?: number;
   /** Where the figures come from. */
   source: string;
 }
@@ -110,6 +123,8 @@ export async function sampleLatency(pipeline: ItemsPipelineConfig, items: WorkIt
   const task = createTask(pipeline.task, { env, concurrency: Math.min(maxInFlight(pipeline), items.length) });
   const times: number[] = [];
   let failures = 0;
+  let paused = 0;
+  let retryAfterMs = 0;
   try {
     const queue = [...items];
     const worker = async () => {
@@ -117,8 +132,12 @@ export async function sampleLatency(pipeline: ItemsPipelineConfig, items: WorkIt
         const started = performance.now();
         try {
           await task.run(item, { attempt: 1, signal: AbortSignal.timeout(60_000) });
-        } catch {
+        } catch (err) {
           failures++;
+          if (err instanceof TransientError && err.retryAfterMs !== undefined && err.retryAfterMs > 0) {
+            paused++;
+            retryAfterMs += err.retryAfterMs;
+          }
         }
         times.push(performance.now() - started);
       }
@@ -128,17 +147,40 @@ export async function sampleLatency(pipeline: ItemsPipelineConfig, items: WorkIt
     await task.close?.();
   }
   const meanMs = times.reduce((a, b) => a + b, 0) / Math.max(1, times.length);
-  return { meanMs, transientShare: failures / Math.max(1, times.length), source: `measured: ${times.length} real calls` };
+  return {
+    meanMs,
+    transientShare: failures / Math.max(1, times.length),
+    pausedShare: paused / Math.max(1, times.length),
+    retryAfterMs: paused > 0 ? retryAfterMs / paused : undefined,
+    source: `measured: ${times.length} real calls`,
+  };
 }
 
 export interface EstimateOptions {
   latency: Latency;
   /** Children that run at once. @default - every chunk (the queue's max vCPUs allow it) */
   parallel?: number;
+  /**
+   * Seconds from a child's submission to its first call, paid once per wave.
+   * @default - CHILD_START_SECONDS for the pipeline's compute
+   */
+  childStartSeconds?: number;
   /** vCPUs and memory of a fan-out child (the job definition). @default 1 vCPU, 2 GiB */
   childVcpus?: number;
   childMemoryGb?: number;
 }
+
+/**
+ * A fan-out child's start on AWS, s: a Fargate task is normally 30-45 s or more from launch to
+ * running (instance, network interface, image pull; AWS re:Post, "how to speed up provisioning of
+ * ECS Fargate task"); on EC2 Spot a container on an instance already up starts in seconds, but the
+ * compute environment scales from 0 vCPUs, so the first wave waits for instances (about 2 minutes).
+ * Assumptions, stated in the output; a local run passes its own (a process start).
+ */
+export const CHILD_START_SECONDS = {
+  'fargate-spot': { perWave: 45, firstWave: 0, source: 'assumed: a Fargate task starts in about 45 s' },
+  'ec2-spot': { perWave: 10, firstWave: 120, source: 'assumed: 10 s a container, 120 s for the first instances' },
+} as const;
 
 export interface Estimate {
   file: { rows: number; items: number; chunks: number; invalidItems: number; bytes: number };
@@ -153,6 +195,12 @@ export interface Estimate {
     wallSeconds: number;
     tailSeconds: number;
     childSeconds: number;
+    /** Each wave's start (the first wave's extra in `firstStartSeconds`). */
+    startSeconds: number;
+    firstStartSeconds: number;
+    startSource: string;
+    /** Calls per child and second once started, with the Retry-After pauses counted. */
+    perChildCallsPerSecond: number;
   };
   cost: {
     prices: { region: string; date: string; currency: string };
@@ -178,7 +226,11 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   // Calls per item: the first, and retries of transient failures (geometric). Rates are calls/s.
   const callsPerItem = 1 / (1 - p);
   const parallel = Math.max(1, Math.min(shape.chunks, opts.parallel ?? shape.chunks));
-  const byLatency = maxInFlight(pipeline) / latencyS;
+  const inFlight = maxInFlight(pipeline);
+  const t = Math.min(p, Math.max(0, latency.pausedShare ?? 0));
+  const pauseS = (latency.retryAfterMs ?? 1000) / 1000;
+  const pausedRound = t > 0 ? (1 - (1 - t) ** inFlight) * pauseS : 0;
+  const byLatency = inFlight / (latencyS + pausedRound);
   const byCpu = 1000 / PER_ITEM_CPU_MS;
   const byRate = pipeline.rateLimitPerSecond ? pipeline.rateLimitPerSecond / parallel : Number.POSITIVE_INFINITY;
   const perChild = Math.min(byLatency, byCpu, byRate);
@@ -189,13 +241,17 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   const streak = p > 0 ? Math.min(pipeline.retry.maxAttempts - 1, Math.max(1, Math.round(Math.log(maxChunk) / Math.log(1 / p)))) : 0;
   let tail = 0;
   for (let k = 1; k <= streak; k++) tail += retryDelayS(k) + latencyS;
-  // Waves of `parallel` children; each chunk takes items * calls / rate, plus the tail.
+  const start =
+    opts.childStartSeconds !== undefined
+      ? { perWave: opts.childStartSeconds, firstWave: 0, source: 'given' }
+      : CHILD_START_SECONDS[pipeline.compute];
+  // Waves of `parallel` children; each chunk takes its start, items * calls / rate, and the tail.
   const sizes = [...shape.chunkItems].sort((a, b) => b - a);
-  let wall = 0;
+  let wall = start.firstWave;
   let childSeconds = 0;
   for (let w = 0; w < sizes.length; w += parallel) {
     const wave = sizes.slice(w, w + parallel);
-    const times = wave.map((n) => (n * callsPerItem) / perChild + tail + latencyS);
+    const times = wave.map((n) => start.perWave + (n * callsPerItem) / perChild + tail + latencyS);
     wall += Math.max(...times);
     childSeconds += times.reduce((a, b) => a + b, 0);
   }
@@ -276,6 +332,10 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
       wallSeconds: round(wall, 1),
       tailSeconds: round(tail, 2),
       childSeconds: round(childSeconds, 1),
+      startSeconds: start.perWave,
+      firstStartSeconds: start.firstWave,
+      startSource: start.source,
+      perChildCallsPerSecond: round(perChild, 1),
     },
     cost: {
       prices: { region: prices.region, date: prices.date, currency: prices.currency },
@@ -310,10 +370,11 @@ export function estimateText(e: Estimate, pricesFile: string): string {
   return [
     `Estimate for ${e.pipeline.name}:`,
     `  file: ${e.file.rows.toLocaleString('en-US')} rows, ${e.file.items.toLocaleString('en-US')} items (${e.file.invalidItems} with bad cells), ${e.file.chunks} chunk(s) of up to ${e.pipeline.chunkSize}`,
-    `  calls: ${e.latency.meanMs.toFixed(0)} ms each, ${(e.latency.transientShare * 100).toFixed(1)}% retried (${e.latency.source})`,
+    `  calls: ${e.latency.meanMs.toFixed(0)} ms each, ${(e.latency.transientShare * 100).toFixed(1)}% retried, ${((e.latency.pausedShare ?? 0) * 100).toFixed(1)}% refused with Retry-After ${((e.latency.retryAfterMs ?? 1000) / 1000).toFixed(1)} s (${e.latency.source})`,
     `  per-item CPU: ${e.perItemCpuMs} ms (${e.perItemCpuSource})`,
     `  fan-out: ${e.fanout.parallelChildren} children at once, ${e.pipeline.concurrency} in flight each, rate limit ${e.pipeline.rateLimitPerSecond ?? 'none'}`,
-    `    about ${e.fanout.callsPerSecond.toLocaleString('en-US')} calls/s (bound by ${e.fanout.boundBy}); wall time about ${e.fanout.wallSeconds} s once the children run (retry tail ${e.fanout.tailSeconds} s; container start not included)`,
+    `    about ${e.fanout.callsPerSecond.toLocaleString('en-US')} calls/s (${e.fanout.perChildCallsPerSecond} per child, bound by ${e.fanout.boundBy}); wall time about ${e.fanout.wallSeconds} s`,
+    `    (a child's start ${e.fanout.startSeconds} s a wave${e.fanout.firstStartSeconds ? `, ${e.fanout.firstStartSeconds} s more for the first` : ''}: ${e.fanout.startSource}; retry tail ${e.fanout.tailSeconds} s)`,
     `  cost on AWS Batch (${e.pipeline.compute}), prices ${e.cost.prices.region} as of ${e.cost.prices.date} from ${pricesFile}:`,
     `    compute ${money(b.compute, c)}  S3 requests ${money(b.s3, c)}  DynamoDB ${money(b.dynamodb, c)}  Lambda ${money(b.lambda, c)}  SES ${money(b.ses, c)}  = ${money(b.total, c)}`,
     `    (${b.computeKind})`,

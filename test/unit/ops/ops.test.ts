@@ -161,13 +161,32 @@ describe('fanout estimate', () => {
     const shape = await readFileShape(file, pipeline);
     assert.deepEqual([shape.rows, shape.items, shape.chunks, shape.invalidItems], [2400, 2400, 5, 3]);
     const prices = await loadPrices();
-    const quiet = estimate(shape, pipeline, prices, { latency: { meanMs: 100, transientShare: 0, source: 't' }, parallel: 5 });
+    const quiet = estimate(shape, pipeline, prices, {
+      latency: { meanMs: 100, transientShare: 0, source: 't' },
+      parallel: 5,
+      childStartSeconds: 0,
+    });
     // 500 items a chunk at 64 in flight, 100 ms a call: 0.78 s, plus one call.
     assert.equal(quiet.fanout.boundBy, 'latency');
     assert.equal(quiet.fanout.wallSeconds, 0.9);
+    // On Fargate Spot (the pipeline's compute) each wave first waits for its tasks to start: 2 waves of 3.
+    const started = estimate(shape, pipeline, prices, { latency: { meanMs: 100, transientShare: 0, source: 't' }, parallel: 3 });
+    assert.equal(started.fanout.startSeconds, 45);
+    assert.equal(started.fanout.wallSeconds, 2 * (45 + 0.9));
+    // 2.4% of calls refused with Retry-After 1 s: 64 in flight see one in 1 - 0.976^64 of the rounds,
+    // and then wait 1 s more; 8% retried in all, so 500 / 0.92 calls a chunk.
+    const paused = estimate(shape, pipeline, prices, {
+      latency: { meanMs: 100, transientShare: 0.08, pausedShare: 0.024, retryAfterMs: 1000, source: 't' },
+      parallel: 5,
+      childStartSeconds: 0,
+    });
+    const perChild = 64 / (0.1 + (1 - 0.976 ** 64) * 1);
+    assert.equal(paused.fanout.perChildCallsPerSecond, Math.round(perChild * 10) / 10);
+    assert.ok(Math.abs(paused.fanout.wallSeconds - (500 / 0.92 / perChild + paused.fanout.tailSeconds + 0.1)) < 0.1);
     const limited = estimate(shape, { ...pipeline, rateLimitPerSecond: 50 }, prices, {
       latency: { meanMs: 100, transientShare: 0, source: 't' },
       parallel: 5,
+      childStartSeconds: 0,
     });
     assert.equal(limited.fanout.boundBy, 'rate limit');
     assert.equal(limited.fanout.callsPerSecond, 50);
@@ -179,6 +198,38 @@ describe('fanout estimate', () => {
     const cli = await fanoutInProcess(['estimate', file, '--pipeline', 'tax-due', '--latency-ms', '100', '--json']);
     assert.equal(cli.code, 0, cli.stderr);
     assert.equal(jsonOf<{ file: { items: number } }>(cli).file.items, 2400);
+    const flags = await fanoutInProcess([
+      'estimate',
+      file,
+      '--pipeline',
+      'tax-due',
+      '--latency-ms',
+      '100',
+      '--failure-rate',
+      '0.08',
+      '--retry-after-rate',
+      '0.024',
+      '--start-seconds',
+      '0',
+      '--parallel',
+      '5',
+      '--json',
+    ]);
+    assert.equal(flags.code, 0, flags.stderr);
+    // The flags reach the model: the same figures as the call above.
+    assert.deepEqual(jsonOf<{ fanout: unknown }>(flags).fanout, paused.fanout);
+    const tooMany = await fanoutInProcess([
+      'estimate',
+      file,
+      '--pipeline',
+      'tax-due',
+      '--failure-rate',
+      '0.01',
+      '--retry-after-rate',
+      '0.02',
+    ]);
+    assert.equal(tooMany.code, 2);
+    assert.match(tooMany.stderr, /--retry-after-rate must be in \[0, --failure-rate\]/);
     const text = await fanoutInProcess(['estimate', file, '--pipeline', 'tax-due', '--latency-ms', '100']);
     assert.match(text.stdout, /per-item CPU: 0\.5 ms \(bench\/fanout-stage\.ts/);
     assert.match(text.stdout, /prices us-east-1 as of \d{4}-\d\d-\d\d from config\/prices\.json/);
