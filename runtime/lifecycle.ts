@@ -74,7 +74,7 @@
  * `SHAPE_PATHS` here, and the tests in test/unit/lifecycle.test.ts check the table stays whole.
  */
 import type { PipelineShape } from './config/common';
-import type { RunRecord } from './model';
+import type { ChunkRecord, RunRecord } from './model';
 import type { RunTable } from './ports';
 
 export const RUN_STATUSES = [
@@ -163,6 +163,11 @@ export type Step = (typeof STEPS)[number];
 
 export const CHUNK_STATUSES = ['PENDING', 'RUNNING', 'DONE'] as const;
 export type ChunkStatus = (typeof CHUNK_STATUSES)[number];
+
+/** A chunk as split (or list, or a redrive) records it: PENDING, nothing done, no part written. */
+export function pendingChunk(runId: string, chunk: number, items: number, at: number): ChunkRecord {
+  return { runId, chunk, items, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: at };
+}
 
 /** A move the lifecycle does not allow; raised before anything is written. */
 export class IllegalTransitionError extends Error {

@@ -18,7 +18,7 @@ import { pipeline as pump } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import { MAX_ARRAY_SIZE, requireShape, type FilesPipelineConfig } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
-import { moveRun } from '../../runtime/lifecycle';
+import { moveRun, pendingChunk } from '../../runtime/lifecycle';
 import { keys, type ChunkRecord, type RunRecord, type WorkItem } from '../../runtime/model';
 import { forEachConcurrent } from '../../runtime/pool';
 import { toJsonl } from '../records/jsonl';
@@ -259,18 +259,7 @@ export async function runList(ctx: StageContext): Promise<ListResult> {
       return { i, k: ref.path, r: [i + 1], d: [{ key: ref.key, path: ref.path, size: ref.size ?? null }] };
     });
     await ctx.store.put(keys.chunk(ctx.runId, n), toJsonl(items), { contentType: 'application/x-ndjson' });
-    chunks.push({
-      runId: ctx.runId,
-      chunk: n,
-      items: slice.length,
-      status: 'PENDING',
-      done: 0,
-      failed: 0,
-      retries: 0,
-      attempt: 0,
-      lastPart: -1,
-      updatedAt: now,
-    });
+    chunks.push(pendingChunk(ctx.runId, n, slice.length, now));
   }
   const notes: ListNotes = { renamed: numbering.renamed };
   await ctx.store.put(filesKeys.notes(ctx.runId), JSON.stringify(notes), { contentType: 'application/json' });

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_ARRAY_SIZE, requireShape } from '../../runtime/config/schema';
 import { InputError } from '../../runtime/errors';
-import { isTerminal, moveRun } from '../../runtime/lifecycle';
+import { isTerminal, moveRun, pendingChunk } from '../../runtime/lifecycle';
 import { keys, type ChunkRecord } from '../../runtime/model';
 import { writeChunks } from '../records/chunker';
 import { openRecords } from '../records/reader';
@@ -82,18 +82,7 @@ export async function runSplit(ctx: StageContext): Promise<SplitResult> {
   const now = nowOf(ctx);
   const chunks: ChunkRecord[] = [];
   for (let n = 0; n < result.chunks; n++) {
-    chunks.push({
-      runId: ctx.runId,
-      chunk: n,
-      items: Math.min(pipeline.chunkSize, result.items - n * pipeline.chunkSize),
-      status: 'PENDING',
-      done: 0,
-      failed: 0,
-      retries: 0,
-      attempt: 0,
-      lastPart: -1,
-      updatedAt: now,
-    });
+    chunks.push(pendingChunk(ctx.runId, n, Math.min(pipeline.chunkSize, result.items - n * pipeline.chunkSize), now));
   }
   await ctx.table.putChunks(chunks);
   await ctx.table.updateRun(ctx.runId, {

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { requireShape } from '../../runtime/config/schema';
 import { readOutcomesArchive } from '../../batch-jobs/stages/outcomes-archive';
 import { toJsonl } from '../../batch-jobs/records/jsonl';
-import { openRun, TERMINAL_STATUSES } from '../../runtime/lifecycle';
+import { openRun, pendingChunk, TERMINAL_STATUSES } from '../../runtime/lifecycle';
 import { keys, type ChunkRecord, type RunRecord, type WorkItem } from '../../runtime/model';
 import type { ObjectStore, RunTable, SplitDoneNotifier } from '../../runtime/ports';
 import { OpsError } from './ops-error';
@@ -107,18 +107,7 @@ export async function startRedrive(
   const flush = async () => {
     if (chunk.length === 0) return;
     await ports.store.put(keys.chunk(runId, chunks), toJsonl(chunk), { contentType: 'application/x-ndjson' });
-    records.push({
-      runId,
-      chunk: chunks,
-      items: chunk.length,
-      status: 'PENDING',
-      done: 0,
-      failed: 0,
-      retries: 0,
-      attempt: 0,
-      lastPart: -1,
-      updatedAt: now,
-    });
+    records.push(pendingChunk(runId, chunks, chunk.length, now));
     chunks++;
     chunk = [];
   };

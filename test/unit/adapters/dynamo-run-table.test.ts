@@ -4,6 +4,7 @@ import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { loadPipelinesConfig } from '../../../config/pipelines';
 import { DynamoRunTable } from '../../../runtime/adapters/dynamo-run-table';
 import { ExitCode, StorageError } from '../../../runtime/errors';
+import { pendingChunk } from '../../../runtime/lifecycle';
 import type { ChunkRecord, RunRecord } from '../../../runtime/model';
 import { startEmulatorFixture, type EmulatorFixture } from './fixtures';
 
@@ -30,18 +31,7 @@ function runRecord(runId: string, overrides: Partial<RunRecord> = {}): RunRecord
 }
 
 function chunkRecords(runId: string, count: number): ChunkRecord[] {
-  return Array.from({ length: count }, (_, chunk) => ({
-    runId,
-    chunk,
-    items: 500 + chunk,
-    status: 'PENDING',
-    done: 0,
-    failed: 0,
-    retries: 0,
-    attempt: 0,
-    lastPart: -1,
-    updatedAt: 1_700_000_000_000 + chunk,
-  }));
+  return Array.from({ length: count }, (_, chunk) => pendingChunk(runId, chunk, 500 + chunk, 1_700_000_000_000 + chunk));
 }
 
 describe('DynamoRunTable against dynalite', () => {
