@@ -5,14 +5,15 @@
  *   npx cdk synth | deploy | destroy   (see docs/infrastructure.md)
  *
  * Context: `-c fanout='{"operatorEmail":"ops@example.com"}'` overrides deployment settings;
- * `-c fanout:checks=false` skips the cdk-nag and cfn-guard checks (on by default).
+ * `-c fanout:checks=false` skips the cdk-nag and cfn-guard checks (on by default);
+ * `-c fanout:pipelines=FILE.json` deploys the pipelines (and sources) of FILE.json instead of config/pipelines.ts.
  */
 import { App } from 'aws-cdk-lib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DeploymentConfigError, loadDeploymentConfig } from '../config/deployment';
 import { loadPipelinesConfig } from '../config/pipelines';
-import { ConfigError } from '../runtime/config/schema';
+import { ConfigError, loadConfigFile } from '../runtime/config/schema';
 import { addComplianceChecks } from '../lib/compliance';
 import { buildFanoutApp, FANOUT_APP_CONTEXT } from '../lib/fanout-app';
 
@@ -30,7 +31,8 @@ function contextObject(key: string): unknown {
 }
 
 try {
-  const pipelines = loadPipelinesConfig();
+  const pipelinesFile: unknown = app.node.tryGetContext('fanout:pipelines');
+  const pipelines = typeof pipelinesFile === 'string' ? loadConfigFile(pipelinesFile) : loadPipelinesConfig();
   const deployment = loadDeploymentConfig(contextObject('fanout'), {
     account: process.env.CDK_DEFAULT_ACCOUNT,
     region: process.env.CDK_DEFAULT_REGION,

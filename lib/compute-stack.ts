@@ -31,6 +31,7 @@ import { FanoutNetwork } from './network';
 import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { MergeJobs } from './merge-jobs';
+import { FilesJobs } from './files-jobs';
 import { PipelineJobs } from './pipeline-jobs';
 import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 import { pascal } from './construct-ids';
@@ -111,6 +112,8 @@ export class FanoutComputeStack extends Stack {
   readonly osrmService?: OsrmService;
   /** The jobs of the dataset (merge) pipelines, when there are any. */
   readonly mergeJobs?: MergeJobs;
+  /** The files pipelines' fan-out role and job definitions (also in pipelineJobs), when there are any. */
+  readonly filesJobs?: FilesJobs;
 
   constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
     super(scope, id, props);
@@ -251,7 +254,7 @@ export class FanoutComputeStack extends Stack {
       cleanup: { ...base },
       merge: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
     };
-    this.pipelineJobs = props.pipelines.pipelines
+    const itemsJobs = props.pipelines.pipelines
       .filter((p) => p.shape === 'items')
       .map(
         (pipeline) =>
@@ -268,6 +271,28 @@ export class FanoutComputeStack extends Stack {
             queueMaxVcpus: pipeline.compute === 'ec2-spot' ? props.compute.ec2SpotMaxVcpus : props.compute.fargateSpotMaxVcpus,
           }),
       );
+
+    // Files pipelines: the same four stages (list, per-file fan-out, summary, cleanup), their own fan-out role (lib/files-jobs.ts).
+    const filesPipelines = props.pipelines.pipelines.flatMap((p) => (p.shape === 'files' ? [p] : []));
+    this.filesJobs =
+      filesPipelines.length === 0
+        ? undefined
+        : new FilesJobs(this, 'Files', {
+            pipelines: filesPipelines,
+            queues: this.batchCompute.queues,
+            queueMaxVcpus: { 'fargate-spot': props.compute.fargateSpotMaxVcpus, 'ec2-spot': props.compute.ec2SpotMaxVcpus },
+            image,
+            jobs: props.jobs,
+            jobRoles,
+            logGroups,
+            environment: stageEnvironment,
+            bucket,
+            table,
+            prefixes: PREFIX,
+            assignPublicIp: this.network.jobsNeedPublicIp,
+            explainWildcard,
+          });
+    this.pipelineJobs = [...itemsJobs, ...(this.filesJobs?.pipelineJobs ?? [])];
 
     // Dataset (merge) pipelines: their merge and cleanup jobs, and Spark on EMR Serverless (lib/merge-jobs.ts).
     const datasets = props.pipelines.pipelines.flatMap((p) => (p.shape === 'dataset' ? [p] : []));
@@ -364,8 +389,9 @@ export class FanoutComputeStack extends Stack {
       bucketName: bucket.bucketName,
     });
     for (const pipeline of props.pipelines.pipelines) {
-      if (pipeline.shape === 'dataset') {
-        // A merge batch folder holds files of any name (x_list.txt): every object of the folder.
+      if (pipeline.shape === 'dataset' || pipeline.shape === 'files') {
+        // A merge batch folder holds files of any name (x_list.txt): every object of the folder. A files
+        // pipeline starts on a .zip or .txt and emails why anything else cannot start a run: every object too.
         intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
           prefix: `${PREFIX.intake}${pipeline.name}/`,
         });

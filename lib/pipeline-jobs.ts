@@ -1,6 +1,7 @@
 /**
  * The four job definitions of one pipeline (split, fanout, consolidate, cleanup), matching the
- * pipeline's queue, with only this pipeline's data-source credential handed to its fan-out.
+ * pipeline's queue, with only this pipeline's data-source credential handed to its fan-out. A
+ * files pipeline runs on the same four (list on split's, summary on consolidate's: lib/files-jobs.ts).
  */
 import { Duration, Size } from 'aws-cdk-lib';
 import * as batch from 'aws-cdk-lib/aws-batch';
@@ -10,14 +11,15 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { JobSettings } from '../config/deployment';
-import type { ItemsPipelineConfig } from '../runtime/config/schema';
+import type { FilesPipelineConfig, ItemsPipelineConfig } from '../runtime/config/schema';
 import type { JobDefinitionEnvironment, JobDefinitionEnvironments } from '../runtime/env';
 import { STAGES, type Stage } from '../runtime/model';
 import { pascal } from './construct-ids';
 import { containerVcpus, StageJobDefinition } from './stage-job-definition';
 
 export interface PipelineJobsProps {
-  readonly pipeline: ItemsPipelineConfig;
+  /** An items pipeline, or a files pipeline (lib/files-jobs.ts). */
+  readonly pipeline: ItemsPipelineConfig | FilesPipelineConfig;
   /** The queue of the pipeline's compute kind. */
   readonly queue: batch.IJobQueue;
   readonly image: ecs.ContainerImage;
@@ -55,7 +57,7 @@ export class PipelineJobs extends Construct {
     this.pipelineName = pipeline.name;
     this.queue = props.queue;
 
-    const credential = pipeline.task.type === 'http-lookup' ? pipeline.task.credential : undefined;
+    const credential = pipeline.shape === 'items' && pipeline.task.type === 'http-lookup' ? pipeline.task.credential : undefined;
     const fanoutSecrets =
       credential?.secretName !== undefined
         ? {
@@ -69,7 +71,7 @@ export class PipelineJobs extends Construct {
       const children = props.queueMaxVcpus / containerVcpus(pipeline.compute, props.jobs.fanout.vcpus);
       fanoutEnvironment.FANOUT_MAX_CHILDREN = String(Math.max(1, Math.floor(children)));
     }
-    if (pipeline.task.type === 'osrm-match' && props.osrmBaseUrl !== undefined) {
+    if (pipeline.shape === 'items' && pipeline.task.type === 'osrm-match' && props.osrmBaseUrl !== undefined) {
       fanoutEnvironment.FANOUT_OSRM_BASE_URL = props.osrmBaseUrl;
     }
 
