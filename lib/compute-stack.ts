@@ -32,6 +32,7 @@ import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
 import { MergeJobs } from './merge-jobs';
 import { FilesJobs } from './files-jobs';
+import { SftpSources } from './sftp-sources';
 import { PipelineJobs } from './pipeline-jobs';
 import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-policies';
 import { pascal } from './construct-ids';
@@ -114,6 +115,8 @@ export class FanoutComputeStack extends Stack {
   readonly mergeJobs?: MergeJobs;
   /** The files pipelines' fan-out role and job definitions (also in pipelineJobs), when there are any. */
   readonly filesJobs?: FilesJobs;
+  /** The scheduled SFTP pulls, when the config declares sources. */
+  readonly sftpSources?: SftpSources;
 
   constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
     super(scope, id, props);
@@ -430,6 +433,26 @@ export class FanoutComputeStack extends Stack {
       stageLogs: logGroups,
       failedJobsRule: this.failedJobsRule,
     });
+
+    // Scheduled SFTP pulls: a schedule and an sftp-pull job per source (lib/sftp-sources.ts).
+    if (props.pipelines.sources.length > 0) {
+      this.sftpSources = new SftpSources(this, 'SftpSources', {
+        sources: props.pipelines.sources,
+        shapes: Object.fromEntries(props.pipelines.pipelines.map((p) => [p.name, p.shape])),
+        queue: this.batchCompute.queues['fargate-spot'],
+        image,
+        bucket,
+        table,
+        prefixes: PREFIX,
+        environment: base,
+        assignPublicIp: this.network.jobsNeedPublicIp,
+        logKey: this.key,
+        logRetention,
+        removalPolicy,
+        alarmTopic: this.observability.operatorTopic,
+        explainWildcard,
+      });
+    }
 
     this.node.addValidation({
       validate: () => {

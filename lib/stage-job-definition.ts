@@ -23,7 +23,8 @@ export function containerVcpus(compute: ComputeKind, vcpus: number): number {
 }
 
 export interface StageJobDefinitionProps {
-  readonly stage: JobStage;
+  /** The container command: a stage of a run, or `sftp-pull` (a scheduled pull, lib/sftp-sources.ts). */
+  readonly stage: JobStage | 'sftp-pull';
   /** Which queue the definition is for: Fargate and EC2 definitions differ. */
   readonly compute: ComputeKind;
   /** The jobs' image (`batch-jobs/Dockerfile`). */
