@@ -206,6 +206,8 @@ export class SftpSources extends Construct {
             JobName: `fanout-sftp-pull-${source.name}`,
             JobQueue: props.queue.jobQueueArn,
             JobDefinition: definition.jobDefinitionArn,
+            // Named in the job's state events, so on-job-failed can tell the pipeline's recipients.
+            Parameters: { source: source.name },
           }),
           // What definition.grantSubmitJob(role, queue) grants; without statements the target would grant batch:SubmitJob on '*'.
           policyStatements: [

@@ -45,7 +45,12 @@ export const s3EventSchema = z.object({
 });
 export type S3EventRecord = NonNullable<z.output<typeof s3EventSchema>['Records']>[number];
 
-const containerSchema = z.object({ exitCode: z.number().int().optional(), reason: z.string().optional() });
+const containerSchema = z.object({
+  exitCode: z.number().int().optional(),
+  reason: z.string().optional(),
+  /** The CloudWatch Logs stream of the job's container. */
+  logStreamName: z.string().optional(),
+});
 
 /** The `detail` of an EventBridge "Batch Job State Change" event: the parts the handlers read. */
 export const batchJobDetailSchema = z.object({
@@ -53,7 +58,7 @@ export const batchJobDetailSchema = z.object({
   jobId: z.string(),
   status: z.string(),
   statusReason: z.string().optional(),
-  /** SubmitJob parameters: the submitter sets runId, stage and pipeline. */
+  /** SubmitJob parameters: the handlers set runId, stage and pipeline; an SFTP source's schedule sets source. */
   parameters: z.record(z.string(), z.string()).optional(),
   container: containerSchema.optional(),
   attempts: z.array(z.object({ container: containerSchema.optional(), statusReason: z.string().optional() })).optional(),

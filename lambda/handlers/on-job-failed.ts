@@ -2,13 +2,17 @@
  * on-job-failed: AWS Batch reported a job FAILED (after its retries). Ends the run as FAILED with
  * a reason a person can act on, emails the recipients once, and starts cleanup once. A failure
  * of cleanup itself after a successful run leaves the run SUCCEEDED (the results were delivered).
+ * A scheduled SFTP pull that failed for good (it belongs to no run) is recorded as a failed run of
+ * its target pipeline and emailed to that pipeline's recipients and the operators, once.
  */
 import { ExitCode } from '../../runtime/errors';
+import { openRun } from '../../runtime/lifecycle';
+import { printable } from '../../runtime/mail/messages';
 import { batchJobStateChangeSchema, describeProblems, quote, type BatchJobDetail } from '../../runtime/events';
 import type { Stage } from '../../runtime/model';
 import { STAGES } from '../../runtime/model';
 import { failRun } from '../../runtime/run/fail-run';
-import type { HandlerDeps } from '../../runtime/run/deps';
+import { nowOf, type HandlerDeps } from '../../runtime/run/deps';
 
 /** The parts of an EventBridge "Batch Job State Change" detail this handler reads (schema: runtime/events.ts). */
 export type BatchJobFailedDetail = BatchJobDetail;
@@ -66,6 +70,7 @@ export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail
   const runId = d.parameters?.runId;
   const stageParam = d.parameters?.stage;
   const stage = (STAGES as readonly string[]).includes(stageParam ?? '') ? (stageParam as Stage) : undefined;
+  if (!runId && d.parameters?.source) return pullFailed(deps, d, d.parameters.source);
   if (!runId) return { action: 'ignored', why: `job ${d.jobName} has no runId parameter` };
   const run = await deps.table.getRun(runId);
   if (!run) return { action: 'ignored', why: `no run ${runId}` };
@@ -105,5 +110,54 @@ export async function handleJobFailed(deps: HandlerDeps, d: BatchJobFailedDetail
     cleanup: stage !== 'cleanup',
     partialResults: stage === 'fanout' && !partialFailed,
   });
+  return { action: 'failed-run', runId };
+}
+
+/** Why a pull failed, for the people who rely on its files: what to check, and where the detail is. */
+export function describePullFailure(
+  d: BatchJobFailedDetail,
+  source: { name: string; user: string; host: string; port: number; folder: string; schedule: string },
+): string {
+  const last = d.attempts?.[d.attempts.length - 1];
+  const exitCode = d.container?.exitCode ?? last?.container?.exitCode;
+  const stream = d.container?.logStreamName ?? last?.container?.logStreamName;
+  const where = `${source.user}@${source.host}:${source.port} ${source.folder}`;
+  const tries = d.attempts && d.attempts.length > 0 ? ` after ${d.attempts.length} attempt(s)` : '';
+  const cause =
+    exitCode === ExitCode.BAD_CONFIG
+      ? "the connection was refused for good: the server presented a host key other than the pinned hostKeySha256, or it refused our private key for that user, or the source config is wrong. Compare the fingerprints in the job log, and check the key in the source's secret"
+      : exitCode !== undefined
+        ? (EXIT_TEXT[exitCode] ?? `exit code ${exitCode}`)
+        : [d.statusReason, d.container?.reason].filter(Boolean).join('; ') || 'no reason given';
+  return (
+    `The scheduled SFTP pull of source "${source.name}" (${where}) failed${tries}: ${cause}. ` +
+    'No file was copied twice and none half-copied; the next scheduled pull ' +
+    `(${source.schedule}) tries again${stream ? `. The job's log stream is ${stream}` : ''}.`
+  );
+}
+
+async function pullFailed(deps: HandlerDeps, d: BatchJobFailedDetail, sourceName: string): Promise<JobFailedOutcome> {
+  const source = deps.config.sources.find((s) => s.name === sourceName);
+  if (!source) return { action: 'ignored', why: `job ${d.jobName} names source "${printable(sourceName)}", which is not in the config` };
+  const pipeline = deps.config.pipelines.find((p) => p.name === source.pipeline);
+  const now = nowOf(deps);
+  // One record per failed job (EventBridge may deliver its event twice): its id is the job's.
+  const runId = `pull-${d.jobId.replace(/[^A-Za-z0-9-]/g, '-')}`.slice(0, 100);
+  const reason = describePullFailure(d, source);
+  const created = await openRun(deps.table, {
+    runId,
+    pipeline: source.pipeline,
+    inputKey: `sftp://${source.host}:${source.port}${source.folder.startsWith('/') ? '' : '/'}${source.folder}`,
+    inputName: `SFTP pull of ${source.name}`,
+    status: 'FAILED',
+    sender: deps.config.sender,
+    createdAt: now,
+    finishedAt: now,
+    error: reason,
+    expiresAt: Math.floor(now / 1000) + deps.config.runRetentionDays * 86_400,
+  });
+  if (!created) return { action: 'ignored', why: `the failure of pull job ${d.jobId} is recorded already` };
+  const recipients = [...new Set([...(pipeline?.recipients ?? []), ...deps.config.operatorRecipients])];
+  await failRun(deps, (await deps.table.getRun(runId))!, { reason, cleanup: false, recipients });
   return { action: 'failed-run', runId };
 }

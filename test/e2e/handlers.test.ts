@@ -21,6 +21,10 @@ import { silentLogger } from '../../runtime/log';
 import type { JobRequest, JobSubmitter } from '../../runtime/ports';
 import { taxConfig } from './fixtures';
 
+function pipelinesRecipients(config: HandlerDeps['config'], name: string): string[] {
+  return config.pipelines.find((p) => p.name === name)?.recipients ?? [];
+}
+
 /** A job queue that records submissions (the port, not the SDK: the Batch adapter has its own tests). */
 class RecordingJobs implements JobSubmitter {
   readonly submitted: Array<JobRequest & { jobId: string }> = [];
@@ -189,6 +193,50 @@ describe('handlers', () => {
       ['consolidate', 'cleanup', 'cleanup'],
     );
     assert.equal(deps.jobs.submitted.at(-1)!.dependsOn, undefined);
+  });
+
+  it('a scheduled SFTP pull that failed for good becomes a failed run of its pipeline, emailed once with what to check', async () => {
+    const source = {
+      name: 'partner-a',
+      host: 'sftp.partner.example',
+      user: 'fanout',
+      privateKey: { secretName: 'fanout/partner-a', env: 'PARTNER_A_KEY' },
+      hostKeySha256: `SHA256:${'A'.repeat(43)}`,
+      folder: '/outbox',
+      pipeline: 'tax-due',
+      schedule: 'rate(1 hour)',
+    };
+    const withSource = { ...deps, config: taxConfig('http://127.0.0.1:9', {}, { sources: [source] }) };
+    const mailsBefore = (await emulators.listMail()).length;
+    const jobsBefore = deps.jobs.submitted.length;
+    const failed = {
+      jobName: 'fanout-sftp-pull-partner-a',
+      jobId: 'b7f0c2d4-pull',
+      status: 'FAILED',
+      parameters: { source: 'partner-a' },
+      container: { exitCode: 11, logStreamName: 'partner-a/default/abc123' },
+      attempts: [{}],
+    };
+    const first = await handleJobFailed(withSource, failed);
+    const again = await handleJobFailed(withSource, failed);
+    assert.equal(first.action, 'failed-run');
+    assert.equal(again.action, 'ignored', 'a second delivery of the event changes nothing');
+    const run = await deps.table.getRun((first as { runId: string }).runId);
+    assert.equal(run?.status, 'FAILED');
+    assert.equal(run?.pipeline, 'tax-due');
+    assert.equal(run?.inputName, 'SFTP pull of partner-a');
+    const mails = (await emulators.listMail()).slice(mailsBefore);
+    assert.equal(mails.length, 1, 'one email');
+    assert.deepEqual(mails[0]!.to.sort(), [...pipelinesRecipients(withSource.config, 'tax-due'), 'ops@example.com'].sort());
+    const text = mails[0]!.text ?? '';
+    assert.match(text, /SFTP pull of source "partner-a" \(fanout@sftp\.partner\.example:22 \/outbox\) failed after 1 attempt/);
+    assert.match(text, /host key other than the pinned hostKeySha256/);
+    assert.match(text, /log stream is partner-a\/default\/abc123/);
+    assert.equal(deps.jobs.submitted.length, jobsBefore, 'nothing to clean up, no job submitted');
+
+    // A job that names a source the config does not know is logged and left alone.
+    const unknown = await handleJobFailed(withSource, { ...failed, jobId: 'other', parameters: { source: 'gone' } });
+    assert.deepEqual(unknown, { action: 'ignored', why: 'job fanout-sftp-pull-partner-a names source "gone", which is not in the config' });
   });
 
   it('a failed split fails the run with one email and one cleanup, no partial results', async () => {

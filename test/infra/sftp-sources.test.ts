@@ -90,6 +90,8 @@ describe('SFTP sources on AWS', () => {
     const [queueId] = one(built, 'AWS::Batch::JobQueue', 'BatchFargateSpotQueue');
     const input = JSON.stringify(target.Input);
     assert.match(input, /\\"JobName\\":\\"fanout-sftp-pull-partner-a\\"/);
+    // on-job-failed finds the source of a pull that failed for good by this parameter.
+    assert.match(input, /\\"Parameters\\":\{\\"source\\":\\"partner-a\\"\}/);
     assert.ok(input.includes(`{"Fn::GetAtt":["${queueId}","JobQueueArn"]}`), 'JobQueue is the Fargate Spot queue');
     assert.ok(input.includes(`{"Ref":"${definitionId}"}`), 'JobDefinition is the source pull');
     assert.deepEqual(target.RetryPolicy, { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 3 });
