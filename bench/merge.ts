@@ -1,10 +1,14 @@
 /**
  * Benchmark of the merge (`npm run bench:merge`): two generated TSV files of N rows each (a third
  * of the keys shared, 5% of rows repeating a key; examples/merge/make-pairs.ts), merged by
- * - the merge stage's engine path (header check, plan, DuckDB load + key statistics + ordered
- *   COPY: what the merge job runs between download and upload), with the container's memory limit;
- * - the same inner join as bare `@duckdb/node-api` SQL over the same local files (COPY of a join of
- *   two read_csv, no statistics, no order): the goal is stage ≤ 1.25 × bare;
+ * - `stage`: the merge stage's engine path (header check, plan, DuckDB load + key statistics +
+ *   ordered COPY: what the merge job runs between download and upload), with the container's
+ *   memory limit; `stage-none` the same with `output.order: none` (no tables: the statistics and
+ *   the join read the files);
+ * - `bare`: the same inner join as bare `@duckdb/node-api` SQL over the same local files (COPY of a
+ *   join of two read_csv, no statistics, no order): the goal is stage ≤ 1.25 × bare;
+ * - `bare-ordered`: the stage's own output SQL without the statistics (load both files, ordered
+ *   COPY), so the cost of the exact statistics shows apart from the cost of the order;
  * - pandas.merge (Debian's /usr/bin/python3 with python3-pandas), when installed: the ratio;
  * - with `--spill-rows M`: the stage's engine path on two files of M rows with 60-character values
  *   (several GB) and DuckDB limited to 1 GB of memory, spilling to local disk.
@@ -22,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { readLayout } from '../batch-jobs/engines/delimited-header';
 import { runDuckdbMerge, containerMemoryBytes, duckdbMemoryLimit } from '../batch-jobs/engines/duckdb-merge';
+import { copySql, loadSql } from '../batch-jobs/engines/duckdb-sql';
 import { planMerge } from '../batch-jobs/engines/merge-plan';
 import { mergeSpecSchema } from '../runtime/config/merge-schema';
 import { flagValue } from '../examples/cli';
@@ -49,12 +54,16 @@ async function child(variant: string, dir: string, memoryMiB: number | undefined
   const c0 = process.cpuUsage();
   let outputRows = 0;
   let detail: Record<string, unknown> = {};
-  if (variant === 'stage' || variant === 'spill') {
-    const plan = planMerge(spec, await readLayout(x, 'x_list.txt', 'left', spec), await readLayout(y, 'y_list.txt', 'right', spec));
+  if (variant === 'stage' || variant === 'stage-none' || variant === 'spill') {
+    const s = variant === 'stage-none' ? { ...spec, output: { ...spec.output, order: 'none' as const } } : spec;
+    const plan = planMerge(s, await readLayout(x, 'x_list.txt', 'left', s), await readLayout(y, 'y_list.txt', 'right', s));
     const memory = memoryMiB ? memoryMiB * 1024 * 1024 : duckdbMemoryLimit(containerMemoryBytes());
     const spill = join(dir, `${variant}.spill`);
     await mkdir(spill, { recursive: true });
-    const r = await runDuckdbMerge({ plan, leftPath: x, rightPath: y, outPath: out, memoryLimitBytes: memory, tempDir: spill });
+    const t = performance.now();
+    const onStep = (step: string) =>
+      process.stderr.write(`  ${variant}: ${step} at ${((performance.now() - t) / 1000).toFixed(1)} s, load ${load()}\n`);
+    const r = await runDuckdbMerge({ plan, leftPath: x, rightPath: y, outPath: out, memoryLimitBytes: memory, tempDir: spill, onStep });
     outputRows = r.counts.outputRows;
     detail = { ...r.timings, memoryLimitMiB: Math.round(memory / 1048576), counts: r.counts };
   } else if (variant === 'bare') {
@@ -65,6 +74,16 @@ async function child(variant: string, dir: string, memoryMiB: number | undefined
       `COPY (SELECT l.ID AS ID_x, l.value AS value_x, r.value AS value_y FROM ${csv(x)} l JOIN ${csv(y)} r ON l.ID = r.ID) TO '${out}' (FORMAT csv, HEADER true)`,
     );
     outputRows = Number(res.getRows()[0]?.[0] ?? 0);
+    c.closeSync();
+    db.closeSync();
+  } else if (variant === 'bare-ordered') {
+    const plan = planMerge(spec, await readLayout(x, 'x_list.txt', 'left', spec), await readLayout(y, 'y_list.txt', 'right', spec));
+    const db = await DuckDBInstance.create(':memory:');
+    const c = await db.connect();
+    await c.run(loadSql(plan, 'left', x));
+    await c.run(loadSql(plan, 'right', y));
+    await c.run('SET preserve_insertion_order = false');
+    outputRows = Number((await c.runAndReadAll(copySql(plan, out))).getRows()[0]?.[0] ?? 0);
     c.closeSync();
     db.closeSync();
   }
@@ -116,7 +135,7 @@ const load = () =>
     .map((l) => l.toFixed(1))
     .join(' ');
 const line = (m: Measure, rows: number) =>
-  `  ${m.variant.padEnd(7)} ${m.wallS.toFixed(1).padStart(7)} s wall ${m.cpuS.toFixed(1).padStart(7)} CPU-s ${Math.round(m.maxRssMiB).toString().padStart(6)} MiB peak RSS ` +
+  `  ${m.variant.padEnd(12)} ${m.wallS.toFixed(1).padStart(7)} s wall ${m.cpuS.toFixed(1).padStart(7)} CPU-s ${Math.round(m.maxRssMiB).toString().padStart(6)} MiB peak RSS ` +
   `${Math.round((2 * rows) / m.wallS)
     .toLocaleString('en-US')
     .padStart(11)} input rows/s  output ${m.outputRows.toLocaleString('en-US')} rows`;
@@ -140,20 +159,25 @@ async function main(): Promise<void> {
   const size = (await stat(join(dir, 'x_list.txt'))).size + (await stat(join(dir, 'y_list.txt'))).size;
   console.log(`inputs: 2 x ${rows.toLocaleString('en-US')} rows, ${(size / 1e6).toFixed(0)} MB together; load before: ${load()}`);
   const bare = runChild('bare', dir);
-  console.log(line(bare, rows));
+  console.log(line(bare, rows), `load ${load()}`);
+  const ordered = runChild('bare-ordered', dir);
+  console.log(line(ordered, rows), `load ${load()}`);
   const stage = runChild('stage', dir);
-  console.log(
-    line(stage, rows),
-    `(load ${(stage.detail?.loadS as number | undefined) ? (stage.detail!.loadS as number).toFixed(1) : '?'} s, stats ${Number(stage.detail?.statsS).toFixed(1)} s, join ${Number(stage.detail?.joinS).toFixed(1)} s, DuckDB limit ${stage.detail?.memoryLimitMiB} MiB)`,
-  );
-  console.log(
-    `  stage / bare: ${(stage.wallS / bare.wallS).toFixed(2)}x wall, ${(stage.cpuS / bare.cpuS).toFixed(2)}x CPU (goal: <= 1.25x)`,
-  );
-  if (stage.outputRows !== bare.outputRows) console.log(`  !! output rows differ: stage ${stage.outputRows}, bare ${bare.outputRows}`);
+  const steps = (m: Measure) =>
+    `(load ${Number(m.detail?.loadS).toFixed(1)} s, stats ${Number(m.detail?.statsS).toFixed(1)} s, join ${Number(m.detail?.joinS).toFixed(1)} s, DuckDB limit ${m.detail?.memoryLimitMiB} MiB) load ${load()}`;
+  console.log(line(stage, rows), steps(stage));
+  const none = runChild('stage-none', dir);
+  console.log(line(none, rows), steps(none));
+  const ratio = (a: Measure, b: Measure) => `${(a.wallS / b.wallS).toFixed(2)}x wall, ${(a.cpuS / b.cpuS).toFixed(2)}x CPU`;
+  console.log(`  stage / bare: ${ratio(stage, bare)} (goal: <= 1.25x); stage-none / bare: ${ratio(none, bare)}`);
+  console.log(`  stage / bare-ordered (the cost of the exact statistics): ${ratio(stage, ordered)}`);
+  for (const m of [ordered, stage, none]) {
+    if (m.outputRows !== bare.outputRows) console.log(`  !! output rows differ: ${m.variant} ${m.outputRows}, bare ${bare.outputRows}`);
+  }
   if (!args.includes('--no-pandas')) {
     const pandas = runPandas(dir);
     if (pandas) {
-      console.log(line(pandas, rows));
+      console.log(line(pandas, rows), `load ${load()}`);
       console.log(`  pandas / stage: ${(pandas.wallS / stage.wallS).toFixed(2)}x wall, ${(pandas.cpuS / stage.cpuS).toFixed(2)}x CPU`);
     } else console.log('  pandas: not installed (Debian python3-pandas), skipped');
   }
@@ -169,7 +193,11 @@ async function main(): Promise<void> {
       `spill run: 2 x ${spillRows.toLocaleString('en-US')} rows, ${(big / 1e9).toFixed(2)} GB together, DuckDB memory limit 1 GB; load before: ${load()}`,
     );
     const spill = runChild('spill', spillDir, 1024);
-    console.log(line(spill, spillRows), `completed; output ${((await stat(join(spillDir, 'spill.out.csv'))).size / 1e9).toFixed(2)} GB`);
+    console.log(
+      line(spill, spillRows),
+      steps(spill),
+      `completed; output ${((await stat(join(spillDir, 'spill.out.csv'))).size / 1e9).toFixed(2)} GB`,
+    );
     console.log(`load after: ${load()}`);
     if (!keep) await rm(join(spillDir, 'spill.out.csv'), { force: true });
   }

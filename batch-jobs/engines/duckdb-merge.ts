@@ -6,10 +6,12 @@
  * file, the row and the column.
  */
 import { readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { totalmem } from 'node:os';
+import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { InputError } from '../../runtime/errors';
-import { copySql, loadSql, statsSql } from './duckdb-sql';
+import { copyJoinedSql, copySql, joinedTableSql, loadSql, statsSql, type MergeSources } from './duckdb-sql';
 import { expectedOutputRows, type MergeCounts, type MergePlan, type PlanInput } from './merge-plan';
 
 export interface DuckdbMergeOptions {
@@ -24,6 +26,14 @@ export interface DuckdbMergeOptions {
   tempDir: string;
   /** Worker threads. @default - DuckDB's choice (the CPU count) */
   threads?: number;
+  /**
+   * Split an ordered merge's join and sort into two queries (the join kept in a table, then sorted
+   * into the file), so that no query holds two blocking operators. @default - when the inputs
+   * together are larger than the memory limit
+   */
+  splitJoinAndSort?: boolean;
+  /** Told when each step starts: `load`, `stats`, `join` (logs, benchmarks). @default - nothing */
+  onStep?: (step: 'load' | 'stats' | 'join') => void;
 }
 
 export interface DuckdbMergeResult {
@@ -105,20 +115,35 @@ export function describeCsvError(message: string, input: PlanInput, plan: MergeP
   return new InputError(`${where}: cannot be read as ${delim}-separated text: ${first.trim()}`, { file: input.file, row });
 }
 
-async function load(conn: DuckDBConnection, plan: MergePlan, role: 'left' | 'right', path: string): Promise<void> {
+/** Runs one statement that reads the inputs; a CSV error becomes an InputError naming the file it came from. */
+async function reading(conn: DuckDBConnection, plan: MergePlan, paths: { left: string; right: string }, sql: string) {
   try {
-    await conn.run(loadSql(plan, role, path));
+    return await conn.runAndReadAll(sql);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
+    // DuckDB's CSV errors end with the reader's options, among them `file = <path>`.
+    const role = message.includes(`file = ${paths.right}`) && !message.includes(`file = ${paths.left}`) ? 'right' : 'left';
     throw describeCsvError(message, plan[role], plan) ?? err;
   }
 }
 
 const num = (v: unknown) => Number(v ?? 0);
 
-/** Opens DuckDB with the limits of a merge: memory, spill directory, no extension downloads. */
-export async function openDuckdb(o: { memoryLimitBytes: number; tempDir: string; threads?: number }): Promise<DuckDBInstance> {
-  return DuckDBInstance.create(':memory:', {
+const inputBytes = async (paths: { left: string; right: string }) => (await stat(paths.left)).size + (await stat(paths.right)).size;
+
+/**
+ * Opens DuckDB with the limits of a merge: memory, spill directory, no extension downloads.
+ * `database` is a file on local disk (loaded tables are then paged to disk by DuckDB's buffer
+ * manager instead of held in memory: an in-memory database ran out of memory at a 1 GB limit on
+ * 3.5 GB of input), or `:memory:`.
+ */
+export async function openDuckdb(o: {
+  memoryLimitBytes: number;
+  tempDir: string;
+  threads?: number;
+  database?: string;
+}): Promise<DuckDBInstance> {
+  return DuckDBInstance.create(o.database ?? ':memory:', {
     memory_limit: `${Math.floor(o.memoryLimitBytes / (1024 * 1024))}MiB`,
     temp_directory: o.tempDir,
     preserve_insertion_order: 'true',
@@ -128,21 +153,45 @@ export async function openDuckdb(o: { memoryLimitBytes: number; tempDir: string;
   });
 }
 
-/** Runs the merge: load both files, count, write the joined file. */
+/**
+ * Runs the merge. Input order: load both files into tables (file order in their rowids), then one
+ * statistics aggregate and the ordered COPY. No order: the statistics aggregate and the COPY read
+ * the files directly (no tables). When the inputs are larger than the memory limit, the tables
+ * live in a database file on local disk and the ordered join runs as two queries (join, then
+ * sort), each with one blocking operator, so that each spills to the temporary directory.
+ */
 export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMergeResult> {
-  const instance = await openDuckdb(o);
+  await mkdir(o.tempDir, { recursive: true });
+  const work = await mkdtemp(join(o.tempDir, 'duckdb-'));
+  const paths = { left: o.leftPath, right: o.rightPath };
+  // Inputs larger than the memory limit: tables in a database file on local disk, the join and the
+  // sort in two queries. Otherwise in memory (loading into a database file costs several times the CPU).
+  const tight = (await inputBytes(paths)) > o.memoryLimitBytes;
+  const instance = await openDuckdb({ ...o, tempDir: work, database: tight ? join(work, 'merge.duckdb') : ':memory:' });
   const conn = await instance.connect();
   try {
     const t0 = performance.now();
-    await load(conn, o.plan, 'left', o.leftPath);
-    await load(conn, o.plan, 'right', o.rightPath);
+    let from: MergeSources = { kind: 'files', ...paths };
+    if (o.plan.order === 'input') {
+      o.onStep?.('load');
+      for (const role of ['left', 'right'] as const) await reading(conn, o.plan, paths, loadSql(o.plan, role, paths[role]));
+      from = { kind: 'tables' };
+    }
     // The tables' rowids hold file order now; the COPY orders explicitly. Without insertion-order
-    // preservation the join and sort need less memory (a 1 GB limit ran out of memory with it).
+    // preservation the join and sort need less memory.
     await conn.run('SET preserve_insertion_order = false');
     const t1 = performance.now();
-    const stats = (await conn.runAndReadAll(statsSql(o.plan))).getRowObjects()[0] ?? {};
+    o.onStep?.('stats');
+    const stats = (await reading(conn, o.plan, paths, statsSql(o.plan, from))).getRowObjects()[0] ?? {};
     const t2 = performance.now();
-    const written = (await conn.runAndReadAll(copySql(o.plan, o.outPath))).getRows()[0]?.[0];
+    o.onStep?.('join');
+    let written: unknown;
+    if (from.kind === 'tables' && (o.splitJoinAndSort ?? tight)) {
+      await conn.run(joinedTableSql(o.plan));
+      written = (await conn.runAndReadAll(copyJoinedSql(o.plan, o.outPath))).getRows()[0]?.[0];
+    } else {
+      written = (await reading(conn, o.plan, paths, copySql(o.plan, o.outPath, from))).getRows()[0]?.[0];
+    }
     const t3 = performance.now();
     const counts: MergeCounts = {
       leftRows: num(stats.left_rows),
@@ -162,5 +211,6 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
   } finally {
     conn.closeSync();
     instance.closeSync();
+    await rm(work, { recursive: true, force: true });
   }
 }

@@ -1,9 +1,15 @@
 /**
- * DuckDB SQL of a merge plan: load both files into tables (their `rowid` keeps file order), one
- * key-statistics query (rows, matches, duplicated keys: the counts of the email, and the output's
- * size before it is written), and one COPY of the join to CSV/TSV. Every column is read as text,
- * with the delimiter, quote and header given (no sniffing), in strict mode: a ragged row is an
- * error that names its line.
+ * DuckDB SQL of a merge plan. Each input is read with every column as text, the delimiter, quote
+ * and header given (no sniffing), in strict mode (a ragged row is an error that names its line).
+ * When the plan keeps input order the inputs are first loaded into tables (their `rowid` is file
+ * order); otherwise the join reads the files directly. Beside the join (one COPY to CSV/TSV, whose
+ * result is the number of rows written) there is one key-statistics query: a single aggregate over
+ * the keys of both inputs (rows, matched pairs, unmatched rows, empty keys, keys duplicated on both
+ * sides: the counts of the email, and the output's size before it is written).
+ *
+ * Empty keys never match: the join compares `nullif(left key, '')` with the right key, so a NULL
+ * meets nothing and the join stays a hash join for every join type (a one-sided "key <> ''" in the
+ * ON clause of an outer join turned it into a nested-loop join, O(left x right)).
  */
 import { col, type MergePlan, type PlanInput } from './merge-plan';
 
@@ -25,48 +31,56 @@ function readCsv(plan: MergePlan, input: PlanInput, path: string): string {
   );
 }
 
-/** Loads one input into its table. */
+/** Loads one input into its table (its result is the number of rows loaded). */
 export function loadSql(plan: MergePlan, role: 'left' | 'right', path: string): string {
   return `CREATE TABLE ${TABLES[role]} AS SELECT * FROM ${readCsv(plan, plan[role], path)}`;
+}
+
+/** Where the SQL reads each input from: the loaded tables, or the files themselves. */
+export type MergeSources = { kind: 'tables' } | { kind: 'files'; left: string; right: string };
+
+function source(plan: MergePlan, role: 'left' | 'right', from: MergeSources): string {
+  return from.kind === 'tables' ? TABLES[role] : readCsv(plan, plan[role], from[role]);
 }
 
 const keyExpr = (plan: MergePlan, alias: string, index: number) =>
   plan.trimKeys ? `trim(${alias}.${col(index)})` : `${alias}.${col(index)}`;
 
-/** True when every key column of the row holds a value (empty keys never match). */
-function validKey(plan: MergePlan, alias: string, input: PlanInput): string {
-  return input.keys.map((k) => `coalesce(${keyExpr(plan, alias, k)}, '') <> ''`).join(' AND ');
-}
-
-/** The ON condition, shared in spirit with Spark's (text equality per key pair, empty keys excluded). */
+/**
+ * The ON condition, shared in spirit with Spark's: text equality per key pair; an empty left key
+ * becomes NULL and matches nothing (an empty right key then has no partner either).
+ */
 export function joinCondition(plan: MergePlan, l = 'l', r = 'r'): string {
-  const pairs = plan.left.keys.map((lk, i) => `${keyExpr(plan, l, lk)} = ${keyExpr(plan, r, plan.right.keys[i]!)}`);
-  return [...pairs, validKey(plan, l, plan.left)].join(' AND ');
+  return plan.left.keys.map((lk, i) => `nullif(${keyExpr(plan, l, lk)}, '') = ${keyExpr(plan, r, plan.right.keys[i]!)}`).join(' AND ');
 }
 
 /**
  * One row: left_rows, right_rows, matched_pairs, left_unmatched, right_unmatched,
- * keys_duplicated_both_sides, left_empty_keys, right_empty_keys (all BIGINT).
+ * keys_duplicated_both_sides, left_empty_keys, right_empty_keys (all BIGINT). One aggregate over
+ * the keys of both inputs (a row's key is empty when any of its key columns is): each key's rows
+ * per side give every count at once, with no join and no further scan.
  */
-export function statsSql(plan: MergePlan): string {
-  const keyCols = (alias: string, input: PlanInput) => input.keys.map((k, i) => `${keyExpr(plan, alias, k)} AS k${i}`).join(', ');
-  const on = plan.left.keys.map((_, i) => `lk.k${i} = rk.k${i}`).join(' AND ');
-  return `WITH
-  lk AS (SELECT ${keyCols('t', plan.left)}, count(*) AS n FROM ${TABLES.left} t WHERE ${validKey(plan, 't', plan.left)} GROUP BY ALL),
-  rk AS (SELECT ${keyCols('t', plan.right)}, count(*) AS n FROM ${TABLES.right} t WHERE ${validKey(plan, 't', plan.right)} GROUP BY ALL),
-  j AS (SELECT lk.n AS ln, rk.n AS rn FROM lk FULL JOIN rk ON ${on}),
-  lc AS (SELECT count(*) AS rows, count(*) FILTER (WHERE NOT (${validKey(plan, 't', plan.left)})) AS empty FROM ${TABLES.left} t),
-  rc AS (SELECT count(*) AS rows, count(*) FILTER (WHERE NOT (${validKey(plan, 't', plan.right)})) AS empty FROM ${TABLES.right} t)
+export function statsSql(plan: MergePlan, from: MergeSources = { kind: 'tables' }): string {
+  const n = plan.left.keys.length;
+  const ks = Array.from({ length: n }, (_, i) => `k${i}`);
+  const keyCols = (input: PlanInput) => input.keys.map((k, i) => `coalesce(${keyExpr(plan, 't', k)}, '') AS k${i}`).join(', ');
+  const empty = ks.map((k) => `${k} = ''`).join(' OR ');
+  return `WITH keyed AS (
+  SELECT ${ks.join(', ')}, count(*) FILTER (WHERE side = 0) AS ln, count(*) FILTER (WHERE side = 1) AS rn
+  FROM (SELECT ${keyCols(plan.left)}, 0 AS side FROM ${source(plan, 'left', from)} t
+        UNION ALL SELECT ${keyCols(plan.right)}, 1 AS side FROM ${source(plan, 'right', from)} t)
+  GROUP BY ${ks.join(', ')}
+), k AS (SELECT ln, rn, (${empty}) AS empty FROM keyed)
 SELECT
-  (SELECT rows FROM lc)::BIGINT AS left_rows,
-  (SELECT rows FROM rc)::BIGINT AS right_rows,
-  coalesce(sum(ln * rn), 0)::BIGINT AS matched_pairs,
-  (coalesce(sum(ln) FILTER (WHERE rn IS NULL), 0) + (SELECT empty FROM lc))::BIGINT AS left_unmatched,
-  (coalesce(sum(rn) FILTER (WHERE ln IS NULL), 0) + (SELECT empty FROM rc))::BIGINT AS right_unmatched,
-  (count(*) FILTER (WHERE ln > 1 AND rn > 1))::BIGINT AS keys_duplicated_both_sides,
-  (SELECT empty FROM lc)::BIGINT AS left_empty_keys,
-  (SELECT empty FROM rc)::BIGINT AS right_empty_keys
-FROM j`;
+  coalesce(sum(ln), 0)::BIGINT AS left_rows,
+  coalesce(sum(rn), 0)::BIGINT AS right_rows,
+  coalesce(sum(ln * rn) FILTER (WHERE NOT empty), 0)::BIGINT AS matched_pairs,
+  coalesce(sum(ln) FILTER (WHERE empty OR rn = 0), 0)::BIGINT AS left_unmatched,
+  coalesce(sum(rn) FILTER (WHERE empty OR ln = 0), 0)::BIGINT AS right_unmatched,
+  (count(*) FILTER (WHERE NOT empty AND ln > 1 AND rn > 1))::BIGINT AS keys_duplicated_both_sides,
+  coalesce(sum(ln) FILTER (WHERE empty), 0)::BIGINT AS left_empty_keys,
+  coalesce(sum(rn) FILTER (WHERE empty), 0)::BIGINT AS right_empty_keys
+FROM k`;
 }
 
 const JOIN_SQL = { inner: 'INNER JOIN', left: 'LEFT JOIN', right: 'RIGHT JOIN', full: 'FULL JOIN' } as const;
@@ -96,13 +110,40 @@ export function selectList(plan: MergePlan, d: SqlDialect): string {
     .join(', ');
 }
 
-/** The join itself (a SELECT over the loaded tables), in the plan's row order. */
-export function joinSql(plan: MergePlan): string {
+/**
+ * The join itself, in the plan's row order: over the loaded tables (input order: by their rowids),
+ * or straight over the files (no order).
+ */
+export function joinSql(plan: MergePlan, from: MergeSources = { kind: 'tables' }): string {
+  if (plan.order === 'input' && from.kind !== 'tables') throw new Error('input order needs the loaded tables (their rowids)');
   const order = plan.order === 'input' ? ' ORDER BY l.rowid NULLS LAST, r.rowid NULLS LAST' : '';
-  return `SELECT ${selectList(plan, DUCKDB_DIALECT)} FROM ${TABLES.left} l ${JOIN_SQL[plan.how]} ${TABLES.right} r ON ${joinCondition(plan)}${order}`;
+  return `SELECT ${selectList(plan, DUCKDB_DIALECT)} FROM ${source(plan, 'left', from)} l ${JOIN_SQL[plan.how]} ${source(plan, 'right', from)} r ON ${joinCondition(plan)}${order}`;
 }
 
 /** COPY of the join to a delimited file with a header row; its result is the number of rows written. */
-export function copySql(plan: MergePlan, outPath: string): string {
-  return `COPY (${joinSql(plan)}) TO ${lit(outPath)} (FORMAT csv, HEADER true, DELIMITER ${lit(plan.outputDelimiter)}, QUOTE '"', ESCAPE '"')`;
+export function copySql(plan: MergePlan, outPath: string, from: MergeSources = { kind: 'tables' }): string {
+  return `COPY (${joinSql(plan, from)}) TO ${lit(outPath)} (FORMAT csv, HEADER true, DELIMITER ${lit(plan.outputDelimiter)}, QUOTE '"', ESCAPE '"')`;
+}
+
+/** The table of a join kept before its ordered COPY, and its row-order columns. */
+export const JOINED = { table: 'fanout_joined', left: '__fanout_left_rowid__', right: '__fanout_right_rowid__' } as const;
+
+/**
+ * The join, unordered, into a table with each row's input rowids: the first half of an ordered
+ * merge split in two, so that no query holds both a join and a sort (DuckDB may run out of memory
+ * with two blocking operators in one query, where each alone spills).
+ */
+export function joinedTableSql(plan: MergePlan): string {
+  return (
+    `CREATE TABLE ${JOINED.table} AS SELECT l.rowid AS ${JOINED.left}, r.rowid AS ${JOINED.right}, ${selectList(plan, DUCKDB_DIALECT)} ` +
+    `FROM ${TABLES.left} l ${JOIN_SQL[plan.how]} ${TABLES.right} r ON ${joinCondition(plan)}`
+  );
+}
+
+/** The second half: the kept join in input order, to the output file (its result is the rows written). */
+export function copyJoinedSql(plan: MergePlan, outPath: string): string {
+  return (
+    `COPY (SELECT * EXCLUDE (${JOINED.left}, ${JOINED.right}) FROM ${JOINED.table} ORDER BY ${JOINED.left} NULLS LAST, ${JOINED.right} NULLS LAST) ` +
+    `TO ${lit(outPath)} (FORMAT csv, HEADER true, DELIMITER ${lit(plan.outputDelimiter)}, QUOTE '"', ESCAPE '"')`
+  );
 }

@@ -21,7 +21,7 @@ after(async () => {
 const MiB = 1024 * 1024;
 
 /** Merges two files written from rows with the spec, returns header and rows read back with papaparse. */
-async function merge(name: string, left: Rows, right: Rows, input: MergeSpecInput) {
+async function merge(name: string, left: Rows, right: Rows, input: MergeSpecInput, splitJoinAndSort?: boolean) {
   const spec = mergeSpecSchema.parse(input);
   const lp = join(dir, `${name}.left.txt`);
   const rp = join(dir, `${name}.right.txt`);
@@ -37,6 +37,7 @@ async function merge(name: string, left: Rows, right: Rows, input: MergeSpecInpu
     memoryLimitBytes: 256 * MiB,
     tempDir: join(dir, 'spill'),
     threads: 2,
+    splitJoinAndSort,
   });
   return { ...(await readDelimited(out, spec.output.format === 'tsv' ? '\t' : ',')), counts: result.counts, plan };
 }
@@ -81,6 +82,23 @@ describe('DuckDB merge engine', () => {
       assert.deepEqual(r.header, ['ID_x', 'value_x', 'value_y']);
       assert.deepEqual(r.rows, referenceMerge(X, Y, { how, leftKeys: [0], rightKeys: [0] }));
       assert.equal(r.counts.outputRows, r.rows.length);
+    });
+  }
+
+  for (const how of JOIN_TYPES) {
+    it(`${how} join: the same rows and counts when the join and the sort run as two queries (low memory), and unordered`, async () => {
+      const spec = { inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] }, how };
+      const expected = referenceMerge(X, Y, { how, leftKeys: [0], rightKeys: [0] });
+      const one = await merge(`one-${how}`, [HEADER, ...X], [HEADER, ...Y], spec, false);
+      const split = await merge(`split-${how}`, [HEADER, ...X], [HEADER, ...Y], spec, true);
+      assert.deepEqual(one.rows, expected);
+      assert.deepEqual(split.rows, expected);
+      assert.deepEqual(split.counts, one.counts);
+      // no order: the files are joined directly (no tables); the same rows in some order, the same counts
+      const unordered = await merge(`none-${how}`, [HEADER, ...X], [HEADER, ...Y], { ...spec, output: { order: 'none' } });
+      const sorted = (rows: string[][]) => [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+      assert.deepEqual(sorted(unordered.rows), sorted(expected));
+      assert.deepEqual(unordered.counts, one.counts);
     });
   }
 
@@ -184,8 +202,8 @@ describe('DuckDB merge engine', () => {
 });
 
 describe('DuckDB merge engine: bad input names file, row and column', () => {
-  const spec = mergeSpecSchema.parse({ inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] } });
-  async function attempt(name: string, leftText: string | Buffer, rightText = 'ID\tvalue\n1\ta\n') {
+  const ordered = mergeSpecSchema.parse({ inputs: { left: 'x', right: 'y' }, keys: { left: ['ID'], right: ['ID'] } });
+  async function attempt(name: string, leftText: string | Buffer, rightText = 'ID\tvalue\n1\ta\n', spec = ordered) {
     const lp = join(dir, `${name}.l`);
     const rp = join(dir, `${name}.r`);
     await writeFile(lp, leftText);
@@ -231,6 +249,16 @@ describe('DuckDB merge engine: bad input names file, row and column', () => {
         row: 3,
         column: '#3',
       },
+    ));
+
+  it('with no output order (the files read in the join itself), a ragged row of the right file names that file', () =>
+    rejects(
+      attempt('right-long', 'ID\tvalue\n1\ta\n', 'ID\tvalue\n1\tb\n2\tc\textra\n', {
+        ...ordered,
+        output: { ...ordered.output, order: 'none' },
+      }),
+      /y_list\.txt \(right input\), row 3: 3 values, but the header row has 2 columns/,
+      { file: 'y_list.txt', row: 3, column: '#3' },
     ));
 
   it('a short row names the missing column', () =>
