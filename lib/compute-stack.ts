@@ -26,10 +26,11 @@ import { STAGES, type Stage } from '../runtime/model';
 import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
 import { BatchCompute } from './batch-compute';
 import { PREFIX } from './data-stack';
-import { HandlerFunction, type HandlerName } from './handler-function';
+import { HandlerFunction, type HandlerName, type OptionalHandlerName } from './handler-function';
 import { FanoutNetwork } from './network';
 import { FanoutObservability } from './observability';
 import { OsrmService, type OsrmServiceProps } from './osrm-service';
+import { MergeDeadlineSweep } from './merge-deadline-sweep';
 import { MergeJobs } from './merge-jobs';
 import { FilesJobs } from './files-jobs';
 import { SftpSources } from './sftp-sources';
@@ -117,6 +118,8 @@ export class FanoutComputeStack extends Stack {
   readonly filesJobs?: FilesJobs;
   /** The scheduled SFTP pulls, when the config declares sources. */
   readonly sftpSources?: SftpSources;
+  /** The sweep that fails merge batches past their input deadline, with dataset pipelines. */
+  readonly mergeDeadlineSweep?: MergeDeadlineSweep;
 
   constructor(scope: Construct, id: string, props: FanoutComputeStackProps) {
     super(scope, id, props);
@@ -341,7 +344,7 @@ export class FanoutComputeStack extends Stack {
       FANOUT_RUN_TTL_DAYS: String(props.runRecordDays),
     };
     const configJson = JSON.stringify(props.pipelines);
-    const handler = (name: HandlerName, description: string) =>
+    const handler = (name: HandlerName | OptionalHandlerName, description: string) =>
       new HandlerFunction(this, pascal(name), {
         projectRoot: props.projectRoot,
         entryName: name,
@@ -383,6 +386,18 @@ export class FanoutComputeStack extends Stack {
       conditions: { StringEquals: { 'batch:CreateAction': 'SubmitJob' } },
     });
     for (const h of Object.values(this.handlers)) h.function.addToRolePolicy(tagJobs);
+
+    // Merge batches that never get all their inputs end FAILED at their deadline (lib/merge-deadline-sweep.ts).
+    if (this.mergeJobs) {
+      const sweep = handler('on-merge-deadline', 'batch-fanout: merge batches past their input deadline end FAILED');
+      table.grantReadWriteData(sweep.function);
+      bucket.grantRead(sweep.function, intake);
+      grantSendEmail(sweep.function);
+      // A batch found complete (its last S3 event lost) is started as the intake would.
+      this.mergeJobs.grantSubmit(sweep.function, 'merge', 'cleanup');
+      sweep.function.addToRolePolicy(tagJobs);
+      this.mergeDeadlineSweep = new MergeDeadlineSweep(this, 'MergeDeadlineSweep', { handler: sweep });
+    }
 
     // Triggers. The bucket lives in the data stack; its notification configuration is written by
     // a custom resource created here (on a reference to the bucket), so the data stack never
@@ -480,6 +495,7 @@ export class FanoutComputeStack extends Stack {
     const roles: iam.IRole[] = [
       ...Object.values(this.jobRoles),
       ...Object.values(this.handlers).map((h) => h.role),
+      ...(this.mergeDeadlineSweep ? [this.mergeDeadlineSweep.handler.role] : []),
       ...this.pipelineJobs.flatMap((p) => Object.values(p.definitions).map((d) => d.container.executionRole)),
     ];
     for (const role of roles) acknowledgeGrantWildcards(role, explainWildcard);

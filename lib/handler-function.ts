@@ -16,12 +16,14 @@ import { acknowledgeGuard, acknowledgeNag, cfnOf } from './acknowledge';
 
 /** The handlers, by the file name of their entry under `lambda/`. */
 export type HandlerName = 'on-intake' | 'on-split-done' | 'on-job-failed';
+/** Handlers that exist only with some pipelines: the merge input-deadline sweep (dataset pipelines). */
+export type OptionalHandlerName = 'on-merge-deadline';
 
 export interface HandlerFunctionProps {
   /** Repository root (holds package-lock.json, tsconfig.json and `lambda/`). */
   readonly projectRoot: string;
   /** File name under `lambda/` without extension, e.g. `on-intake`. */
-  readonly entryName: HandlerName;
+  readonly entryName: HandlerName | OptionalHandlerName;
   readonly description: string;
   /** Environment (the Lambda limit is 4 KB in total; the pipelines config is not in here). */
   readonly environment: Record<string, string>;
@@ -109,7 +111,7 @@ export class HandlerFunction extends Construct {
     this.acknowledgeFindings(props.entryName);
   }
 
-  private acknowledgeFindings(name: HandlerName): void {
+  private acknowledgeFindings(name: HandlerName | OptionalHandlerName): void {
     const fn = cfnOf(this.function);
     acknowledgeNag(
       fn,

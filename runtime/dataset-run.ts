@@ -33,6 +33,8 @@ export interface DatasetRunInfo {
   ignored: string[];
   /** Inputs not arrived yet, for a person: `right input y_list.txt`. */
   waitingFor?: string[];
+  /** When a batch still waiting for inputs ends FAILED (epoch ms): its first file's time plus the pipeline's `inputDeadlineHours`. */
+  deadlineAt?: number;
   /** The merge's counts, once it ran. */
   counts?: MergeCounts;
   /** Output objects: the CSV/TSV file (DuckDB) or the part files' manifest (Spark), then the workbook if any. */

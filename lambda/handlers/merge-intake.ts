@@ -120,6 +120,7 @@ export async function handleDatasetObject(
     inputs: Object.fromEntries(Object.entries(contents.inputs).map(([role, o]) => [role, o.key])),
     ignored: contents.ignored,
     ...(contents.lacking.length > 0 ? { waitingFor: contents.lacking } : {}),
+    deadlineAt: now + pipeline.inputDeadlineHours * 3_600_000,
   };
   const waiting: RunRecord & { status: 'WAITING_FOR_INPUTS' } = {
     runId,

@@ -25,6 +25,12 @@ export const datasetPipelineSchema = z.object({
     message:
       'a dataset pipeline runs its merge job on Fargate Spot (200 GiB of local storage for the spill); the EC2 Spot queue has no local disk for it. For inputs past one machine, set "engine": "emr-serverless"',
   }),
+  /**
+   * Hours a batch folder may wait for all its named inputs, counted from its first file. Past them
+   * the batch ends FAILED, and the failure email names the input it still lacks (on AWS a sweep
+   * every 15 minutes finds it: lambda/handlers/merge-deadline.ts). @default 24
+   */
+  inputDeadlineHours: z.number().positive().max(720, 'must be at most 720 (30 days)').default(24),
   recipients: recipientsSchema,
 });
 export type DatasetPipelineConfig = z.infer<typeof datasetPipelineSchema>;

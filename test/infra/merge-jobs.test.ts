@@ -110,4 +110,31 @@ describe('merge pipelines: infrastructure', () => {
     assert.equal(forMerge.length, 1);
     assert.deepEqual(forMerge[0]!.Filter.Key.FilterRules, [{ Name: 'prefix', Value: 'intake/merge-xy/' }]);
   });
+
+  it('sweeps waiting merge batches every 15 minutes with a Lambda that may scan the run table and submit the merge', () => {
+    const fns = built.compute.findResources('AWS::Lambda::Function', {
+      Properties: { Description: 'batch-fanout: merge batches past their input deadline end FAILED' },
+    });
+    const [fnId] = Object.keys(fns);
+    assert.ok(fnId, 'the on-merge-deadline function');
+    built.compute.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(15 minutes)',
+      Targets: [
+        Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId, 'Arn'] }, RetryPolicy: { MaximumRetryAttempts: 2, MaximumEventAgeInSeconds: 900 } }),
+      ],
+    });
+    const role = (fns[fnId]!.Properties.Role as { 'Fn::GetAtt': string[] })['Fn::GetAtt'][0]!;
+    const actions = Object.values(built.compute.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+      .flatMap((p) => (p.Properties.PolicyDocument.Statement as { Action: string | string[] }[]).flatMap((s) => s.Action));
+    for (const action of ['dynamodb:Scan', 'dynamodb:UpdateItem', 'ses:SendRawEmail', 'batch:SubmitJob']) {
+      assert.ok(actions.includes(action), `${action} in ${JSON.stringify(actions)}`);
+    }
+  });
+
+  it('has no deadline sweep without merge pipelines', () => {
+    const plain = buildApp({ pipelines: pipelinesConfig, complianceChecks: false, bundling: false });
+    const rules = plain.compute.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: Match.anyValue() } });
+    assert.deepEqual(Object.keys(rules), []);
+  });
 });
