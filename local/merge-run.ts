@@ -54,6 +54,11 @@ export function mergeSummaryLines(r: LocalRunResult, rel: (p?: string) => string
   if (r.status === 'WAITING_FOR_INPUTS') {
     lines.push(`  batch ${d?.batch ?? '?'} is waiting for: ${(d?.waitingFor ?? []).join(', ') || '?'}`);
     lines.push(`  upload it into ${d?.prefix ?? 'the same batch folder'} to start the merge`);
+    if (d?.deadlineAt !== undefined) {
+      lines.push(
+        `  the batch fails at ${new Date(d.deadlineAt).toISOString().replace(/\.\d+Z$/, 'Z')} if it is still lacking an input then (fanout sweep)`,
+      );
+    }
     return lines;
   }
   const c = d?.counts;

@@ -8,6 +8,7 @@
  *   fanout redrive <runId> [--wait] [--json]
  *   fanout submit <file> --pipeline P [--wait] [--json]
  *   fanout estimate <file> --pipeline P [--latency-ms N | --sample N] [--json]
+ *   fanout sweep [--now ISO] [--json]                        (--local DIR; bin/ops/sweep.ts)
  *
  * Exit codes as `fanout run`: 0 done (a run that ended SUCCEEDED, or a command that did its work),
  * 1 failed (a waited-for run that failed or was cancelled, an AWS call that failed), 2 usage error
@@ -26,6 +27,7 @@ import { OpsError } from './ops-error';
 import { cancelRun, listRuns, runDetail, setLimits, summarise, type CallSample, type RunDetail, type RunSummary } from './runs';
 import { openTarget, type OpsTarget } from './target';
 import { planRedrive, startRedrive } from './redrive';
+import { sweepLocal, sweepText } from './sweep';
 import {
   DEFAULT_PRICES_FILE,
   estimate as estimateRun,
@@ -50,6 +52,7 @@ export const OPS_USAGE = `Operating a pipeline (on a deployed stack or a kept lo
   fanout estimate <file> --pipeline P [--latency-ms N | --sample N] [--config FILE.json]
       [--failure-rate R] [--retry-after-rate R] [--retry-after-ms N] [--parallel N] [--start-seconds N]
                                                      items, chunks, wall time and AWS cost, before uploading
+  fanout sweep [--now ISO] --local DIR               merge batches past their input deadline end FAILED
   Each takes --stack <appName> (credentials from the usual AWS chain) or --local DIR (a run kept with
   fanout run ... --keep DIR); estimate needs neither.`;
 
@@ -97,6 +100,7 @@ function runsTable(runs: RunSummary[]): string {
     secs(r.tookSeconds),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const waiting = runs.filter((r) => r.waitingFor).map((r) => `${r.runId} ${waitingText(r)}\n`);
   return `${[header, ...rows]
     .map((r) =>
       r
@@ -104,7 +108,12 @@ function runsTable(runs: RunSummary[]): string {
         .join('  ')
         .trimEnd(),
     )
-    .join('\n')}\n`;
+    .join('\n')}\n${waiting.length > 0 ? `\n${waiting.join('')}` : ''}`;
+}
+
+/** What a merge batch waits for: `waiting for right input y_list.txt (fails at 2026-12-02T08:00:00Z)`. */
+function waitingText(r: RunSummary): string {
+  return `waiting for ${(r.waitingFor ?? []).join(', ') || '?'}${r.deadline ? ` (fails at ${r.deadline.replace(/\.\d+Z$/, 'Z')} unless it arrives)` : ''}`;
 }
 
 function bar(done: number, total: number, width = 24): string {
@@ -128,6 +137,7 @@ function detailText(d: RunDetail): string {
       `    chunk ${String(c.chunk).padStart(4)} ${pad(c.status, 7)} ${bar(c.done + c.failed, c.items, 16)}  done ${c.done}, failed ${c.failed}, retries ${c.retries}, attempt ${c.attempt}`,
     );
   }
+  if (d.waitingFor) lines.push(`  ${waitingText(d)}`);
   if (d.error) lines.push(`  reason: ${d.error}`);
   if (d.resultKey) lines.push(`  result: ${d.resultKey}`);
   return `${lines.join('\n')}\n`;
@@ -434,6 +444,18 @@ async function estimate(io: OpsIo, args: string[]): Promise<number> {
   return 0;
 }
 
+async function sweep(io: OpsIo, args: string[]): Promise<number> {
+  const { values } = parse(args, { now: { type: 'string' }, config: { type: 'string' } });
+  const now = values.now === undefined ? Date.now() : Date.parse(values.now);
+  if (Number.isNaN(now)) throw new OpsError(`--now must be an ISO 8601 time such as 2026-12-02T08:00:00Z, got "${values.now}"`, 2);
+  const config = loadConfig(values.config);
+  return withTarget(values, async (t) => {
+    const outcomes = await sweepLocal(t, config, now);
+    io.out.write(values.json ? `${JSON.stringify({ outcomes })}\n` : sweepText(outcomes));
+    return outcomes.some((o) => o.action === 'error') ? 1 : 0;
+  });
+}
+
 export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise<number>> = {
   status,
   limit,
@@ -441,4 +463,5 @@ export const OPS_COMMANDS: Record<string, (io: OpsIo, args: string[]) => Promise
   redrive,
   submit,
   estimate,
+  sweep,
 };

@@ -31,6 +31,9 @@ export interface RunSummary {
   redriveOf: string | null;
   error: string | null;
   resultKey: string | null;
+  /** A merge batch WAITING_FOR_INPUTS: the inputs it still lacks, and when it fails if they do not come. */
+  waitingFor: string[] | null;
+  deadline: string | null;
 }
 
 export function summarise(run: RunRecord, now = Date.now()): RunSummary {
@@ -50,7 +53,15 @@ export function summarise(run: RunRecord, now = Date.now()): RunSummary {
     redriveOf: run.redriveOf ?? null,
     error: run.error ?? null,
     resultKey: run.resultKey ?? null,
+    waitingFor: run.status === 'WAITING_FOR_INPUTS' ? (run.dataset?.waitingFor ?? []) : null,
+    deadline: run.status === 'WAITING_FOR_INPUTS' ? deadlineText(run) : null,
   };
+}
+
+function deadlineText(run: RunRecord): string | null {
+  const at =
+    run.dataset?.deadlineAt ?? (run.config?.shape === 'dataset' ? run.createdAt + run.config.inputDeadlineHours * 3_600_000 : undefined);
+  return at === undefined ? null : new Date(at).toISOString();
 }
 
 /**
@@ -69,7 +80,7 @@ export async function listRuns(doc: DynamoDBDocumentClient, tableName: string, l
           TableName: tableName,
           FilterExpression: 'sk = :run',
           ExpressionAttributeValues: { ':run': 'RUN' },
-          ProjectionExpression: 'runId, pipeline, inputName, #s, counts, createdAt, finishedAt, redriveOf, #e, resultKey',
+          ProjectionExpression: 'runId, pipeline, inputName, #s, counts, createdAt, finishedAt, redriveOf, #e, resultKey, dataset',
           ExpressionAttributeNames: { '#s': 'status', '#e': 'error' },
           ExclusiveStartKey: start,
         }),

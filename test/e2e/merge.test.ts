@@ -15,6 +15,8 @@ import { loadConfigFile, requireShape } from '../../runtime/config/schema';
 import { datasetUploads } from '../../local/merge-run';
 import { PROJECT_ROOT, runLocal } from '../../local/local-run';
 import { readDelimited } from '../unit/engines/merge-reference';
+import type { RunDetail } from '../../bin/ops/runs';
+import { fanoutInProcess } from './ops-helpers';
 
 const EXAMPLE = join(PROJECT_ROOT, 'examples', 'merge');
 const config = loadConfigFile(join(EXAMPLE, 'pipelines.json'));
@@ -123,18 +125,63 @@ describe('merge pipeline, local run', () => {
     assert.equal(r.jobs.find((j) => j.request.stage === 'merge')?.attempts.length, 1, 'bad input is not retried');
   });
 
-  it('a batch with one input waits, and says which input it lacks', async () => {
+  it('a batch with one input waits, says which input it lacks (fanout status), and fails at its deadline (fanout sweep)', async () => {
+    const keep = join(dir, 'waiting-kept');
     const r = await runLocal({
       file: '',
       uploads: datasetUploads(pipeline, files('x_list.txt'), 'b-waiting'),
       pipeline: pipeline.name,
       config,
       outDir: join(dir, 'waiting'),
+      keepDir: keep,
     });
     assert.equal(r.status, 'WAITING_FOR_INPUTS');
     assert.deepEqual(r.run?.dataset?.waitingFor, ['right input y_list.txt']);
     assert.equal(r.jobs.length, 0, 'no job runs before the last input');
     assert.equal(r.mails.length, 0);
+    const deadline = r.run?.dataset?.deadlineAt ?? 0;
+    assert.equal(deadline, (r.run?.createdAt ?? 0) + 24 * 3_600_000, 'the default deadline: 24 hours after the first file');
+
+    // fanout status lists the waiting batch with what it lacks and when it fails
+    const listed = await fanoutInProcess(['status', '--local', keep]);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(
+      listed.stdout,
+      new RegExp(`${r.runId} waiting for right input y_list\\.txt \\(fails at ${new Date(deadline).toISOString().replace(/\.\d+Z$/, 'Z')}`),
+    );
+    const detail = JSON.parse((await fanoutInProcess(['status', r.runId, '--local', keep, '--json'])).stdout) as RunDetail;
+    assert.deepEqual(
+      [detail.status, detail.waitingFor, detail.deadline],
+      ['WAITING_FOR_INPUTS', ['right input y_list.txt'], new Date(deadline).toISOString()],
+    );
+
+    // fanout sweep before the deadline leaves it; at the deadline it fails it, naming the input
+    const early = await fanoutInProcess([
+      'sweep',
+      '--local',
+      keep,
+      '--config',
+      join(EXAMPLE, 'pipelines.json'),
+      '--now',
+      new Date(deadline - 60_000).toISOString(),
+    ]);
+    assert.equal(early.code, 0, early.stderr);
+    assert.match(early.stdout, new RegExp(`${r.runId}: waiting, fails at`));
+    const due = await fanoutInProcess([
+      'sweep',
+      '--local',
+      keep,
+      '--config',
+      join(EXAMPLE, 'pipelines.json'),
+      '--now',
+      new Date(deadline).toISOString(),
+    ]);
+    assert.equal(due.code, 0, due.stderr);
+    assert.match(due.stdout, new RegExp(`${r.runId}: FAILED, still lacking right input y_list\\.txt`));
+    const failed = JSON.parse((await fanoutInProcess(['status', r.runId, '--local', keep, '--json'])).stdout) as RunDetail;
+    assert.equal(failed.status, 'FAILED');
+    assert.match(failed.error ?? '', /did not get all its inputs within 24 hours .*still lacks right input y_list\.txt/s);
+    assert.equal(failed.waitingFor, null);
   });
 });
 
