@@ -33,7 +33,7 @@
  * | FANNING_OUT   | λ on-split-done, after the chain     | STARTED, SPLITTING (LISTING: files)  |
  * | CONSOLIDATING | consolidate job                      | FANNING_OUT, CONSOLIDATING           |
  * | SUCCEEDED     | consolidate job (`succeed`)          | FANNING_OUT, CONSOLIDATING (RUNNING_ENGINE: dataset) |
- * | FAILED        | `fail`: runtime/run/fail-run.ts (λ on-job-failed, on-intake), a job on bad input | any status not final |
+ * | FAILED        | `fail`: runtime/run/fail-run.ts (λ on-job-failed, on-intake, on-merge-deadline: a merge batch past its input deadline), a job on bad input | any status not final |
  *
  * A move is one conditional write to the run table ("status is one of the sources"), so two
  * events racing, or an event arriving late, cannot move a run backwards or out of a final status:
