@@ -9,10 +9,13 @@
  * The wall-time model (fan-out only: the children's start, then their calls):
  *   - each child calls with `concurrency` in flight; a call takes `latency`; a child is also bound
  *     by CPU (PER_ITEM_CPU_MS per item on its vCPU) and by its share of the fleet-wide rate limit;
- *   - a refusal with Retry-After (share `t` of calls: a 429, or a 503 that says when) pauses all of
- *     the child's calls to that origin for Retry-After seconds `R`, so a child whose `c` calls in
- *     flight see at least one such answer (probability q = 1 - (1 - t)^c) waits R more per round:
- *     c calls per (latency + q * R);
+ *   - with `concurrency: "auto"`, a refusal with Retry-After (share `t` of calls: a 429, or a 503
+ *     that says when) pauses all of the child's calls to that origin for Retry-After seconds `R`,
+ *     so a child whose `c` calls in flight see at least one such answer (probability
+ *     q = 1 - (1 - t)^c) waits R more per round: c calls per (latency + q * R);
+ *   - with a fixed concurrency `c`, c items are in flight, and an item keeps its place while it
+ *     waits to retry (R after a refusal with Retry-After, else the first back-off), so a child
+ *     makes c * calls-per-item calls per (calls-per-item * latency + failures-per-item * wait);
  *   - children run in waves of `parallel` (the chunks, or fewer when the queue allows fewer), and
  *     each wave pays a child's start (a container on AWS, a process locally);
  *   - transient failures (share `p`) are retried after a back-off: the chunk's last item waits for
@@ -229,8 +232,19 @@ export function estimate(shape: FileShape, pipeline: ItemsPipelineConfig, prices
   const inFlight = maxInFlight(pipeline);
   const t = Math.min(p, Math.max(0, latency.pausedShare ?? 0));
   const pauseS = (latency.retryAfterMs ?? 1000) / 1000;
-  const pausedRound = t > 0 ? (1 - (1 - t) ** inFlight) * pauseS : 0;
-  const byLatency = inFlight / (latencyS + pausedRound);
+  let byLatency: number;
+  if (pipeline.concurrency === 'auto') {
+    // A refusal with Retry-After holds every call to the origin (the source guard).
+    const pausedRound = t > 0 ? (1 - (1 - t) ** inFlight) * pauseS : 0;
+    byLatency = inFlight / (latencyS + pausedRound);
+  } else {
+    // A fixed number of items in flight: an item keeps its place while it waits to retry (its
+    // Retry-After when refused with one, else the first back-off), so waits take places from calls.
+    const firstBackoffS = Math.min(pipeline.retry.maxDelayMs, pipeline.retry.baseDelayMs) / 2 / 1000;
+    const waitS = p > 0 ? (t / p) * pauseS + (1 - t / p) * firstBackoffS : 0;
+    const itemSeconds = callsPerItem * latencyS + (callsPerItem - 1) * waitS;
+    byLatency = (inFlight * callsPerItem) / itemSeconds;
+  }
   const byCpu = 1000 / PER_ITEM_CPU_MS;
   const byRate = pipeline.rateLimitPerSecond ? pipeline.rateLimitPerSecond / parallel : Number.POSITIVE_INFINITY;
   const perChild = Math.min(byLatency, byCpu, byRate);

@@ -173,9 +173,10 @@ describe('fanout estimate', () => {
     const started = estimate(shape, pipeline, prices, { latency: { meanMs: 100, transientShare: 0, source: 't' }, parallel: 3 });
     assert.equal(started.fanout.startSeconds, 45);
     assert.equal(started.fanout.wallSeconds, 2 * (45 + 0.9));
-    // 2.4% of calls refused with Retry-After 1 s: 64 in flight see one in 1 - 0.976^64 of the rounds,
-    // and then wait 1 s more; 8% retried in all, so 500 / 0.92 calls a chunk.
-    const paused = estimate(shape, pipeline, prices, {
+    // With concurrency "auto" (here at most 64), 2.4% of calls refused with Retry-After 1 s: 64 in
+    // flight see one in 1 - 0.976^64 of the rounds, and then all wait 1 s more; 8% retried in all,
+    // so 500 / 0.92 calls a chunk.
+    const paused = estimate(shape, { ...pipeline, concurrency: 'auto', maxConcurrency: 64 }, prices, {
       latency: { meanMs: 100, transientShare: 0.08, pausedShare: 0.024, retryAfterMs: 1000, source: 't' },
       parallel: 5,
       childStartSeconds: 0,
@@ -183,6 +184,17 @@ describe('fanout estimate', () => {
     const perChild = 64 / (0.1 + (1 - 0.976 ** 64) * 1);
     assert.equal(paused.fanout.perChildCallsPerSecond, Math.round(perChild * 10) / 10);
     assert.ok(Math.abs(paused.fanout.wallSeconds - (500 / 0.92 / perChild + paused.fanout.tailSeconds + 0.1)) < 0.1);
+    // With the pipeline's fixed 64, only the refused item waits, keeping its place: per item 1/0.92
+    // calls of 0.1 s, and 0.08/0.92 failures each waiting 1 s (30% of them: the 429s) or the first
+    // back-off, 0.1 s (the rest).
+    const fixed = estimate(shape, pipeline, prices, {
+      latency: { meanMs: 100, transientShare: 0.08, pausedShare: 0.024, retryAfterMs: 1000, source: 't' },
+      parallel: 5,
+      childStartSeconds: 0,
+    });
+    const itemSeconds = 0.1 / 0.92 + (1 / 0.92 - 1) * (0.3 * 1 + 0.7 * 0.1);
+    assert.equal(fixed.fanout.perChildCallsPerSecond, Math.round((64 / 0.92 / itemSeconds) * 10) / 10);
+    assert.ok(fixed.fanout.wallSeconds < paused.fanout.wallSeconds, 'a fixed limit does not hold every call for a refusal');
     const limited = estimate(shape, { ...pipeline, rateLimitPerSecond: 50 }, prices, {
       latency: { meanMs: 100, transientShare: 0, source: 't' },
       parallel: 5,
@@ -217,7 +229,7 @@ describe('fanout estimate', () => {
     ]);
     assert.equal(flags.code, 0, flags.stderr);
     // The flags reach the model: the same figures as the call above.
-    assert.deepEqual(jsonOf<{ fanout: unknown }>(flags).fanout, paused.fanout);
+    assert.deepEqual(jsonOf<{ fanout: unknown }>(flags).fanout, fixed.fanout);
     const tooMany = await fanoutInProcess([
       'estimate',
       file,
