@@ -5,7 +5,7 @@
  * DynamoDB emulated on loopback.
  *
  *   npx tsx bench/fanout-stage.ts [--items 5000] [--concurrency 16,64,256] [--latency 50-150] [--failure-rate 0.08]
- *   node --cpu-prof --cpu-prof-dir=prof --import tsx bench/fanout-stage.ts --concurrency 256   # a CPU profile
+ *   npx tsx bench/fanout-stage.ts --concurrency 256 --profile prof   # a CPU profile of the stage's run alone, in prof/
  *
  * Prints items/s, retries, failures, CPU-seconds and CPU per item (this process: the stage and
  * the emulators; the data source runs in a child process, so its CPU is not counted), peak RSS
@@ -14,7 +14,8 @@
 // Quiet the SDK's Node 20 notice before any client is made.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -59,6 +60,8 @@ const levels = opt('concurrency', '16,64,256')
   .map((c) => (c === 'auto' ? ('auto' as const) : Number(c)));
 const [minL, maxL] = opt('latency', '50-150').split('-').map(Number) as [number, number];
 const failureRate = Number(opt('failure-rate', '0.08'));
+const profileDir = opt('profile', '');
+if (profileDir) await mkdir(profileDir, { recursive: true });
 
 const dir = await mkdtemp(join(tmpdir(), 'bench-fanout-'));
 const emulators = await startEmulators({ dataDir: dir });
@@ -100,6 +103,7 @@ try {
       { runId, chunk: 0, items, status: 'PENDING', done: 0, failed: 0, retries: 0, attempt: 0, lastPart: -1, updatedAt: 0 },
     ]);
     peak = 0;
+    const profiler = profileDir ? await startProfile() : undefined;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const result = await runFanout(
@@ -121,6 +125,7 @@ try {
     );
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
+    if (profiler) await profiler.stop(join(profileDir, `fanout-stage-${concurrency}.cpuprofile`));
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     console.log(
       `concurrency ${String(concurrency).padStart(4)}: ${(items / seconds).toFixed(0).padStart(5)} items/s  ${seconds.toFixed(1).padStart(6)} s  ` +
@@ -133,4 +138,21 @@ try {
   source.stop();
   await emulators.stop();
   await rm(dir, { recursive: true, force: true });
+}
+
+/** A CPU profile of the stage's run alone (not the start-up), written where `stop` is told. */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      await writeFile(file, JSON.stringify(profile));
+      console.log(`CPU profile of the run: ${file}`);
+    },
+  };
 }

@@ -1,14 +1,15 @@
 /**
- * The HTTP client of fan-out tasks: one undici Agent per process, `connections` keep-alive sockets
- * per origin, no pipelining (one request at a time per socket, so a slow answer never holds up
- * another), a per-request timeout covering connect, queueing, headers and body.
+ * The HTTP client of fan-out tasks: one connection pool per client (h1-pool.ts: HTTP/1.1 over
+ * node:net and node:tls), `connections` keep-alive sockets per origin, no pipelining (one request
+ * at a time per socket, so a slow answer never holds up another), a per-request timeout covering
+ * queueing, connecting, headers and body.
  *
  * `request` only turns transport failures into TransientError; `requestJson` also classifies the
  * status the way the retry policy needs it (see its TSDoc). Error messages name the method and the
  * URL with userinfo removed and secret-looking query values masked, never request headers.
  */
 import { STATUS_CODES } from 'node:http';
-import { Agent, errors as undiciErrors } from 'undici';
+import { H1Error, H1Pool, type H1Exchange, type H1Response } from './h1-pool';
 import { PermanentError, TransientError, errorMessage, transientKindOf } from '../../runtime/errors';
 import { abortReason } from '../../runtime/retry';
 
@@ -38,6 +39,8 @@ export interface HttpClientOptions {
   keepAliveTimeoutMs?: number;
   /** Largest response body read; a larger one fails the request (PermanentError). @default 8 MiB */
   maxResponseBytes?: number;
+  /** Certificates trusted for https sources besides the system's (tests). @default - the system's */
+  ca?: string | Buffer | (string | Buffer)[];
 }
 
 const EXCERPT_CHARS = 200;
@@ -61,23 +64,23 @@ const TRANSPORT_CAUSES: Record<string, string> = {
   UND_ERR_CLOSED: 'connection closed',
   UND_ERR_DESTROYED: 'connection destroyed',
   UND_ERR_INFO: 'connection error',
+  H1_CLOSED: 'connection closed by the server',
+  H1_PARSE: 'not an HTTP/1.x answer',
 };
 
 export class HttpClient {
-  private readonly agent: Agent;
-  private readonly maxResponseBytes: number;
+  private readonly pool: H1Pool;
   private closing: Promise<void> | undefined;
 
   constructor(opts: HttpClientOptions) {
     if (!Number.isInteger(opts.connections) || opts.connections < 1) {
       throw new RangeError(`connections must be a whole number >= 1, got ${opts.connections}`);
     }
-    this.maxResponseBytes = opts.maxResponseBytes ?? 8 * 1024 * 1024;
-    this.agent = new Agent({
+    this.pool = new H1Pool({
       connections: opts.connections,
-      pipelining: 1,
-      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
-      keepAliveMaxTimeout: Math.max(opts.keepAliveTimeoutMs ?? 30_000, 600_000),
+      keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
+      maxResponseBytes: opts.maxResponseBytes ?? 8 * 1024 * 1024,
+      ca: opts.ca,
     });
   }
 
@@ -93,90 +96,7 @@ export class HttpClient {
       return Promise.reject(new PermanentError(`unsupported URL scheme "${url.protocol}" in ${describeRequest(req)}`));
     }
     if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
-    // undici's dispatch with a handler of our own: no AbortController, body stream or promise
-    // wrapper per request (the fan-out makes thousands a second; see bench/fanout-stage.ts).
-    return new Promise<HttpResponse>((resolve, reject) => {
-      const max = this.maxResponseBytes;
-      let abortRequest: ((reason: Error) => void) | undefined;
-      let cancelled: Error | undefined;
-      let timedOut = false;
-      let settled = false;
-      let status = 0;
-      let rawHeaders: Buffer[] | null = null;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const cancel = (reason: Error) => {
-        cancelled ??= reason;
-        abortRequest?.(reason);
-      };
-      const settle = (err: unknown, res?: HttpResponse) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        stopListening();
-        if (res) resolve(res);
-        else reject(this.failure(err, req, timedOut));
-      };
-      const timer = setTimeout(() => {
-        timedOut = true;
-        cancel(new Error('request timeout'));
-      }, req.timeoutMs);
-      const stopListening = onSharedAbort(req.signal, () => cancel(abortReason(req.signal!)));
-      try {
-        // undici's own (non-wrapped) handler interface: raw headers, read only when asked for.
-        this.agent.dispatch(
-          {
-            origin: url.origin,
-            path: `${url.pathname}${url.search}`,
-            method: req.method.toUpperCase() as 'GET',
-            headers: req.headers,
-            body: req.body,
-            headersTimeout: req.timeoutMs,
-            bodyTimeout: req.timeoutMs,
-          },
-          {
-            onConnect(abort) {
-              abortRequest = abort;
-              if (cancelled) abort(cancelled);
-            },
-            onHeaders(statusCode, raw) {
-              status = statusCode;
-              rawHeaders = raw;
-              return true;
-            },
-            onData(chunk) {
-              size += chunk.length;
-              if (size > max) {
-                abortRequest?.(new PermanentError(`response body larger than ${max} bytes from ${describeRequest(req)}`));
-                return false;
-              }
-              chunks.push(chunk);
-              return true;
-            },
-            onComplete() {
-              const body = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, size).toString('utf8');
-              settle(undefined, responseOf(status, rawHeaders, body));
-            },
-            onError(err) {
-              settle(err);
-            },
-          },
-        );
-      } catch (err) {
-        settle(err);
-      }
-    });
-  }
-
-  /** What a failed request rejects with: the caller's abort reason, a timeout, or a TransientError naming the cause. */
-  private failure(err: unknown, req: HttpRequest, timedOut: boolean): Error {
-    if (req.signal?.aborted) return abortReason(req.signal);
-    if (timedOut) return new TransientError(`timed out after ${req.timeoutMs} ms: ${describeRequest(req)}`, undefined, 'timeout');
-    if (err instanceof PermanentError || err instanceof TransientError) return err;
-    if (err instanceof undiciErrors.InvalidArgumentError) {
-      return new PermanentError(`invalid request ${describeRequest(req)}: ${errorMessage(err)}`);
-    }
-    return new TransientError(`${transportCause(err)}: ${describeRequest(req)}`, undefined, isTimeout(err) ? 'timeout' : 'other');
+    return new Promise<HttpResponse>((resolve, reject) => new Call(this.pool, req, url, resolve, reject));
   }
 
   /**
@@ -203,9 +123,68 @@ export class HttpClient {
 
   /** Closes the sockets once the requests in flight have finished. Safe to call twice. */
   close(): Promise<void> {
-    this.closing ??= this.agent.close();
+    this.closing ??= this.pool.close();
     return this.closing;
   }
+}
+
+/**
+ * One request in flight: its timer, its place among the shutdown signal's listeners and its
+ * exchange with the pool, in one object (the fan-out makes thousands a second).
+ */
+class Call {
+  private readonly timer: ReturnType<typeof setTimeout>;
+  private readonly exchange: H1Exchange;
+  private readonly stopListening: () => void;
+  private timedOut = false;
+  private settled = false;
+
+  constructor(
+    pool: H1Pool,
+    private readonly req: HttpRequest,
+    url: URL,
+    private readonly resolve: (res: HttpResponse) => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.timer = setTimeout(callTimedOut, req.timeoutMs, this);
+    this.stopListening = onSharedAbort(req.signal, this);
+    this.exchange = pool.request({ method: req.method, url, headers: req.headers, body: req.body }, (err, res) => this.settle(err, res));
+  }
+
+  timeOut(): void {
+    this.timedOut = true;
+    this.exchange.cancel(new Error('request timeout'));
+  }
+
+  /** The caller's signal aborted. */
+  abortNow(): void {
+    this.exchange.cancel(abortReason(this.req.signal!));
+  }
+
+  private settle(err: Error | undefined, res: H1Response | undefined): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.stopListening();
+    if (res !== undefined) this.resolve(responseOf(res));
+    else this.reject(failureOf(err, this.req, this.timedOut));
+  }
+}
+
+function callTimedOut(call: Call): void {
+  call.timeOut();
+}
+
+/** What a failed request rejects with: the caller's abort reason, a timeout, or an error naming the cause. */
+function failureOf(err: unknown, req: HttpRequest, timedOut: boolean): Error {
+  if (req.signal?.aborted) return abortReason(req.signal);
+  if (timedOut) return new TransientError(`timed out after ${req.timeoutMs} ms: ${describeRequest(req)}`, undefined, 'timeout');
+  if (err instanceof PermanentError || err instanceof TransientError) return err;
+  if (err instanceof H1Error && err.code === 'H1_INVALID') {
+    return new PermanentError(`invalid request ${describeRequest(req)}: ${errorMessage(err)}`);
+  }
+  if (err instanceof H1Error && err.code === 'H1_TOO_LARGE') return new PermanentError(`${err.message} from ${describeRequest(req)}`);
+  return new TransientError(`${transportCause(err)}: ${describeRequest(req)}`, undefined, isTimeout(err) ? 'timeout' : 'other');
 }
 
 export function isTransientStatus(status: number): boolean {
@@ -302,18 +281,22 @@ function transportCause(err: unknown): string {
   return found.startsWith('UND_ERR') ? cause : `${cause} (${found})`;
 }
 
-/** A response whose headers (lower-case names, repeats joined with ", ") are read from the raw ones when first asked for. */
-function responseOf(status: number, raw: Buffer[] | null, body: string): HttpResponse {
+/** A response whose headers (lower-case names, repeats joined with ", ") are read from the head when first asked for. */
+function responseOf(res: H1Response): HttpResponse {
   let headers: Record<string, string> | undefined;
   return {
-    status,
-    body,
+    status: res.status,
+    body: res.body,
     get headers() {
       if (headers === undefined) {
         headers = {};
-        for (let i = 0; raw !== null && i + 1 < raw.length; i += 2) {
-          const name = raw[i]!.toString('latin1').toLowerCase();
-          const value = raw[i + 1]!.toString('latin1');
+        const lines = res.head.split('\r\n');
+        for (let i = 1; i < lines.length; i++) {
+          const line = lines[i]!;
+          const colon = line.indexOf(':');
+          if (colon <= 0) continue;
+          const name = line.slice(0, colon).trim().toLowerCase();
+          const value = line.slice(colon + 1).trim();
           headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
         }
       }
@@ -322,31 +305,36 @@ function responseOf(status: number, raw: Buffer[] | null, body: string): HttpRes
   };
 }
 
+/** What listens to a shared shutdown signal. */
+interface AbortTarget {
+  abortNow(): void;
+}
+
 /**
- * Calls `fn` when `signal` aborts; returns the function that stops listening. Every request of a
- * fan-out child shares one shutdown signal: one listener per signal, and a set of callbacks,
- * instead of an event listener per request.
+ * Calls `target.abortNow()` when `signal` aborts; returns the function that stops listening. Every
+ * request of a fan-out child shares one shutdown signal: one listener per signal, and a set of
+ * targets, instead of an event listener per request.
  */
-const sharedAbortCallbacks = new WeakMap<AbortSignal, Set<() => void>>();
-function onSharedAbort(signal: AbortSignal | undefined, fn: () => void): () => void {
+const sharedAbortTargets = new WeakMap<AbortSignal, Set<AbortTarget>>();
+function onSharedAbort(signal: AbortSignal | undefined, target: AbortTarget): () => void {
   if (signal === undefined) return noop;
-  let callbacks = sharedAbortCallbacks.get(signal);
-  if (!callbacks) {
-    const set = new Set<() => void>();
-    callbacks = set;
-    sharedAbortCallbacks.set(signal, set);
+  let targets = sharedAbortTargets.get(signal);
+  if (!targets) {
+    const set = new Set<AbortTarget>();
+    targets = set;
+    sharedAbortTargets.set(signal, set);
     signal.addEventListener(
       'abort',
       () => {
-        for (const callback of set) callback();
+        for (const t of set) t.abortNow();
         set.clear();
       },
       { once: true },
     );
   }
-  const set = callbacks;
-  set.add(fn);
-  return () => set.delete(fn);
+  const set = targets;
+  set.add(target);
+  return () => set.delete(target);
 }
 
 function noop(): void {}

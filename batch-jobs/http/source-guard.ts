@@ -198,16 +198,16 @@ export class SourceGuard {
     this.admit();
   }
 
-  /** Waits for a slot (and the end of any pause); resolves with the call's start time. Rejects when `signal` aborts. */
-  acquire(signal?: AbortSignal): Promise<number> {
+  /** Waits for a slot (and the end of any pause). Rejects when `signal` aborts. */
+  acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    if (this.queue.length === 0 && this.inFlightCount < this.limit && !this.paused) {
+    if (this.queue.length === 0 && this.inFlightCount < this.limit && (this.pausedUntil === 0 || !this.paused)) {
       this.inFlightCount++;
-      return Promise.resolve(this.now());
+      return Promise.resolve();
     }
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
-        resolve: () => resolve(this.now()),
+        resolve,
         stopListening: onAbort(signal, () => {
           const at = this.queue.indexOf(waiter);
           if (at >= 0) this.queue.splice(at, 1);
@@ -255,7 +255,8 @@ export class SourceGuard {
   }
 
   private admit(): void {
-    const wait = this.pausedUntil - this.now();
+    if (this.queue.length === 0) return;
+    const wait = this.pausedUntil === 0 ? 0 : this.pausedUntil - this.now();
     if (wait > 0) {
       if (this.queue.length > 0 && this.timer === undefined) {
         this.timer = setTimeout(() => {

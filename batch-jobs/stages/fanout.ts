@@ -218,6 +218,29 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   else if (opts.createFileTask) task = opts.createFileTask(config);
   else throw new ConfigError(`pipeline ${config.name}`, ['this fan-out was started without a per-file task']);
 
+  const timed = guard.mode === 'auto';
+  // One call of the task through the guard and the limiter (no closure per item: this runs thousands of times a second).
+  const callOnce = async (item: WorkItem, attempt: number): Promise<TaskResult> => {
+    await guard.acquire(signal);
+    let startedAt: number;
+    try {
+      if (limiter) await limiter.acquire(signal);
+      startedAt = timed ? performance.now() : 0;
+    } catch (err) {
+      guard.release();
+      throw err;
+    }
+    try {
+      const result = await task.run(item, { attempt, signal });
+      guard.succeeded(startedAt);
+      return result;
+    } catch (err) {
+      guard.failed(startedAt, err);
+      throw err;
+    }
+  };
+  const retryOptions = { signal, onRetry, backPressure };
+
   try {
     await Promise.race([fleet.whenReady(), new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
     await forEachConcurrent(todo, maxInFlight(pipeline), async (item) => {
@@ -229,28 +252,9 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
         record({ i: item.i, s: 'failed', e: `invalid input: ${item.x.join('; ')}`, a: 0 });
         return;
       }
-      const call = async (attempt: number): Promise<TaskResult> => {
-        await guard.acquire(signal);
-        let startedAt: number;
-        try {
-          if (limiter) await limiter.acquire(signal);
-          startedAt = performance.now();
-        } catch (err) {
-          guard.release();
-          throw err;
-        }
-        try {
-          const result = await task.run(item, { attempt, signal });
-          guard.succeeded(startedAt);
-          return result;
-        } catch (err) {
-          guard.failed(startedAt, err);
-          throw err;
-        }
-      };
       let outcome: RetryOutcome<TaskResult>;
       try {
-        outcome = await runWithRetry(call, pipeline.retry, { signal, onRetry, backPressure });
+        outcome = await runWithRetry((attempt) => callOnce(item, attempt), pipeline.retry, retryOptions);
       } catch (err) {
         // Cut off by shutdown: not an outcome, the next attempt calls the item again.
         if (signal.aborted) return;

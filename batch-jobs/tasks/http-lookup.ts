@@ -304,16 +304,6 @@ export function readPath(value: unknown, steps: PathStep[]): unknown {
 /** A response value as the column's type; missing (undefined/null) is null. Throws PermanentError when it cannot be. */
 export function coerce(value: unknown, type: ColumnType, what: string): Cell {
   if (value === undefined || value === null) return null;
-  const fail = (expected: string): never => {
-    let shown: string;
-    try {
-      shown = JSON.stringify(value) ?? String(value);
-    } catch {
-      shown = String(value);
-    }
-    if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
-    throw new PermanentError(`${what}: expected ${expected}, got ${shown}`);
-  };
   switch (type) {
     case 'text':
       if (typeof value === 'string') return value;
@@ -321,11 +311,11 @@ export function coerce(value: unknown, type: ColumnType, what: string): Cell {
       return JSON.stringify(value);
     case 'number': {
       const n = toNumber(value);
-      return n === undefined ? fail('a number') : n;
+      return n === undefined ? coercionFailure(value, 'a number', what) : n;
     }
     case 'integer': {
       const n = toNumber(value);
-      return n === undefined || !Number.isInteger(n) ? fail('a whole number') : n;
+      return n === undefined || !Number.isInteger(n) ? coercionFailure(value, 'a whole number', what) : n;
     }
     case 'boolean': {
       if (typeof value === 'boolean') return value;
@@ -336,13 +326,25 @@ export function coerce(value: unknown, type: ColumnType, what: string): Cell {
         if (['false', 'no', 'n', '0'].includes(s)) return false;
         if (s === '') return null;
       }
-      return fail('true or false');
+      return coercionFailure(value, 'true or false', what);
     }
     case 'date': {
       const iso = toIsoDate(value);
-      return iso === undefined ? fail('a date') : iso;
+      return iso === undefined ? coercionFailure(value, 'a date', what) : iso;
     }
   }
+}
+
+/** Throws the PermanentError of a value that is not of the column's type. */
+function coercionFailure(value: unknown, expected: string, what: string): never {
+  let shown: string;
+  try {
+    shown = JSON.stringify(value) ?? String(value);
+  } catch {
+    shown = String(value);
+  }
+  if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
+  throw new PermanentError(`${what}: expected ${expected}, got ${shown}`);
 }
 
 /**
