@@ -14,7 +14,9 @@
  * load average.
  *
  *   npx tsx bench/source-capacity.ts [--capacity 300] [--items 20000] [--chunks 10] [--parallel 4]
- *     [--scenarios a,b] [--concurrency-a <pipeline's>] [--concurrency-b auto]
+ *     [--scenarios a,b] [--concurrency-a <pipeline's>] [--concurrency-b auto] [--detail] [--keep DIR]
+ *
+ * --detail also prints the source's requests in each second and when each child started and stopped.
  */
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { spawn } from 'node:child_process';
@@ -41,6 +43,10 @@ const PARALLEL = Number(flagValue(args, '--parallel', '4'));
 const SCENARIOS = flagValue(args, '--scenarios', 'a,b').split(',');
 const CONCURRENCY_A = flagValue(args, '--concurrency-a', '');
 const CONCURRENCY_B = flagValue(args, '--concurrency-b', 'auto');
+/** Prints the source's request count per second and each child's start and stop. */
+const DETAIL = args.includes('--detail');
+/** Keeps each scenario's output folder (the workbook and jobs.log, the stages' logs) in this directory. */
+const KEEP = flagValue(args, '--keep', '');
 const TOKEN = 'bench-token';
 
 interface SourceProcess {
@@ -123,7 +129,7 @@ async function scenario(name: string, dir: string, file: string): Promise<Record
       file,
       pipeline: 'tax-due',
       config,
-      outDir: join(dir, `out-${name}`),
+      outDir: join(KEEP || dir, `out-${name}`),
       env: { TAX_API_TOKEN: TOKEN },
       maxParallel: PARALLEL,
       timeoutMs: 60 * 60_000,
@@ -134,6 +140,15 @@ async function scenario(name: string, dir: string, file: string): Promise<Record
     const attempts = fanout?.attempts ?? [];
     const fanoutMs = Math.max(...attempts.map((a) => a.stoppedAt)) - Math.min(...attempts.map((a) => a.startedAt));
     const { knownFailed, settled } = await countOutcomes(result.resultFile!);
+    if (DETAIL) {
+      const t0 = Math.min(...attempts.map((a) => a.startedAt));
+      const spans = [...attempts]
+        .sort((x, y) => x.startedAt - y.startedAt)
+        .map((a) => `#${a.index ?? 0}:${((a.startedAt - t0) / 1000).toFixed(1)}-${((a.stoppedAt - t0) / 1000).toFixed(1)}`);
+      console.log(`(${name}) children (s from the first start): ${spans.join(' ')}`);
+      console.log(`(${name}) source requests per second (from its second 1): ${windows.perSecond.join(' ')}`);
+      console.log(`(${name}) source: ${JSON.stringify(stats)}, first to last request ${(windows.spanMs / 1000).toFixed(1)} s`);
+    }
     return {
       scenario: name,
       status: result.status,
