@@ -91,22 +91,11 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   if (chunk >= chunkCount) throw new Error(`array index ${chunk} is past the run's ${chunkCount} chunk(s)`);
   const log = ctx.log.child({ runId: ctx.runId, chunk, attempt: ctx.attempt });
 
-  const items: WorkItem[] = [];
-  for await (const item of readChunk(ctx, ctx.runId, chunk)) items.push(item);
-  const previous = await readResultParts(ctx, ctx.runId, chunk);
-  const prior = await ctx.table.getChunk(ctx.runId, chunk);
-  const todo = items.filter((it) => !previous.outcomes.has(it.i));
-  let done = 0;
-  let failed = 0;
-  for (const line of previous.outcomes.values()) line.s === 'done' ? done++ : failed++;
-  let retries = prior?.retries ?? 0;
-  let part = previous.lastPart;
-  const resumed = items.length - todo.length;
-  log.info('fan-out child starting', { items: items.length, resumed, todo: todo.length, maxChildren: ctx.env.FANOUT_MAX_CHILDREN });
-  await ctx.table.updateChunk(ctx.runId, chunk, { status: 'RUNNING', attempt: ctx.attempt, updatedAt: nowOf(ctx) });
+  let task: Task;
+  if (config.shape === 'items') task = opts.createTask(config);
+  else if (opts.createFileTask) task = opts.createFileTask(config);
+  else throw new ConfigError(`pipeline ${config.name}`, ['this fan-out was started without a per-file task']);
 
-  const partItems = opts.partItems ?? 500;
-  const partIntervalMs = opts.partIntervalMs ?? 5_000;
   // Stops the work when a part cannot be saved or the fleet's share cannot be read: no new call
   // starts, calls in flight are cut, and the child fails with that error's exit code.
   const stop = new AbortController();
@@ -118,6 +107,59 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     stop.abort(err);
   };
   const signal = AbortSignal.any([ctx.signal, stop.signal]);
+
+  // The child joins its fleet first, so the wait for a share that counts it runs while the chunk is read.
+  // Calls in flight toward the source (fixed, or adaptive with concurrency "auto"), and this
+  // child's share of the fleet's rate and concurrency ceiling, kept through the run table.
+  const guard = new SourceGuard({ mode: pipeline.concurrency === 'auto' ? 'auto' : 'fixed', max: maxInFlight(pipeline) });
+  let limiter: RateLimiter | undefined;
+  const fleet = new FleetMember({
+    table: ctx.table,
+    runId: ctx.runId,
+    child: chunk,
+    chunks: chunkCount,
+    ratePerSecond: pipeline.rateLimitPerSecond,
+    log,
+    onShare: (share) => {
+      log.info('fleet share', { ...share });
+      guard.setCeiling(share.concurrency);
+      if (share.ratePerSecond === undefined) {
+        // No rate any more: let anyone waiting on the old one go.
+        limiter?.setRate(Number.MAX_SAFE_INTEGER);
+        limiter = undefined;
+      } else if (limiter) limiter.setRate(share.ratePerSecond);
+      else limiter = new RateLimiter(share.ratePerSecond);
+    },
+  });
+  const fleetDone = new AbortController();
+  const fleetLoop = fleet.run(AbortSignal.any([signal, fleetDone.signal])).catch(stopWork);
+
+  const items: WorkItem[] = [];
+  let previous: Awaited<ReturnType<typeof readResultParts>>;
+  let prior: Awaited<ReturnType<StageContext['table']['getChunk']>>;
+  try {
+    for await (const item of readChunk(ctx, ctx.runId, chunk)) items.push(item);
+    previous = await readResultParts(ctx, ctx.runId, chunk);
+    prior = await ctx.table.getChunk(ctx.runId, chunk);
+    await ctx.table.updateChunk(ctx.runId, chunk, { status: 'RUNNING', attempt: ctx.attempt, updatedAt: nowOf(ctx) });
+  } catch (err) {
+    fleetDone.abort();
+    await fleetLoop;
+    await fleet.leave().catch(() => undefined);
+    await task.close?.().catch(() => undefined);
+    throw err;
+  }
+  const todo = items.filter((it) => !previous.outcomes.has(it.i));
+  let done = 0;
+  let failed = 0;
+  for (const line of previous.outcomes.values()) line.s === 'done' ? done++ : failed++;
+  let retries = prior?.retries ?? 0;
+  let part = previous.lastPart;
+  const resumed = items.length - todo.length;
+  log.info('fan-out child starting', { items: items.length, resumed, todo: todo.length, maxChildren: ctx.env.FANOUT_MAX_CHILDREN });
+
+  const partItems = opts.partItems ?? 500;
+  const partIntervalMs = opts.partIntervalMs ?? 5_000;
   let pending: ResultLine[] = [];
   let lastFlush = Date.now();
   let flushing: Promise<void> = Promise.resolve();
@@ -176,30 +218,6 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
     opts.onOutcome?.(++recorded);
   };
 
-  // Calls in flight toward the source (fixed, or adaptive with concurrency "auto"), and this
-  // child's share of the fleet's rate and concurrency ceiling, kept through the run table.
-  const guard = new SourceGuard({ mode: pipeline.concurrency === 'auto' ? 'auto' : 'fixed', max: maxInFlight(pipeline) });
-  let limiter: RateLimiter | undefined;
-  const fleet = new FleetMember({
-    table: ctx.table,
-    runId: ctx.runId,
-    child: chunk,
-    chunks: chunkCount,
-    ratePerSecond: pipeline.rateLimitPerSecond,
-    log,
-    onShare: (share) => {
-      log.info('fleet share', { ...share });
-      guard.setCeiling(share.concurrency);
-      if (share.ratePerSecond === undefined) {
-        // No rate any more: let anyone waiting on the old one go.
-        limiter?.setRate(Number.MAX_SAFE_INTEGER);
-        limiter = undefined;
-      } else if (limiter) limiter.setRate(share.ratePerSecond);
-      else limiter = new RateLimiter(share.ratePerSecond);
-    },
-  });
-  const fleetDone = new AbortController();
-  const fleetLoop = fleet.run(AbortSignal.any([signal, fleetDone.signal])).catch(stopWork);
   const backPressure: BackPressurePolicy | undefined =
     guard.mode === 'auto'
       ? {
@@ -213,10 +231,6 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const onRetry = () => {
     retries++;
   };
-  let task: Task;
-  if (config.shape === 'items') task = opts.createTask(config);
-  else if (opts.createFileTask) task = opts.createFileTask(config);
-  else throw new ConfigError(`pipeline ${config.name}`, ['this fan-out was started without a per-file task']);
 
   const timed = guard.mode === 'auto';
   // One call of the task through the guard and the limiter (no closure per item: this runs thousands of times a second).

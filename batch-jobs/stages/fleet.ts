@@ -3,7 +3,7 @@
  * (`rateLimitPerSecond`, or an operator's `fanout limit`) and concurrency ceiling with the
  * children actually running, through the run table, the same way locally and on AWS.
  *
- * Time is cut into epochs (2 s up to 4,000 children; runtime/fleet.ts). In each epoch a child
+ * Time is cut into epochs (1 s up to 500 children, 2 s up to 4,000; runtime/fleet.ts). In each epoch a child
  * counts itself live (one write to its shard's counter, in the first quarter of the epoch) and
  * then reads every shard's counter and the operator's limit (one batched read, in the third
  * quarter), and takes `rate / live` and `concurrency / live` as its share until the next read.
