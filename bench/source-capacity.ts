@@ -146,7 +146,7 @@ async function scenario(name: string, dir: string, file: string): Promise<Record
       const spans = [...attempts]
         .sort((x, y) => x.startedAt - y.startedAt)
         .map((a) => `#${a.index ?? 0}:${((a.startedAt - t0) / 1000).toFixed(1)}-${((a.stoppedAt - t0) / 1000).toFixed(1)}`);
-      console.log(`(${name}) children (s from the first start): ${spans.join(' ')}`);
+      console.log(`(${name}) children (s from the first start, ${new Date(t0).toISOString()}): ${spans.join(' ')}`);
       console.log(`(${name}) source requests per second (from its second 1): ${windows.perSecond.join(' ')}`);
       console.log(`(${name}) source: ${JSON.stringify(stats)}, first to last request ${(windows.spanMs / 1000).toFixed(1)} s`);
     }

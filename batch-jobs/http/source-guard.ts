@@ -7,13 +7,18 @@
  *   it (to half in slow start, to 0.7 after), once per round of calls: a refusal of a call that
  *   started before the last cut says nothing new. Other load signals (503 without Retry-After,
  *   timeouts) cut it by 0.9 only when they make more than 15% of recent calls, so the random
- *   503s of a flaky source do not collapse it. After a cut the limit grows back quickly to just
- *   under the level that was refused, then probes above it slowly (one more call in flight per
- *   `probeIntervalMs`). Always between 1 and the maximum.
+ *   503s of a flaky source do not collapse it. After a cut the limit grows back quickly to 90% of
+ *   the level that was refused, then probes above it: a tenth more `probeIntervalMs` after the
+ *   cut, and sooner after each probe that is not refused (half the time, down to two round
+ *   trips), so capacity that others give up is found in seconds. Always between 1 and the maximum.
+ *   The limit is a real number (`window`).
  * - `SourceGuard`: the gate every call passes. It admits calls up to the limit (fixed, or the
  *   AIMD limit with `concurrency: "auto"`), under a fleet-wide ceiling (`setCeiling`, from the
  *   run table), and, in auto mode, a `Retry-After` pauses every call to the origin for that long,
- *   not just the refused one. Waiters are served first come, first served.
+ *   not just the refused one. In auto mode calls are also paced, `window` per baseline latency:
+ *   a window of 2.5 keeps 2.5 calls in flight on average (not 2 or 3), and calls do not leave in
+ *   bursts that a source with a small burst allowance would refuse (after a pause, say).
+ *   Waiters are served first come, first served.
  */
 import type { TransientError } from '../../runtime/errors';
 import { abortReason, onAbort } from '../../runtime/retry';
@@ -45,6 +50,8 @@ export class AimdLimit {
   /** The limit when the source last refused (growth slows above 90% of it). */
   private refusedAt = Number.POSITIVE_INFINITY;
   private lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** Time between probes: `probeIntervalMs` after a cut, halved after each probe that is not refused. */
+  private probeGapMs: number;
   /** Exponentially weighted share of recent calls that were a loss signal. */
   private lossShare = 0;
   private readonly backoffRatio: number;
@@ -60,12 +67,21 @@ export class AimdLimit {
     this.backoffRatio = opts.backoffRatio ?? 0.7;
     this.tolerance = opts.latencyTolerance ?? 2;
     this.probeIntervalMs = opts.probeIntervalMs ?? 5_000;
+    this.probeGapMs = this.probeIntervalMs;
     this.lossThreshold = opts.lossThreshold ?? 0.15;
   }
 
-  /** Calls allowed in flight now. */
+  /** Whole calls allowed in flight now. */
   get limit(): number {
     return Math.max(1, Math.min(this.max, Math.floor(this.value)));
+  }
+
+  /**
+   * The limit as a real number (calls per round trip): the guard paces calls at `window` per
+   * baseline latency, so a share of 2.6 calls in flight is kept on average, not rounded to 2 or 3.
+   */
+  get window(): number {
+    return Math.max(1, Math.min(this.max, this.value));
   }
 
   /** Whether the limit still doubles every round trip (no refusal seen yet). */
@@ -87,12 +103,19 @@ export class AimdLimit {
     if (latency > this.baselineMs * this.tolerance + 1) return;
     if (this.slowStart) {
       this.value = Math.min(this.max, this.value + 1);
-    } else if (this.value + 1 < 0.9 * this.refusedAt) {
-      this.value = Math.min(this.max, this.value + 1 / this.value);
-    } else if (now - this.lastProbeAt >= this.probeIntervalMs) {
+    } else if (this.value < 0.9 * this.refusedAt) {
+      this.value = Math.min(this.max, 0.9 * this.refusedAt, this.value + 1 / this.value);
+    } else if (now - this.lastProbeAt >= this.probeGapMs) {
+      // Probe above the refused level: a tenth more (at least a quarter call), and sooner each time
+      // it is not refused, so capacity others give up (a child that finished) is found in seconds.
       this.lastProbeAt = now;
-      this.value = Math.min(this.max, Math.floor(this.value) + 1);
+      this.value = Math.min(this.max, this.value + Math.max(0.25, this.value / 10));
+      this.probeGapMs = Math.max(this.minProbeGapMs(), this.probeGapMs / 2);
     }
+  }
+
+  private minProbeGapMs(): number {
+    return Math.max(1, 2 * (this.baselineMs ?? 0));
   }
 
   /** A call that started at `startedAt` ended at `now` with a load signal. */
@@ -118,6 +141,7 @@ export class AimdLimit {
     this.value = Math.max(1, this.value * ratio);
     this.lastCutAt = now;
     this.lastProbeAt = now;
+    this.probeGapMs = this.probeIntervalMs;
   }
 }
 
@@ -156,6 +180,8 @@ export class SourceGuard {
   private inFlightCount = 0;
   private readonly queue: Waiter[] = [];
   private pausedUntil = 0;
+  /** Auto mode: the earliest start of the next call (pacing). */
+  private nextAt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private readonly now: () => number;
   private pauses = 0;
@@ -168,10 +194,23 @@ export class SourceGuard {
     this.now = opts.now ?? (() => performance.now());
   }
 
-  /** Calls allowed in flight now: the fixed or adaptive limit, under the fleet's ceiling. */
+  /** Calls allowed in flight now: the fixed or adaptive limit (its window rounded up: pacing keeps the average), under the fleet's ceiling. */
   get limit(): number {
-    const own = this.aimd ? this.aimd.limit : this.max;
+    const own = this.aimd ? Math.ceil(this.aimd.window) : this.max;
     return Math.max(1, Math.min(own, this.ceiling));
+  }
+
+  /**
+   * Auto mode: the time between two calls, the baseline latency over the window (0 until a
+   * baseline is known). Pacing spreads the window's calls over a round trip instead of sending
+   * them in bursts (a source with a small burst allowance refuses bursts), and keeps a fractional
+   * window on average.
+   */
+  private gapMs(): number {
+    const aimd = this.aimd;
+    if (aimd === undefined || aimd.baseline === undefined) return 0;
+    const window = Math.min(aimd.window, this.ceiling);
+    return aimd.baseline / window;
   }
 
   get inFlight(): number {
@@ -201,7 +240,7 @@ export class SourceGuard {
   /** Waits for a slot (and the end of any pause). Rejects when `signal` aborts. */
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    if (this.queue.length === 0 && this.inFlightCount < this.limit && (this.pausedUntil === 0 || !this.paused)) {
+    if (this.queue.length === 0 && this.inFlightCount < this.limit && (this.pausedUntil === 0 || !this.paused) && this.paced()) {
       this.inFlightCount++;
       return Promise.resolve();
     }
@@ -254,24 +293,49 @@ export class SourceGuard {
     this.admit();
   }
 
+  /**
+   * Auto mode: whether the pacing lets a call start now, and if so takes its turn. A call may
+   * start once the previous one's gap has passed; after a quiet spell, at most two go back to back.
+   */
+  private paced(): boolean {
+    if (this.aimd === undefined) return true;
+    const gap = this.gapMs();
+    if (gap === 0) return true;
+    const now = this.now();
+    if (now < this.nextAt) return false;
+    this.nextAt = Math.max(this.nextAt, now - gap) + gap;
+    return true;
+  }
+
   private admit(): void {
     if (this.queue.length === 0) return;
     const wait = this.pausedUntil === 0 ? 0 : this.pausedUntil - this.now();
     if (wait > 0) {
-      if (this.queue.length > 0 && this.timer === undefined) {
-        this.timer = setTimeout(() => {
-          this.timer = undefined;
-          this.admit();
-        }, Math.ceil(wait));
-      }
+      this.wakeIn(wait);
       return;
     }
     while (this.queue.length > 0 && this.inFlightCount < this.limit) {
+      if (!this.paced()) {
+        this.wakeIn(this.nextAt - this.now());
+        return;
+      }
       const waiter = this.queue.shift()!;
       this.inFlightCount++;
       waiter.stopListening();
       waiter.resolve();
     }
+  }
+
+  /** Admits again after `ms` (one timer at a time). */
+  private wakeIn(ms: number): void {
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.admit();
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
   }
 
   private stopTimer(): void {

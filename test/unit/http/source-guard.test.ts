@@ -36,7 +36,7 @@ describe('AimdLimit', () => {
     assert.equal(aimd.limit, 14);
   });
 
-  it('after a cut, grows by one per round trip up to 90% of the refused level, then one per probe interval', () => {
+  it('after a cut, grows by one per round trip up to 90% of the refused level, then probes a tenth more per probe interval', () => {
     const aimd = new AimdLimit({ max: 100, initial: 20, probeIntervalMs: 5_000 });
     aimd.onSignal('refused', 0, 0); // 20 -> 10; refused at 20
     for (let k = 0; k < 10; k++) aimd.onSuccess(10, 60);
@@ -44,11 +44,33 @@ describe('AimdLimit', () => {
     aimd.onSuccess(10, 60);
     assert.equal(aimd.limit, 11);
     for (let k = 0; k < 200; k++) aimd.onSuccess(100, 150);
-    assert.equal(aimd.limit, 17, 'fast growth stops one short of 90% of 20');
+    assert.equal(aimd.window, 18, 'fast growth stops at 90% of 20');
     aimd.onSuccess(4_000, 4_050);
-    assert.equal(aimd.limit, 17, 'no probe within 5 s of the cut');
+    assert.equal(aimd.window, 18, 'no probe within 5 s of the cut');
     aimd.onSuccess(5_000, 5_050);
-    assert.equal(aimd.limit, 18, 'a probe: one more');
+    assert.ok(Math.abs(aimd.window - 19.8) < 1e-9, `a probe: a tenth more (${aimd.window})`);
+  });
+
+  it('probes sooner each time a probe is not refused, and waits the whole interval again after a cut', () => {
+    const aimd = new AimdLimit({ max: 1_000, initial: 10, probeIntervalMs: 4_000 });
+    aimd.onSuccess(0, 50); // baseline 50 ms, slow start: 11
+    aimd.onSignal('refused', 100, 100); // 11 -> 5.5; refused at 11
+    for (let k = 0; k < 100; k++) aimd.onSuccess(200, 250);
+    const probes: number[] = [];
+    let last = aimd.window;
+    for (let t = 300; t < 12_000; t += 10) {
+      aimd.onSuccess(t - 50, t);
+      if (aimd.window !== last) probes.push(t);
+      last = aimd.window;
+    }
+    // Probes 4 s after the cut, then 2 s, 1 s, 0.5 s... later, down to two round trips.
+    assert.deepEqual(probes.slice(0, 4), [4_100, 6_100, 7_100, 7_600]);
+    assert.ok(probes.length > 20, `after a while it probes every two round trips (${probes.length} probes)`);
+    const before = aimd.window;
+    aimd.onSignal('refused', 12_000, 12_000);
+    assert.ok(Math.abs(aimd.window - before * 0.7) < 1e-9);
+    for (let t = 12_010; t < 16_000; t += 10) aimd.onSuccess(t - 50, t);
+    assert.ok(aimd.window <= 0.9 * before + 1e-9, 'no probe within 4 s of the new cut');
   });
 
   it('cuts by 0.9 on 503s and timeouts only when they make more than 15% of recent calls', () => {
@@ -151,6 +173,38 @@ describe('SourceGuard', () => {
     await flush();
     assert.equal(admitted.length, 2);
     assert.equal(guard.limit, 4);
+  });
+
+  it('in auto mode, paces calls at the window per baseline latency, so a fractional window holds on average', async () => {
+    const guard = new SourceGuard({ mode: 'auto', max: 64, aimd: { initial: 4 }, now: () => Date.now() });
+    // a baseline of 100 ms, then a refusal: the window falls to 2.5 (slow start had reached 5)
+    await guard.acquire();
+    guard.succeeded(Date.now() - 100);
+    await guard.acquire();
+    guard.failed(Date.now(), new TransientError('HTTP 429', undefined, 'throttled'));
+    assert.equal(guard.aimd?.window, 2.5);
+    assert.equal(guard.limit, 3, 'three calls may be in flight');
+
+    // when 20 calls wait, each answered at once, for two seconds
+    const started: number[] = [];
+    for (let i = 0; i < 20; i++)
+      void guard.acquire().then(() => {
+        started.push(Date.now());
+        guard.release();
+      });
+    for (let t = 0; t < 2_000; t += 5) {
+      await flush();
+      mock.timers.tick(5);
+    }
+    await flush();
+
+    // then one starts every 40 ms (100 ms / 2.5): 2.5 calls per round trip, not 3 at once
+    assert.equal(started.length, 20);
+    const gaps = started.slice(2).map((t, i) => t - started[i + 1]!);
+    assert.ok(
+      gaps.every((g) => g >= 40 && g <= 45),
+      `gaps ${gaps.join(',')}`,
+    );
   });
 
   it('lets a waiter go when its signal aborts', async () => {
