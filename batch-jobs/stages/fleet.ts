@@ -4,7 +4,7 @@
  * children actually running, through the run table, the same way locally and on AWS.
  *
  * Time is cut into epochs (1 s up to 500 children, 2 s up to 4,000; runtime/fleet.ts). In each epoch a child
- * counts itself live (one write to its shard's counter, in the first quarter of the epoch) and
+ * counts itself live (one write to its shard's counter, in the first eighth of the epoch) and
  * then reads every shard's counter and the operator's limit (one batched read, in the third
  * quarter), and takes `rate / live` and `concurrency / live` as its share until the next read.
  * Every child reads after every child has counted itself, so they agree on the count and the
@@ -73,7 +73,9 @@ export class FleetMember {
     this.sleep = opts.sleep ?? abortableSleep;
     const random = opts.random ?? Math.random;
     const quarter = this.layout.epochMs / 4;
-    this.heartbeatOffset = Math.floor(random() * quarter);
+    // Heartbeats in the first eighth, reads in the third quarter: a write has three eighths of an
+    // epoch to land before anyone reads (a slow write would leave its child out of the others' count).
+    this.heartbeatOffset = Math.floor((random() * quarter) / 2);
     this.readOffset = this.layout.epochMs / 2 + Math.floor(random() * quarter);
     this.readyAt = new Promise<void>((resolve) => (this.markReady = resolve));
   }
@@ -150,8 +152,9 @@ export class FleetMember {
 
   /**
    * The child's fleet loop, until `signal` aborts: a first read, then per epoch a heartbeat in the
-   * first quarter and a read in the third. A child that joins after an epoch's first half counts
-   * itself from the next epoch on, and waits for that epoch's read before it calls.
+   * first eighth and a read in the third quarter. A child that joins after an epoch's first
+   * quarter (or whose joining write lands after the reads began) counts itself from the next
+   * epoch on, and waits for that epoch's read before it calls.
    * Rejects with the run table's error (the child cannot keep to its share without the table).
    */
   async run(signal: AbortSignal): Promise<void> {
@@ -159,9 +162,11 @@ export class FleetMember {
     let epoch = this.epochOf(this.now());
     await this.read(epoch);
     const started = this.now() - epoch * E;
-    if (started < E / 2) {
+    if (started < E / 4) {
       // Early enough in this epoch to be counted before anyone reads it.
       await this.heartbeat(epoch);
+      // A write that landed after the reads began may have been missed: count from the next epoch.
+      if (this.now() - epoch * E >= E / 2) this.countedIn = undefined;
       await this.readAt(epoch, signal);
     }
     for (epoch++; !signal.aborted && !this.stopped; epoch++) {

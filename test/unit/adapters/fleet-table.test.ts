@@ -138,6 +138,40 @@ describe('fleet state in the run table', () => {
       assert.deepEqual(shares.at(-1), { ratePerSecond: 30, concurrency: 4, live: 2 });
     });
 
+    it('a joining child whose write lands after the reads began waits for the next epoch (fake clock)', async () => {
+      // GIVEN a fleet of 1-s epochs and a child joining 100 ms into epoch 5
+      assert.equal(fleetLayout(10).epochMs, 1_000);
+      const readyAt = async (writeLandsAt: number | undefined) => {
+        const runId = newRunId();
+        let clock = 5_100;
+        const slowTable: typeof table = Object.create(table);
+        slowTable.heartbeatFleet = async (...args: Parameters<typeof table.heartbeatFleet>) => {
+          await table.heartbeatFleet(...args);
+          // WHEN its joining write takes until `writeLandsAt`
+          if (writeLandsAt !== undefined && clock < writeLandsAt) clock = writeLandsAt;
+        };
+        const m = new FleetMember({
+          table: slowTable,
+          runId,
+          child: 0,
+          chunks: 10,
+          ratePerSecond: 300,
+          now: () => clock,
+          sleep: async (ms) => {
+            clock += ms;
+          },
+          random: () => 0,
+        });
+        const stop = new AbortController();
+        void m.whenReady().then(() => stop.abort());
+        await m.run(stop.signal);
+        return clock;
+      };
+      // THEN a write that lands in time makes it ready at epoch 5's read (3/4 in), a late one at epoch 6's
+      assert.equal(await readyAt(undefined), 5_750);
+      assert.equal(await readyAt(5_600), 6_750);
+    });
+
     it('without a rate or a ceiling, a child is ready at once and counts itself nowhere', async () => {
       const runId = newRunId();
       const a = member(runId, 0, [], null);
