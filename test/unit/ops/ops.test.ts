@@ -243,7 +243,7 @@ describe('fanout estimate', () => {
     assert.equal(tooMany.code, 2);
     assert.match(tooMany.stderr, /--retry-after-rate must be in \[0, --failure-rate\]/);
     const text = await fanoutInProcess(['estimate', file, '--pipeline', 'tax-due', '--latency-ms', '100']);
-    assert.match(text.stdout, /per-item CPU: 0\.5 ms \(bench\/fanout-stage\.ts/);
+    assert.match(text.stdout, /per-item CPU: 0\.2 ms \(bench\/fanout-stage\.ts/);
     assert.match(text.stdout, /prices us-east-1 as of \d{4}-\d\d-\d\d from config\/prices\.json/);
     assert.match(text.stdout, /Step Functions Distributed Map \+ Lambda \(ItemBatcher of 500/);
     const bad = await fanoutInProcess(['estimate', file, '--pipeline', 'nope']);
