@@ -4,7 +4,7 @@
  * the "split done" topic, the failed-job rule), email, secrets and observability. It holds no
  * data: destroying and redeploying it loses nothing but in-flight runs.
  */
-import { CfnOutput, Duration, RemovalPolicy, Stack, Token, type CfnElement, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack, Token, type StackProps } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -18,7 +18,8 @@ import * as s3n from 'aws-cdk-lib/aws-s3-notifications';
 import * as ses from 'aws-cdk-lib/aws-ses';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import type { Construct, IConstruct } from 'constructs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import type { Construct } from 'constructs';
 import type { DeploymentConfig, JobSettings } from '../config/deployment';
 import { requireShape, type AppConfig } from '../runtime/config/schema';
 import type { HandlerEnvironment, JobDefinitionEnvironments } from '../runtime/env';
@@ -44,15 +45,6 @@ export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'
 
 /** Folders of the repository copied into the job image build context are set by .dockerignore; these never are. */
 export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', 'cdk.out', 'fanout-out', 'bench/out', '.git', '.tmp', '*.log'];
-
-/** Lambda's limit on the total size of a function's environment. */
-const LAMBDA_ENV_LIMIT_BYTES = 4096;
-/** Longest ARN prefix of a Batch resource: partition, region, account and resource type. */
-const BATCH_ARN_PREFIX_CHARS = 'arn:aws-us-gov:batch:ap-southeast-4:123456789012:job-definition/'.length;
-/** CloudFormation appends "-" and a random suffix to a generated name; job definitions get ":<revision>". */
-const GENERATED_NAME_SUFFIX_CHARS = 14 + 6;
-/** Environment other than the job maps: names and values of bucket, table, TTL, NODE_OPTIONS. */
-const OTHER_HANDLER_ENV_BYTES = 400;
 
 /**
  * Deployment choices of the managed OSRM server, and the bucket for its load balancer's access
@@ -260,6 +252,12 @@ export class FanoutComputeStack extends Stack {
       cleanup: { ...base },
       merge: { ...base, FANOUT_RESULT_LINK_DAYS: String(props.resultLinkDays) },
     };
+    // Where the handlers find each pipeline's queue and job definitions (one SSM parameter per pipeline).
+    const targetsParameterPrefix = `/${this.stackName}/job-targets/`;
+    const executionRole = new iam.Role(this, 'JobExecutionRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'batch-fanout job containers that read no secret (image pull, logs)',
+    });
     const itemsJobs = props.pipelines.pipelines
       .filter((p) => p.shape === 'items')
       .map(
@@ -275,6 +273,8 @@ export class FanoutComputeStack extends Stack {
             osrmBaseUrl: this.osrmService?.url,
             assignPublicIp: this.network.jobsNeedPublicIp,
             queueMaxVcpus: pipeline.compute === 'ec2-spot' ? props.compute.ec2SpotMaxVcpus : props.compute.fargateSpotMaxVcpus,
+            targetsParameterPrefix,
+            executionRole,
           }),
       );
 
@@ -297,6 +297,8 @@ export class FanoutComputeStack extends Stack {
             prefixes: PREFIX,
             assignPublicIp: this.network.jobsNeedPublicIp,
             explainWildcard,
+            targetsParameterPrefix,
+            executionRole,
           });
     this.pipelineJobs = [...itemsJobs, ...(this.filesJobs?.pipelineJobs ?? [])];
 
@@ -329,18 +331,22 @@ export class FanoutComputeStack extends Stack {
             explainWildcard,
           });
 
+    // Merge pipelines' job targets, in the same SSM parameters as the items pipelines'.
+    const mergeTargets = Object.entries(this.mergeJobs?.queueArns() ?? {}).map(
+      ([name, queue]) =>
+        new ssm.StringParameter(this, `JobTargets-${name}`, {
+          parameterName: `${targetsParameterPrefix}${name}`,
+          description: `batch-fanout: job queue and job definitions of pipeline ${name}`,
+          stringValue: this.toJsonString({ queue, definitions: this.mergeJobs!.definitionArns()[name] }),
+          tier: ssm.ParameterTier.STANDARD,
+        }),
+    );
+
     // Handlers.
     const handlerEnvironment: HandlerEnvironment = {
       FANOUT_BUCKET: bucket.bucketName,
       FANOUT_TABLE: table.tableName,
-      FANOUT_JOB_QUEUES: this.toJsonString({
-        ...Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.queue.jobQueueArn])),
-        ...this.mergeJobs?.queueArns(),
-      }),
-      FANOUT_JOB_DEFINITIONS: this.toJsonString({
-        ...Object.fromEntries(this.pipelineJobs.map((jobs) => [jobs.pipelineName, jobs.definitionArns()])),
-        ...this.mergeJobs?.definitionArns(),
-      }),
+      FANOUT_JOB_TARGETS_PREFIX: targetsParameterPrefix,
       FANOUT_RUN_TTL_DAYS: String(props.runRecordDays),
     };
     const configJson = JSON.stringify(props.pipelines);
@@ -372,10 +378,16 @@ export class FanoutComputeStack extends Stack {
     grantSendEmail(onIntake.function);
     grantSendEmail(onJobFailed.function);
     for (const jobs of this.pipelineJobs) {
+      for (const h of [onIntake, onSplitDone, onJobFailed]) jobs.grantReadTargets(h.function);
       jobs.grantSubmit(onIntake.function, 'split');
       jobs.grantSubmit(onSplitDone.function, 'fanout', 'consolidate', 'cleanup');
       // Cleanup, and consolidate in partial mode when fan-out failed (nothing done is lost).
       jobs.grantSubmit(onJobFailed.function, 'consolidate', 'cleanup');
+    }
+    for (const parameter of mergeTargets) {
+      for (const h of [onIntake, onSplitDone, onJobFailed]) {
+        iam.Grant.addToPrincipal({ grantee: h.function, actions: ['ssm:GetParameter'], resourceArns: [parameter.parameterArn] });
+      }
     }
     this.mergeJobs?.grantSubmit(onIntake.function, 'merge', 'cleanup');
     this.mergeJobs?.grantSubmit(onJobFailed.function, 'cleanup');
@@ -395,6 +407,9 @@ export class FanoutComputeStack extends Stack {
       grantSendEmail(sweep.function);
       // A batch found complete (its last S3 event lost) is started as the intake would.
       this.mergeJobs.grantSubmit(sweep.function, 'merge', 'cleanup');
+      for (const parameter of mergeTargets) {
+        iam.Grant.addToPrincipal({ grantee: sweep.function, actions: ['ssm:GetParameter'], resourceArns: [parameter.parameterArn] });
+      }
       sweep.function.addToRolePolicy(tagJobs);
       this.mergeDeadlineSweep = new MergeDeadlineSweep(this, 'MergeDeadlineSweep', { handler: sweep });
     }
@@ -469,25 +484,6 @@ export class FanoutComputeStack extends Stack {
       });
     }
 
-    this.node.addValidation({
-      validate: () => {
-        const arn = (resource: IConstruct) =>
-          BATCH_ARN_PREFIX_CHARS + this.getLogicalId(resource.node.defaultChild as CfnElement).length + GENERATED_NAME_SUFFIX_CHARS;
-        let estimate = OTHER_HANDLER_ENV_BYTES;
-        for (const jobs of this.pipelineJobs) {
-          // "name":"<queue arn>", and "name":{"split":"<arn>",...}
-          estimate += 2 * (jobs.pipelineName.length + 6) + arn(jobs.queue);
-          for (const [stage, def] of Object.entries(jobs.definitions)) estimate += stage.length + 6 + arn(def);
-        }
-        return estimate > LAMBDA_ENV_LIMIT_BYTES
-          ? [
-              `${this.pipelineJobs.length} pipelines need about ${estimate} bytes of Lambda environment (FANOUT_JOB_QUEUES, ` +
-                `FANOUT_JOB_DEFINITIONS); the limit is ${LAMBDA_ENV_LIMIT_BYTES}: split the pipelines over several deployments (appName)`,
-            ]
-          : [];
-      },
-    });
-
     this.acknowledgeFindings();
   }
 
@@ -496,7 +492,7 @@ export class FanoutComputeStack extends Stack {
       ...Object.values(this.jobRoles),
       ...Object.values(this.handlers).map((h) => h.role),
       ...(this.mergeDeadlineSweep ? [this.mergeDeadlineSweep.handler.role] : []),
-      ...this.pipelineJobs.flatMap((p) => Object.values(p.definitions).map((d) => d.container.executionRole)),
+      ...new Set(this.pipelineJobs.flatMap((p) => p.executionRoles)),
     ];
     for (const role of roles) acknowledgeGrantWildcards(role, explainWildcard);
 

@@ -49,6 +49,10 @@ export interface FilesJobsProps {
   readonly prefixes: { readonly intake: string; readonly work: string; readonly results: string };
   /** Fargate tasks get a public IP (no NAT). @default false */
   readonly assignPublicIp?: boolean;
+  /** Name prefix of each pipeline's job-targets SSM parameter (PipelineJobsProps.targetsParameterPrefix). */
+  readonly targetsParameterPrefix: string;
+  /** Execution role of the definitions (image pull, logs), shared with the items pipelines. */
+  readonly executionRole: iam.IRole;
   /** Why the stack's grant wildcards are acceptable (the stack's own rules). */
   readonly explainWildcard: WildcardReason;
 }
@@ -92,6 +96,8 @@ export class FilesJobs extends Construct {
           logGroups: props.logGroups,
           environment: props.environment,
           assignPublicIp: props.assignPublicIp,
+          targetsParameterPrefix: props.targetsParameterPrefix,
+          executionRole: props.executionRole,
         }),
     );
   }

@@ -220,12 +220,12 @@ export class MergeJobs extends Construct {
     for (const defs of Object.values(this.definitions)) for (const stage of stages) defs[stage].grantSubmitJob(grantee, this.queue);
   }
 
-  /** `{pipeline: queue ARN}` for FANOUT_JOB_QUEUES. */
+  /** `{pipeline: queue ARN}` for the pipelines' job-targets SSM parameters. */
   queueArns(): Record<string, string> {
     return Object.fromEntries(Object.keys(this.definitions).map((name) => [name, this.queue.jobQueueArn]));
   }
 
-  /** `{pipeline: {merge: ARN, cleanup: ARN}}` for FANOUT_JOB_DEFINITIONS. */
+  /** `{pipeline: {merge: ARN, cleanup: ARN}}` for the pipelines' job-targets SSM parameters. */
   definitionArns(): Record<string, Partial<Record<JobStage, string>>> {
     return Object.fromEntries(
       Object.entries(this.definitions).map(([name, d]) => [name, { merge: d.merge.jobDefinitionArn, cleanup: d.cleanup.jobDefinitionArn }]),

@@ -38,6 +38,8 @@ export interface StageJobDefinitionProps {
   readonly attempts: number;
   /** Role the job's code runs with. */
   readonly jobRole: iam.IRole;
+  /** Role ECS uses to pull the image, write the logs and read the secrets. @default - a new role for this definition */
+  readonly executionRole?: iam.IRole;
   readonly logGroup: logs.ILogGroup;
   /** Log stream prefix, e.g. the pipeline name. */
   readonly streamPrefix: string;
@@ -73,6 +75,7 @@ export class StageJobDefinition extends Construct {
       environment,
       secrets: props.secrets,
       jobRole: props.jobRole,
+      executionRole: props.executionRole,
       logging: ecs.LogDrivers.awsLogs({ logGroup: props.logGroup, streamPrefix: props.streamPrefix }),
     };
     const container =

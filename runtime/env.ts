@@ -11,8 +11,8 @@
  *   FANOUT_BUCKET            pipeline bucket name
  *   FANOUT_TABLE             run table name
  *   FANOUT_CONFIG            the AppConfig as JSON (inlined at bundle time, or set as environment)
- *   FANOUT_JOB_QUEUES        JSON {"<pipeline>": "<job queue ARN>"}
- *   FANOUT_JOB_DEFINITIONS   JSON {"<pipeline>": {"split": ARN, "fanout": ARN, "consolidate": ARN, "cleanup": ARN}}
+ *   FANOUT_JOB_TARGETS_PREFIX  SSM parameter name prefix; `<prefix><pipeline>` holds
+ *                            {"queue": ARN, "definitions": {"split": ARN, ...}} (read once per pipeline)
  *   FANOUT_RUN_TTL_DAYS      days a run record is kept (optional: the config's runRetentionDays)
  * Batch jobs (`jobEnvSchema(stage)`): the job definition's environment (lib/pipeline-jobs.ts), what
  * the handler that submits the job adds, and what AWS Batch sets:
@@ -42,7 +42,7 @@
 import { z } from 'zod';
 import { parseAppConfig } from './config/schema';
 import { EnvironmentError, errorMessage } from './errors';
-import { STAGES, type JobStage } from './model';
+import type { JobStage } from './model';
 
 export type Env = Record<string, string | undefined>;
 
@@ -90,20 +90,6 @@ function flag() {
     });
 }
 
-/** JSON text, then checked against `schema`. */
-function json<T extends z.ZodType>(hint: string, schema: T) {
-  return required(hint)
-    .transform((text, ctx): unknown => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch (err) {
-        ctx.addIssue({ code: 'custom', message: `is not valid JSON (${errorMessage(err)}): ${hint}` });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
-}
-
 /** The AWS SDK's own variables, as the clients read them (runtime/adapters/clients.ts). All optional. */
 const awsSdkFields = {
   AWS_REGION: optional(),
@@ -122,9 +108,6 @@ const storageFields = {
   FANOUT_TABLE: required('the run table name, set by the CDK app'),
 };
 
-const jobQueuesSchema = z.record(z.string(), z.string().min(1));
-const jobDefinitionsSchema = z.record(z.string(), z.partialRecord(z.enum([...STAGES, 'merge']), z.string().min(1)));
-
 const handlerFields = {
   ...storageFields,
   FANOUT_CONFIG: required('the pipelines config as JSON, set by the CDK app').transform((text, ctx) => {
@@ -135,11 +118,7 @@ const handlerFields = {
       return z.NEVER;
     }
   }),
-  FANOUT_JOB_QUEUES: json('JSON {pipeline: job queue ARN}, set by the CDK app', jobQueuesSchema),
-  FANOUT_JOB_DEFINITIONS: json(
-    'JSON {pipeline: {split, fanout, consolidate, cleanup: job definition ARN}}, set by the CDK app',
-    jobDefinitionsSchema,
-  ),
+  FANOUT_JOB_TARGETS_PREFIX: required("the SSM parameter name prefix of the pipelines' job queue and definitions, set by the CDK app"),
   FANOUT_RUN_TTL_DAYS: wholeNumber(1, undefined),
   ...awsSdkFields,
 };
@@ -222,7 +201,7 @@ type HandlerInput = Input<typeof handlerFields>;
 /** The environment lib/ gives the Lambda handlers (FANOUT_CONFIG is inlined in the bundle instead). */
 export type HandlerEnvironment = Provide<
   HandlerInput,
-  'FANOUT_BUCKET' | 'FANOUT_TABLE' | 'FANOUT_JOB_QUEUES' | 'FANOUT_JOB_DEFINITIONS' | 'FANOUT_RUN_TTL_DAYS',
+  'FANOUT_BUCKET' | 'FANOUT_TABLE' | 'FANOUT_JOB_TARGETS_PREFIX' | 'FANOUT_RUN_TTL_DAYS',
   'FANOUT_CONFIG'
 >;
 

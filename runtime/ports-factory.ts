@@ -4,12 +4,13 @@
  * (batch-jobs/main.ts) and the local run (local/local-run.ts, against its emulators) all build
  * their ports here, so the same settings mean the same adapters everywhere.
  */
-import { BatchJobSubmitter, type BatchJobSubmitterOptions } from './adapters/batch-job-submitter';
+import { BatchJobSubmitter } from './adapters/batch-job-submitter';
 import { createAwsClients, type AwsClients } from './adapters/clients';
 import { DynamoRunTable } from './adapters/dynamo-run-table';
 import { S3ObjectStore } from './adapters/s3-object-store';
 import { SES_MAX_MESSAGE_BYTES, SesMailer } from './adapters/ses-mailer';
 import { SnsSplitDoneNotifier } from './adapters/sns-notifier';
+import { SsmJobTargets } from './adapters/ssm-job-targets';
 import type { Env } from './env';
 import type { JobSubmitter, Mailer, ObjectStore, RunTable, SplitDoneNotifier } from './ports';
 
@@ -19,16 +20,14 @@ export interface PortsEnvironment {
   readonly FANOUT_TABLE: string;
   /** Largest email the mail service takes. @default SES's 40 MiB */
   readonly FANOUT_MAIL_MAX_BYTES?: number;
-  /** Job queue per pipeline: with the job definitions, jobs are submitted to AWS Batch. @default - no job submitter */
-  readonly FANOUT_JOB_QUEUES?: BatchJobSubmitterOptions['queues'];
-  /** Job definition per pipeline and stage. @default - no job submitter */
-  readonly FANOUT_JOB_DEFINITIONS?: BatchJobSubmitterOptions['jobDefinitions'];
+  /** SSM parameter prefix of each pipeline's job queue and definitions: jobs are submitted to AWS Batch. @default - no job submitter */
+  readonly FANOUT_JOB_TARGETS_PREFIX?: string;
   /** SNS topic "split done" is published to. @default - no split-done notifier */
   readonly FANOUT_SPLIT_DONE_TOPIC_ARN?: string;
 }
 
 /** An environment that names the Batch queues and job definitions, so its ports submit jobs. */
-type WithBatch = Required<Pick<PortsEnvironment, 'FANOUT_JOB_QUEUES' | 'FANOUT_JOB_DEFINITIONS'>>;
+type WithBatch = Required<Pick<PortsEnvironment, 'FANOUT_JOB_TARGETS_PREFIX'>>;
 
 export interface Ports<E extends PortsEnvironment = PortsEnvironment> {
   readonly clients: AwsClients;
@@ -48,15 +47,16 @@ export interface Ports<E extends PortsEnvironment = PortsEnvironment> {
  */
 export function createPorts<E extends PortsEnvironment>(env: E, sdkEnv: Env): Ports<E> {
   const clients = createAwsClients(sdkEnv);
-  const queues = env.FANOUT_JOB_QUEUES;
-  const jobDefinitions = env.FANOUT_JOB_DEFINITIONS;
+  const targetsPrefix = env.FANOUT_JOB_TARGETS_PREFIX;
   const topicArn = env.FANOUT_SPLIT_DONE_TOPIC_ARN;
   return {
     clients,
     store: new S3ObjectStore(clients.s3, env.FANOUT_BUCKET),
     table: new DynamoRunTable(clients.dynamo, env.FANOUT_TABLE),
     mailer: new SesMailer(clients.ses, { maxMessageBytes: env.FANOUT_MAIL_MAX_BYTES ?? SES_MAX_MESSAGE_BYTES }),
-    jobs: (queues && jobDefinitions ? new BatchJobSubmitter(clients.batch, { queues, jobDefinitions }) : undefined) as Ports<E>['jobs'],
+    jobs: (targetsPrefix
+      ? new BatchJobSubmitter(clients.batch, { targets: new SsmJobTargets(clients.ssm, targetsPrefix) })
+      : undefined) as Ports<E>['jobs'],
     splitDone: topicArn ? new SnsSplitDoneNotifier(clients.sns, topicArn) : undefined,
   };
 }

@@ -1,21 +1,20 @@
 /**
  * JobSubmitter on AWS Batch (SDK v3 SubmitJob). The job queue and the job definition of each
- * stage are looked up by pipeline; the run id reaches the container as FANOUT_RUN_ID.
+ * stage are looked up by pipeline (JobTargets: an SSM parameter per pipeline on AWS); the run id
+ * reaches the container as FANOUT_RUN_ID.
  */
 import { SubmitJobCommand, type BatchClient, type SubmitJobCommandInput } from '@aws-sdk/client-batch';
 import { MAX_ARRAY_SIZE } from '../config/schema';
 import { EnvironmentError } from '../errors';
-import type { JobStage } from '../model';
 import type { JobRequest, JobSubmitter } from '../ports';
 import { failedCallMessage } from './sdk-errors';
+import type { JobTargets } from './ssm-job-targets';
 
 const JOB_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
 export interface BatchJobSubmitterOptions {
-  /** Job queue ARN per pipeline. */
-  queues: Record<string, string>;
-  /** Job definition ARN per pipeline and stage. */
-  jobDefinitions: Record<string, Partial<Record<JobStage, string>>>;
+  /** Job queue and job definition ARNs of each pipeline. */
+  targets: JobTargets;
 }
 
 /** Tag keys put on every job (and propagated to its ECS tasks). */
@@ -28,19 +27,13 @@ export class BatchJobSubmitter implements JobSubmitter {
   ) {}
 
   /** The SubmitJob input for a job request (validated). */
-  buildInput(job: JobRequest): SubmitJobCommandInput {
-    const jobQueue = this.opts.queues[job.pipeline];
-    if (!jobQueue) {
-      throw new EnvironmentError(
-        `no job queue for pipeline "${job.pipeline}" (FANOUT_JOB_QUEUES has: ${Object.keys(this.opts.queues).join(', ') || 'none'})`,
-      );
-    }
-    const jobDefinition = this.opts.jobDefinitions[job.pipeline]?.[job.stage];
+  async buildInput(job: JobRequest): Promise<SubmitJobCommandInput> {
+    const targets = await this.opts.targets.forPipeline(job.pipeline);
+    const jobQueue = targets.queue;
+    const jobDefinition = targets.definitions[job.stage];
     if (!jobDefinition) {
       throw new EnvironmentError(
-        `no job definition for stage "${job.stage}" of pipeline "${job.pipeline}" (FANOUT_JOB_DEFINITIONS has pipelines: ${
-          Object.keys(this.opts.jobDefinitions).join(', ') || 'none'
-        })`,
+        `no job definition for stage "${job.stage}" of pipeline "${job.pipeline}" (it has: ${Object.keys(targets.definitions).join(', ') || 'none'})`,
       );
     }
     if (!JOB_NAME.test(job.name)) {
@@ -75,7 +68,7 @@ export class BatchJobSubmitter implements JobSubmitter {
   }
 
   async submit(job: JobRequest): Promise<{ jobId: string }> {
-    const input = this.buildInput(job);
+    const input = await this.buildInput(job);
     try {
       const res = await this.client.send(new SubmitJobCommand(input));
       if (!res.jobId) throw new Error('the response has no jobId');

@@ -15,6 +15,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SESv2Client } from '@aws-sdk/client-sesv2';
 import { SNSClient } from '@aws-sdk/client-sns';
+import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Env } from '../env';
 
@@ -24,6 +25,7 @@ export interface AwsClients {
   ses: SESv2Client;
   batch: BatchClient;
   sns: SNSClient;
+  ssm: SSMClient;
 }
 
 /** Sockets kept per S3 client: stages read and write many objects at once. */
@@ -32,7 +34,7 @@ const S3_MAX_SOCKETS = 256;
 const STORAGE_MAX_ATTEMPTS = 6;
 
 /** SDK service ids, as they appear in `AWS_ENDPOINT_URL_<SERVICE>`. */
-type ServiceId = 'S3' | 'DynamoDB' | 'SESv2' | 'Batch' | 'SNS';
+type ServiceId = 'S3' | 'DynamoDB' | 'SESv2' | 'Batch' | 'SNS' | 'SSM';
 
 /**
  * The endpoint configured for a service in `env`, as the SDK resolves it from the environment:
@@ -110,6 +112,7 @@ export function createAwsClients(env: Env): AwsClients {
   let ses: SESv2Client | undefined;
   let batch: BatchClient | undefined;
   let sns: SNSClient | undefined;
+  let ssm: SSMClient | undefined;
   return {
     get s3() {
       return (s3 ??= createS3Client(env));
@@ -125,6 +128,9 @@ export function createAwsClients(env: Env): AwsClients {
     },
     get sns() {
       return (sns ??= new SNSClient(serviceConfig(env, 'SNS')));
+    },
+    get ssm() {
+      return (ssm ??= new SSMClient(serviceConfig(env, 'SSM')));
     },
   };
 }

@@ -289,7 +289,7 @@ describe('compute stack', () => {
       );
       assert.deepEqual(
         readers.map(([id]) => id.replace(/DefaultPolicy.*/, '')),
-        ['PipelinetaxdueFanoutContainerExecutionRole'],
+        ['PipelinetaxdueFanoutExecutionRole'],
       );
     });
 
@@ -465,14 +465,35 @@ describe('compute stack', () => {
       }
     });
 
-    it('name the job queue and job definitions of every pipeline in their environment', () => {
+    it("find each pipeline's job queue and job definitions in one SSM parameter per pipeline, not in their environment", () => {
+      // given the app with three pipelines
       const fn = Object.entries(t.findResources('AWS::Lambda::Function')).find(([id]) => id.startsWith('OnSplitDoneFunction'))![1];
       const vars = fn.Properties.Environment.Variables;
-      const queues = JSON.stringify(vars.FANOUT_JOB_QUEUES);
-      assert.match(queues, /\\"tax-due\\":\\".*BatchFargateSpotQueue.*\\"heavy-lookup\\":\\".*BatchEc2SpotQueue/);
-      const definitions = JSON.stringify(vars.FANOUT_JOB_DEFINITIONS);
-      assert.match(definitions, /\\"heavy-lookup\\":\{\\"split\\":\\".*PipelineheavylookupSplitDefinition/);
+
+      // then the handlers get only the parameter prefix
+      assert.equal(vars.FANOUT_JOB_QUEUES, undefined);
+      assert.equal(vars.FANOUT_JOB_DEFINITIONS, undefined);
+      assert.deepEqual(vars.FANOUT_JOB_TARGETS_PREFIX, '/batch-fanout-compute/job-targets/');
       assert.equal(vars.FANOUT_RUN_TTL_DAYS, '45');
+      // and the parameter of heavy-lookup names its EC2 queue and its four definitions
+      const params = t.findResources('AWS::SSM::Parameter');
+      const heavy = Object.values(params).find((p) => p.Properties.Name === '/batch-fanout-compute/job-targets/heavy-lookup');
+      assert.ok(
+        heavy,
+        `parameters: ${Object.values(params)
+          .map((p) => p.Properties.Name)
+          .join(', ')}`,
+      );
+      const value = JSON.stringify(heavy.Properties.Value);
+      assert.match(value, /queue.*BatchEc2SpotQueue/);
+      for (const stage of ['Split', 'Fanout', 'Consolidate', 'Cleanup'])
+        assert.match(value, new RegExp(`Pipelineheavylookup${stage}Definition`));
+      // and each handler may read exactly these parameters (GetParameter only)
+      for (const role of ['OnIntakeRole', 'OnSplitDoneRole', 'OnJobFailedRole']) {
+        const reads = statementsOf(t, role).filter((s) => actionsOf(s).some((a) => a.startsWith('ssm:')));
+        assert.deepEqual([...new Set(reads.flatMap(actionsOf))], ['ssm:GetParameter'], role);
+        assert.equal(reads.flatMap((s) => [s.Resource].flat()).length, threePipelines.pipelines.length, role);
+      }
     });
 
     it('let on-job-failed submit only consolidate (partial results) and cleanup', () => {

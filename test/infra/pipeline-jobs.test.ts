@@ -60,6 +60,9 @@ function build(name: string, props: Partial<PipelineJobsProps> = {}): { stack: S
       merge: { ...storage('merge'), FANOUT_RESULT_LINK_DAYS: '3' },
     },
     ...props,
+    targetsParameterPrefix: props.targetsParameterPrefix ?? '/app/job-targets/',
+    executionRole:
+      props.executionRole ?? new iam.Role(stack, 'ExecutionRole', { assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com') }),
   });
   return { stack, jobs, t: () => Template.fromStack(stack) };
 }

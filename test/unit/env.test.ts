@@ -15,8 +15,7 @@ const handlerEnv = {
   FANOUT_BUCKET: 'bucket',
   FANOUT_TABLE: 'table',
   FANOUT_CONFIG: JSON.stringify(pipelinesConfig),
-  FANOUT_JOB_QUEUES: JSON.stringify({ 'tax-due': 'arn:aws:batch:eu-west-1:1:job-queue/q' }),
-  FANOUT_JOB_DEFINITIONS: JSON.stringify({ 'tax-due': { split: 'arn:s', fanout: 'arn:f', consolidate: 'arn:c', cleanup: 'arn:x' } }),
+  FANOUT_JOB_TARGETS_PREFIX: '/batch-fanout-compute/job-targets/',
   FANOUT_RUN_TTL_DAYS: '30',
   AWS_REGION: 'eu-west-1',
 };
@@ -32,7 +31,13 @@ describe('handler environment', () => {
   });
 
   it('names every bad variable at once, and what was wrong with each', () => {
-    const env = { ...handlerEnv, FANOUT_BUCKET: ' ', FANOUT_JOB_QUEUES: '{nope', FANOUT_RUN_TTL_DAYS: '0', FANOUT_TABLE: undefined };
+    const env = {
+      ...handlerEnv,
+      FANOUT_BUCKET: ' ',
+      FANOUT_JOB_TARGETS_PREFIX: undefined,
+      FANOUT_RUN_TTL_DAYS: '0',
+      FANOUT_TABLE: undefined,
+    };
     assert.throws(
       () => lambdaDeps(env, 'on-split-done'),
       (err: unknown) => {
@@ -41,7 +46,7 @@ describe('handler environment', () => {
         assert.equal(lines[0], 'Lambda on-split-done: 4 problems:');
         assert.match(err.message, /- environment variable FANOUT_BUCKET is blank: the pipeline bucket name, set by the CDK app/);
         assert.match(err.message, /- environment variable FANOUT_TABLE is not set: the run table name/);
-        assert.match(err.message, /- environment variable FANOUT_JOB_QUEUES is not valid JSON \(.*\): JSON \{pipeline: job queue ARN\}/);
+        assert.match(err.message, /- environment variable FANOUT_JOB_TARGETS_PREFIX is not set: the SSM parameter name prefix/);
         assert.match(err.message, /- environment variable FANOUT_RUN_TTL_DAYS must be a whole number >= 1, got "0"/);
         return true;
       },
@@ -115,8 +120,7 @@ describe("lib/'s environment types", () => {
     const handler: HandlerEnvironment = {
       FANOUT_BUCKET: 'b',
       FANOUT_TABLE: 't',
-      FANOUT_JOB_QUEUES: '{}',
-      FANOUT_JOB_DEFINITIONS: '{}',
+      FANOUT_JOB_TARGETS_PREFIX: '/app/job-targets/',
       FANOUT_RUN_TTL_DAYS: '90',
     };
     // @ts-expect-error -- FANOUT_RUN_TTL is no variable the handlers read

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BatchClient } from '@aws-sdk/client-batch';
 import { BatchJobSubmitter } from '../../../runtime/adapters/batch-job-submitter';
+import { staticJobTargets } from '../../../runtime/adapters/ssm-job-targets';
 import { EnvironmentError } from '../../../runtime/errors';
 import type { JobRequest } from '../../../runtime/ports';
 import { capturingClient } from './fixtures';
@@ -22,7 +23,7 @@ function setup(
   },
 ) {
   const { client, requests } = capturingClient(BatchClient, response);
-  const submitter = new BatchJobSubmitter(client, { queues: { 'tax-due': QUEUE }, jobDefinitions: { 'tax-due': DEFS } });
+  const submitter = new BatchJobSubmitter(client, { targets: staticJobTargets({ 'tax-due': { queue: QUEUE, definitions: DEFS } }) });
   return { submitter, requests };
 }
 
