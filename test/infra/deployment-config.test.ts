@@ -123,15 +123,3 @@ describe('deployment config', () => {
     assert.throws(() => parseDeploymentConfig({ osrm: { idleTimeoutMinutes: 67 } }), /osrm\.idleTimeoutMinutes.*got 67/s);
   });
 });
-
-describe('pipelines per deployment', () => {
-  it("fails synth when the pipelines' job queues and definitions would not fit the Lambda environment", () => {
-    const base = loadPipelinesConfig();
-    const template = base.pipelines.find((p) => p.shape === 'items' && p.task.type === 'http-lookup')!;
-    const many = { ...base, pipelines: Array.from({ length: 8 }, (_, i) => ({ ...template, name: `lookup-number-${i}` })) };
-    // Bundling is skipped (this checks the stack, not the handlers).
-    const app = new App({ context: { ...FANOUT_APP_CONTEXT, 'aws:cdk:bundling-stacks': [] }, builtinCloudFormationValidation: false });
-    buildFanoutApp(app, { pipelines: many, deployment: parseDeploymentConfig({}), projectRoot });
-    assert.throws(() => app.synth(), /8 pipelines need about \d+ bytes of Lambda environment/);
-  });
-});
