@@ -17,6 +17,7 @@ import { STAGES, type JobStage } from '../runtime/model';
 /** Every stage this container runs: the items stages, and the merge of dataset pipelines. */
 const JOB_STAGES: readonly JobStage[] = [...STAGES, 'merge'];
 import type { SplitDoneNotifier } from '../runtime/ports';
+import type { SdkCall } from '../runtime/adapters/clients';
 import { createPorts } from '../runtime/ports-factory';
 import { runCleanup } from './stages/cleanup';
 import { runConsolidate } from './stages/consolidate';
@@ -34,7 +35,27 @@ import { runSummary } from './stages/summary';
 /** Messages a local run's job runner receives from a stage over IPC. */
 export type StageIpcMessage =
   | { type: 'split-done'; message: import('../runtime/ports').SplitDoneMessage }
-  | { type: 'progress'; report: ProgressReport };
+  | { type: 'progress'; report: ProgressReport }
+  | { type: 'sdk-call'; call: SdkCall };
+
+let unsentCalls = 0;
+let allCallsSent: (() => void) | undefined;
+/** A local run's job runner records every AWS call of its jobs (for the IAM check); on AWS there is no IPC channel. */
+function ipcCalls(): ((call: SdkCall) => void) | undefined {
+  if (!process.send) return undefined;
+  return (call) => {
+    if (!process.connected) return;
+    unsentCalls++;
+    process.send?.({ type: 'sdk-call', call } satisfies StageIpcMessage, undefined, {}, () => {
+      if (--unsentCalls === 0) allCallsSent?.();
+    });
+  };
+}
+
+/** Waits until every recorded call has reached the parent (before the IPC channel closes). */
+function callsSent(): Promise<void> {
+  return unsentCalls === 0 ? Promise.resolve() : new Promise((r) => (allCallsSent = r));
+}
 
 function ipcNotifier(): SplitDoneNotifier {
   return {
@@ -94,7 +115,7 @@ export async function main(argv: string[], env: Env): Promise<number> {
   let jobEnv: JobEnv;
   try {
     jobEnv = parseEnv(jobEnvSchema(stage), env, `${stage} job`);
-    const { store, table, mailer, splitDone } = createPorts(jobEnv, env);
+    const { store, table, mailer, splitDone } = createPorts(jobEnv, env, { onCall: ipcCalls() });
     const runId = jobEnv.FANOUT_RUN_ID;
     const notifier: SplitDoneNotifier =
       jobEnv.FANOUT_EVENTS === 'ipc'
@@ -174,8 +195,9 @@ export async function main(argv: string[], env: Env): Promise<number> {
 const isEntry = process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
 if (isEntry) {
   main(process.argv.slice(2), process.env).then(
-    (code) => {
+    async (code) => {
       process.exitCode = code;
+      await callsSent();
       if (process.send) process.disconnect?.();
     },
     (err: unknown) => {

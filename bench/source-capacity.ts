@@ -133,7 +133,6 @@ async function scenario(name: string, dir: string, file: string): Promise<Record
       outDir: join(KEEP || dir, `out-${name}`),
       env: { TAX_API_TOKEN: TOKEN },
       maxParallel: PARALLEL,
-      timeoutMs: 60 * 60_000,
     });
     const cpu = cpuSeconds() - cpu0;
     const { stats, windows } = await source.report();

@@ -7,6 +7,7 @@
  *   fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
  *   fanout check-config [--config FILE.json]
  *   fanout status|limit|cancel|redrive|submit|estimate ...   (bin/ops/commands.ts)
+ *   fanout iam-report [--pipeline P] [--config FILE.json]
  *
  * Exit codes: 0 the run completed (even with item failures), 1 the run failed, 2 usage error.
  */
@@ -27,7 +28,10 @@ import {
 import { datasetUploads, localBatchName, mergeSummaryLines, MergeUsageError } from '../local/merge-run';
 import { errorMessage } from '../runtime/errors';
 import { describePull, pullLocal } from '../local/local-pull';
-import { PROJECT_ROOT, runLocal, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
+import { PROJECT_ROOT, runLocal, TWIN_ACCOUNT, type LocalRunOptions, type LocalRunResult } from '../local/local-run';
+import { iamReport, readUsage, runtimeRoles } from '../local/twin/iam-usage';
+import { synthTemplates } from '../local/twin/synth';
+import { readTwinModel } from '../local/twin/template';
 import { createProgressView } from './progress-view';
 import { OPS_COMMANDS, OPS_USAGE } from './ops/commands';
 import { OpsError } from './ops/ops-error';
@@ -38,6 +42,7 @@ export const USAGE = `Usage:
   fanout demo [tax-due|map-match|merge|xml] [--out DIR] [--json]
   fanout pull <source> [--config FILE.json] [--out DIR] [--state DIR] [--json]
   fanout check-config [--config FILE.json]
+  fanout iam-report [--pipeline <name>] [--config FILE.json]
 
   pull          One pull of an SFTP source (docs/sftp.md) into the local intake, then the runs it
                 started. --state DIR keeps what was copied between pulls.
@@ -47,6 +52,9 @@ export const USAGE = `Usage:
                 batch folder; the JSON line's resultFile is the merged output.
   demo          Starts the bundled demo data source and runs the example pipeline on its example file.
   check-config  Validates a pipelines config and lists its pipelines.
+  iam-report    Lists each role's granted IAM actions that no local run used (least privilege,
+                shown): local runs check every AWS call against the synthesized policies and keep
+                what they used. --pipeline: only that pipeline's runs and the roles they use.
 
 Options:
   --pipeline, -p  Pipeline name (the intake folder).
@@ -54,7 +62,7 @@ Options:
   --out, -o       Output folder. Default: ./fanout-out/<runId>/
   --keep DIR      Keep the emulators' data (and the run) in DIR, for the commands below (--local DIR).
   --json          Print one JSON line: runId, pipeline, status, items, succeeded, failed, chunks,
-                  resultFile, emailFile, durationMs.
+                  resultFile, emailFile, durationMs, iam {calls, denied}.
   --help, -h      This text.
 
 Exit codes: 0 run completed (item failures included), 1 run failed, 2 usage error.
@@ -87,6 +95,7 @@ function summaryLines(r: LocalRunResult): string {
     `  items ${r.items}, succeeded ${r.succeeded}, failed ${r.failed}, chunks ${r.chunks}, ${(r.durationMs / 1000).toFixed(1)} s`,
   ];
   if (r.error) lines.push(`  reason: ${r.error.split('\n').join('\n          ')}`);
+  lines.push(`  iam:      ${r.iam.calls} AWS calls checked against the synthesized policies, ${r.iam.denied} denied`);
   lines.push(`  workbook: ${rel(r.resultFile)}`, `  email:    ${rel(r.emailFile)}`, `  logs:     ${rel(join(r.outDir, 'jobs.log'))}`);
   return `${lines.join('\n')}\n`;
 }
@@ -103,6 +112,7 @@ function jsonLine(r: LocalRunResult): string {
     resultFile: r.resultFile ?? null,
     emailFile: r.emailFile ?? null,
     durationMs: r.durationMs,
+    iam: { calls: r.iam.calls, denied: r.iam.denied },
   })}\n`;
 }
 
@@ -269,6 +279,32 @@ async function pullCommand(io: Io, args: string[]): Promise<number> {
   return r.pull.failed.length > 0 || (r.run && r.run.status !== 'SUCCEEDED') ? 1 : 0;
 }
 
+async function iamReportCommand(io: Io, args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { pipeline: { type: 'string', short: 'p' }, config: { type: 'string', short: 'c' } } });
+  const config = loadConfig(values.config);
+  if (values.pipeline && !findPipeline(config, values.pipeline))
+    throw new UsageError(`no pipeline "${values.pipeline}"; known: ${config.pipelines.map((p) => p.name).join(', ')}`);
+  const { templates } = await synthTemplates({ projectRoot: PROJECT_ROOT, config });
+  const model = readTwinModel(templates, { account: TWIN_ACCOUNT, region: 'us-east-1', bucket: 'pipeline-bucket', table: 'run-table' });
+  const usage = await readUsage(PROJECT_ROOT);
+  const roles = runtimeRoles(model, values.pipeline);
+  const report = await iamReport(model, usage, roles, values.pipeline);
+  const ran = Object.values(usage).some((byPipeline) =>
+    Object.keys(byPipeline).some((p) => values.pipeline === undefined || p === values.pipeline),
+  );
+  if (!ran)
+    io.err.write(
+      `fanout: no local run${values.pipeline ? ` of ${values.pipeline}` : ''} has been recorded yet: every granted action is listed as unused\n`,
+    );
+  for (const r of report) {
+    io.out.write(
+      `${r.path.replace(/\/Resource$/, '')} (${r.role}): ${r.granted.length} granted, ${r.unused.length} unused by local runs\n`,
+    );
+    for (const a of r.unused) io.out.write(`  ${a}\n`);
+  }
+  return 0;
+}
+
 function checkConfigCommand(io: Io, args: string[]): number {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
   const config = loadConfig(values.config);
@@ -304,6 +340,8 @@ export async function main(argv: string[], io: Io = { out: process.stdout, err: 
         return await pullCommand(io, rest);
       case 'check-config':
         return checkConfigCommand(io, rest);
+      case 'iam-report':
+        return await iamReportCommand(io, rest);
       default:
         if (Object.hasOwn(OPS_COMMANDS, command)) return await OPS_COMMANDS[command]!(io, rest);
         throw new UsageError(`unknown command "${command}"`);

@@ -25,6 +25,7 @@ import { requireShape, type AppConfig } from '../runtime/config/schema';
 import type { HandlerEnvironment, JobDefinitionEnvironments } from '../runtime/env';
 import { STAGES, type Stage } from '../runtime/model';
 import { acknowledgeGrantWildcards, acknowledgeGuard, acknowledgeNag, cfnOf, type WildcardFinding } from './acknowledge';
+import { JOB_TAGS } from '../runtime/adapters/batch-job-submitter';
 import { BatchCompute } from './batch-compute';
 import { PREFIX } from './data-stack';
 import { HandlerFunction, type HandlerName, type OptionalHandlerName } from './handler-function';
@@ -392,10 +393,12 @@ export class FanoutComputeStack extends Stack {
     this.mergeJobs?.grantSubmit(onIntake.function, 'merge', 'cleanup');
     this.mergeJobs?.grantSubmit(onJobFailed.function, 'cleanup');
     // Jobs are submitted with tags (run, pipeline): tagging at creation needs batch:TagResource.
+    // Only these two tag keys (Batch has no condition key naming the creating action; the local
+    // twin's IAM check found the earlier `batch:CreateAction` condition never matched).
     const tagJobs = new iam.PolicyStatement({
       actions: ['batch:TagResource'],
       resources: [`arn:${this.partition}:batch:${this.region}:${this.account}:job/*`],
-      conditions: { StringEquals: { 'batch:CreateAction': 'SubmitJob' } },
+      conditions: { 'ForAllValues:StringEquals': { 'aws:TagKeys': Object.values(JOB_TAGS) } },
     });
     for (const h of Object.values(this.handlers)) h.function.addToRolePolicy(tagJobs);
 
@@ -551,7 +554,7 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
   if (prefix !== undefined)
     return `Objects under ${prefix}/ of this app's pipeline bucket: keys are per upload or per run and unknown at deploy time.`;
   if (/:batch:.*:job\/\*$/.test(resource) && w.actions.every((a) => a === 'batch:TagResource')) {
-    return 'Tagging jobs while submitting them (condition batch:CreateAction = SubmitJob): a job id does not exist before submission.';
+    return "Tagging jobs while submitting them, with this app's two tag keys only (condition aws:TagKeys): a job id does not exist before submission.";
   }
   if (resource === '*' && w.actions.every((a) => a === 'ecr:GetAuthorizationToken')) {
     return 'ecr:GetAuthorizationToken has no resource-level permission; image pulls themselves are limited to the asset repository.';

@@ -1,8 +1,16 @@
 /**
- * A whole pipeline run on one machine: starts the emulators on loopback, uploads the file to the
- * intake folder, and lets the S3 event, the handlers and the job stages run through the local job
- * runner, exactly as on AWS but for the runner and the event wiring. Writes the result workbook
- * and the email (.eml, as the SES emulator received it) to the output folder.
+ * A whole pipeline run on one machine, driven by the synthesized app (local/twin/): the app is
+ * synthesized (cached), the emulators start on loopback, and the templates decide the wiring.
+ * The upload's S3 notification reaches the Lambda whose prefix and suffix filter matches it; each
+ * handler runs with its Lambda's environment and clients; its SubmitJob goes to the job queue and
+ * job definition it names (command, environment, retry strategy, timeout, vCPUs and memory from
+ * the template); split's Publish reaches the topic's subscribers; Batch's job state events reach
+ * a rule's target only when the rule's event pattern matches. Every AWS call is checked against
+ * the synthesized IAM policies of its principal; a denied call fails the run. Writes the result
+ * workbook and the email (.eml, as the SES emulator received it) to the output folder. With
+ * `keepDir` the emulators keep their data there, and while the run goes its endpoints (the twin's
+ * Batch with TerminateJob/CancelJob included) are named in `<keepDir>/endpoints.json` for the
+ * operating commands (local/kept-run.ts).
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -10,28 +18,47 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findPipeline, type AppConfig } from '../runtime/config/schema';
-import { errorMessage } from '../runtime/errors';
 import { createPorts } from '../runtime/ports-factory';
 import type { AwsClients } from '../runtime/adapters/clients';
-import type { ObjectStore } from '../runtime/ports';
+import { createAwsClients } from '../runtime/adapters/clients';
+import { SnsSplitDoneNotifier } from '../runtime/adapters/sns-notifier';
+import type { ObjectStore, RunTable, SplitDoneNotifier } from '../runtime/ports';
+import { findPipeline, type AppConfig } from '../runtime/config/schema';
+import { errorMessage } from '../runtime/errors';
 import type { HandlerDeps } from '../runtime/run/deps';
-import { handleJobFailed } from '../lambda/handlers/on-job-failed';
-import { decodeS3Key, handleObjectCreated, type IntakeOutcome } from '../lambda/handlers/on-intake';
-import { handleSplitDone } from '../lambda/handlers/on-split-done';
+import { handleJobStateEvent } from '../lambda/handlers/on-job-failed';
+import { decodeS3Key, handleS3Event, type IntakeOutcome } from '../lambda/handlers/on-intake';
+import { handleSplitDoneEvent } from '../lambda/handlers/on-split-done';
+import { lambdaDeps } from '../lambda/runtime-deps';
 import { silentLogger, type Logger } from '../runtime/log';
 import type { RunStatus } from '../runtime/lifecycle';
 import type { JobStage, RunRecord } from '../runtime/model';
-import type { SplitDoneNotifier } from '../runtime/ports';
-import { startBatchControl, type BatchControl } from './batch-control';
-import { removeKeptEndpoints, writeKeptEndpoints } from './kept-run';
 import { startEmulators, type ReceivedMail, type S3EventRecordLike } from './emulators';
-import { LocalJobRunner, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
+import { removeKeptEndpoints, writeKeptEndpoints } from './kept-run';
+import { LocalJobRunner, type Interruption, type LocalJob, type LocalJobRunnerOptions, type ProgressMessage } from './job-runner';
 import { downloadFileOutputs } from './files-output';
 import { bundleStages, type StageBundle } from './stage-bundle';
+import { startControlPlane, type ControlPlane } from './twin/control-plane';
+import { matchesEventPattern } from './twin/event-pattern';
+import { describeDenials, IamLedger, type DeniedCall } from './twin/iam';
+import { recordUsage } from './twin/iam-usage';
+import { synthTemplates } from './twin/synth';
+import { STACK_OUTPUTS } from '../lib/stack-output-names';
+import {
+  handlerEntryOf,
+  readTwinModel,
+  stackOutput,
+  TemplateError,
+  type AppTemplates,
+  type LambdaModel,
+  type TwinModel,
+} from './twin/template';
 
 /** The project root (this file is local/local-run.ts). */
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The account the twin's ARNs are in. */
+export const TWIN_ACCOUNT = '123456789012';
 
 export interface LocalRunOptions {
   /** The file to process (uploaded to the intake folder), unless `begin` starts the run. */
@@ -42,7 +69,7 @@ export interface LocalRunOptions {
   outDir?: string;
   /**
    * Feeds the intake folder instead of uploading `file` (a local SFTP pull: local/local-pull.ts),
-   * with the emulated store and the clients of the emulators.
+   * with the emulated store and the clients of the emulators (the operator's: not IAM-checked).
    */
   feed?: (ports: { store: ObjectStore; clients: AwsClients; table: string }) => Promise<void>;
   /** Upload under this key instead of intake/<pipeline>/<file name> (to try other folders). */
@@ -51,12 +78,14 @@ export interface LocalRunOptions {
   uploads?: Array<{ key: string; file: string }>;
   /** Extra environment for the jobs (credentials, FANOUT_OSRM_BASE_URL...). */
   env?: Record<string, string>;
-  /** Child processes at once. @default - twice the CPU count, at least 2 */
+  /** vCPUs of job containers running at once. @default - twice the CPU count, at least 2 */
   maxParallel?: number;
-  /** Attempts per job, as a Batch retry strategy. @default 3 */
-  attempts?: number;
-  /** Per-attempt timeout. @default 15 minutes */
-  timeoutMs?: number | ((stage: JobStage) => number);
+  /** Deployment settings overrides the app is synthesized with (as `-c fanout=...`). @default none */
+  deployment?: unknown;
+  /** Changes the synthesized templates before the run reads them (tests: a removed grant, another retry rule). */
+  editTemplates?: (templates: AppTemplates) => void;
+  /** Stops a job attempt as AWS would (a Spot reclaim, a timeout), asked at each progress report. */
+  interrupt?: (job: LocalJob, attempt: { index?: number; attempt: number }, report: ProgressMessage) => Interruption | undefined;
   /** Test hook: stop fan-out attempts after N outcomes (LocalJobRunnerOptions.stopAfterItems). @default - none */
   stopAfterItems?: LocalJobRunnerOptions['stopAfterItems'];
   /** Upload the same file twice (duplicated S3 event) — for trying idempotency. */
@@ -67,17 +96,25 @@ export interface LocalRunOptions {
   onProgress?: (job: LocalJob, report: ProgressMessage) => void;
   /**
    * Keep the emulators' data in this folder (created if missing, never deleted), and while the run
-   * goes, serve the job runner's TerminateJob/CancelJob and name the endpoints in
-   * `<keepDir>/endpoints.json` (local/kept-run.ts), for the operating commands.
+   * goes, name its endpoints (S3, DynamoDB, SES, and the twin's Batch with TerminateJob/CancelJob)
+   * in `<keepDir>/endpoints.json` (local/kept-run.ts), for the operating commands.
    */
   keepDir?: string;
-  /** Starts the run in place of an upload (e.g. a redrive announcing its split); answers its run id. */
+  /**
+   * Starts the run in place of an upload (e.g. a redrive announcing its split, as the operator's
+   * CLI does on AWS: not IAM-checked); answers its run id.
+   */
   begin?: (stack: LocalStack) => Promise<string>;
 }
 
-/** What `begin` may use: the same ports the handlers use, and split's announcement. */
+/**
+ * What `begin` may use, as the operator's CLI has against a deployed stack: the bucket and run
+ * table, and "split done" published to the app's topic (the compute stack's SplitDoneTopicArn
+ * output), whose subscription delivers it to on-split-done.
+ */
 export interface LocalStack {
-  deps: HandlerDeps;
+  store: ObjectStore;
+  table: RunTable;
   notifier: SplitDoneNotifier;
 }
 
@@ -99,6 +136,19 @@ export interface LocalRunResult {
   jobs: LocalJob[];
   mails: ReceivedMail[];
   intake: IntakeOutcome[];
+  /** The IAM check: calls made, calls denied, and each denied permission. */
+  iam: { calls: number; denied: number; deniedCalls: DeniedCall[] };
+  /** The synthesized app the run was driven by. */
+  twin: {
+    key: string;
+    cached: boolean;
+    synthMs: number;
+    /** Synth (or cache lookup) and reading the templates, before the emulators start. */
+    setupMs: number;
+    /** Waiting for the IAM verdicts after the last job ended (the rest overlaps the run). */
+    iamWaitMs: number;
+    model: TwinModel;
+  };
 }
 
 /** Environment variables a job may take from the caller's shell: its credential and proxies for tsx. */
@@ -111,82 +161,232 @@ function passthroughEnv(config: AppConfig, pipeline: string): Record<string, str
   return env;
 }
 
+/** Environment of the emulators the SDK reads (endpoints, region, credentials), without the app's names. */
+function sdkEnv(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('AWS_')));
+}
+
+/** Which handler a Lambda of the app runs; one the twin cannot run is an error naming it. */
+function handlerOf(lambda: LambdaModel): 'on-intake' | 'on-split-done' | 'on-job-failed' {
+  const entry = handlerEntryOf(lambda);
+  if (entry === 'on-intake' || entry === 'on-split-done' || entry === 'on-job-failed') return entry;
+  throw new TemplateError(
+    `Lambda ${lambda.logicalId} (${lambda.path}, handler ${lambda.handler}) is not one of the app's handlers the local run can invoke`,
+  );
+}
+
+/** S3's filter: the key starts with the prefix and ends with the suffix, and the event is one of the configured ones. */
+function notificationMatches(n: TwinModel['notifications'][number], bucket: string, key: string, eventName: string): boolean {
+  const event = `s3:${eventName}`;
+  const eventOk = n.events.some((e) => (e.endsWith('*') ? event.startsWith(e.slice(0, -1)) : e === event));
+  return n.bucket === bucket && eventOk && key.startsWith(n.prefix) && key.endsWith(n.suffix);
+}
+
 export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
   const started = Date.now();
+  const synth = await synthTemplates({ projectRoot: PROJECT_ROOT, config: opts.config, deployment: opts.deployment });
+  const templates: AppTemplates = opts.editTemplates ? (structuredClone(synth.templates) as AppTemplates) : synth.templates;
+  opts.editTemplates?.(templates);
+  let setupMs = 0;
   const dataDir = opts.keepDir ? resolve(opts.keepDir) : await mkdtemp(join(tmpdir(), 'fanout-local-'));
   await mkdir(dataDir, { recursive: true });
+  const emulatorsStarted = Date.now();
   const emulators = await startEmulators({ dataDir, persist: opts.keepDir !== undefined });
+  const emulatorsMs: number | undefined = Date.now() - emulatorsStarted;
   const workDir = join(dataDir, 'jobs');
   await mkdir(workDir, { recursive: true });
   const logFile = join(dataDir, 'jobs.log');
   const log = opts.log ?? silentLogger;
   let runner: LocalJobRunner | undefined;
   let bundle: StageBundle | undefined;
-  let control: BatchControl | undefined;
+  let control: ControlPlane | undefined;
   try {
+    const model = readTwinModel(templates, {
+      account: TWIN_ACCOUNT,
+      region: emulators.env.AWS_REGION ?? 'us-east-1',
+      bucket: emulators.bucket,
+      table: emulators.table,
+    });
+    setupMs = Date.now() - started - (emulatorsMs ?? 0);
+    const ledger = new IamLedger(model);
     bundle = await bundleStages(PROJECT_ROOT);
     const stageEntry = bundle.file;
-    // The handlers run in-process on the same ports the jobs build from their environment.
-    const { store, table, mailer, clients } = createPorts(
-      { FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table, FANOUT_MAIL_MAX_BYTES: emulators.sesMaxMessageBytes },
-      emulators.env,
-    );
-    const jobEnv: Record<string, string> = {
-      ...passthroughEnv(opts.config, opts.pipeline),
-      ...emulators.env,
-      FANOUT_EVENTS: 'ipc',
+    // The run's own reads (the upload, the results) are the operator's, not the app's: not checked.
+    const { store, table, clients } = createPorts({ FANOUT_BUCKET: emulators.bucket, FANOUT_TABLE: emulators.table }, emulators.env);
+
+    const intake: IntakeOutcome[] = [];
+    const lambdaDepsCache = new Map<string, HandlerDeps>();
+    let r!: LocalJobRunner;
+    const localEnv = () => ({
+      ...sdkEnv(emulators.env),
+      ...control!.env,
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       FANOUT_MAIL_MAX_BYTES: String(emulators.sesMaxMessageBytes),
+    });
+    /** The handler deps of a Lambda: its template environment, the emulators' endpoints, calls recorded as its role's. */
+    const depsOf = (lambda: LambdaModel): HandlerDeps => {
+      let deps = lambdaDepsCache.get(lambda.arn);
+      if (!deps) {
+        const name = handlerOf(lambda);
+        const env = { FANOUT_CONFIG: JSON.stringify(opts.config), ...lambda.environment, ...localEnv() };
+        const principal = { roleArn: lambda.roleArn, label: `Lambda ${name}`, pipeline: opts.pipeline };
+        deps = lambdaDeps(env, name, { log, mailMaxBytes: emulators.sesMaxMessageBytes, onCall: (call) => ledger.record(principal, call) });
+        lambdaDepsCache.set(lambda.arn, deps);
+      }
+      return deps;
+    };
+    const lambdaAt = (arn: string, what: string): LambdaModel => {
+      const lambda = model.lambdas.get(arn);
+      if (!lambda) throw new TemplateError(`${what} targets ${arn}, which is not a Lambda of the app`);
+      return lambda;
+    };
+    const invoke = (arn: string, what: string, run: (lambda: LambdaModel, deps: HandlerDeps) => Promise<unknown>) => {
+      const lambda = lambdaAt(arn, what);
+      r.track(run(lambda, depsOf(lambda)));
+    };
+
+    control = await startControlPlane(model, {
+      submitJob: async (job) => {
+        const stage = (job.parameters.stage ?? job.definition.command[0]) as JobStage;
+        const exec = job.definition.executionRoleArn;
+        if (exec) {
+          // ECS reads the definition's secrets with its execution role before the container starts.
+          for (const [name, from] of Object.entries(job.definition.secrets)) {
+            const arn = /-[A-Za-z0-9]{6}$/.test(from) ? from : `${from}-AbCdEf`;
+            ledger.recordPlatform(
+              { roleArn: exec, label: `ECS starting ${stage} (execution role)` },
+              { action: 'secretsmanager:GetSecretValue', resource: arn },
+              `read secret for ${name}`,
+            );
+          }
+        }
+        return r.submitJob({
+          request: {
+            name: job.jobName,
+            stage,
+            runId: job.parameters.runId ?? job.environment.FANOUT_RUN_ID ?? '',
+            pipeline: job.parameters.pipeline ?? opts.pipeline,
+            compute: job.queue.platform === 'FARGATE' ? 'fargate-spot' : 'ec2-spot',
+            arraySize: job.arraySize,
+            dependsOn: job.dependsOn.length > 0 ? job.dependsOn : undefined,
+            environment: job.environment,
+          },
+          definition: { ...job.definition, arn: job.definition.arn },
+          queue: job.queue.arn,
+          parameters: job.parameters,
+        });
+      },
+      // The operator's TerminateJob and CancelJob (fanout cancel --local DIR), as Batch answers them.
+      terminateJob: (jobId, reason) => r.terminate(jobId, reason),
+      cancelJob: (jobId, reason) => {
+        const job = r.get(jobId);
+        if (!job) return false;
+        // CancelJob leaves a job that has started alone (and still succeeds), as on Batch.
+        if (job.state !== 'RUNNING') r.terminate(jobId, reason);
+        return true;
+      },
+      deliverSns: (functionArn, message) => {
+        invoke(functionArn, `SNS subscription of ${message.topicArn}`, async (lambda, deps) => {
+          if (handlerOf(lambda) !== 'on-split-done')
+            throw new TemplateError(`SNS delivers to ${lambda.logicalId}, which is not on-split-done`);
+          // The event as Lambda receives it from SNS, through the same parsing as the entry point.
+          const attributes = Object.fromEntries(Object.entries(message.attributes).map(([k, v]) => [k, { Type: 'String', Value: v }]));
+          return handleSplitDoneEvent(deps, {
+            Records: [
+              {
+                EventSource: 'aws:sns',
+                EventVersion: '1.0',
+                EventSubscriptionArn: `${message.topicArn}:twin`,
+                Sns: {
+                  Type: 'Notification',
+                  MessageId: message.messageId,
+                  TopicArn: message.topicArn,
+                  Message: message.message,
+                  MessageAttributes: attributes,
+                  Timestamp: new Date().toISOString(),
+                },
+              },
+            ],
+          });
+        });
+      },
+    });
+
+    const jobEnv: Record<string, string> = {
+      ...passthroughEnv(opts.config, opts.pipeline),
+      ...localEnv(),
       FANOUT_TMP_DIR: workDir,
       ...opts.env,
     };
-    let deps: HandlerDeps;
     runner = new LocalJobRunner({
       env: jobEnv,
-      commandFor: (stage) => ({
-        command: process.execPath,
-        args: ['--enable-source-maps', stageEntry, stage],
-        cwd: PROJECT_ROOT,
-      }),
-      maxParallel: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
-      attempts: opts.attempts ?? 3,
-      timeoutMs: opts.timeoutMs,
+      launch: (command) => ({ command: process.execPath, args: ['--enable-source-maps', stageEntry, ...command], cwd: PROJECT_ROOT }),
+      maxVcpus: opts.maxParallel ?? Math.max(2, availableParallelism() * 2),
+      interrupt: opts.interrupt,
       stopAfterItems: opts.stopAfterItems,
-      onSplitDone: (m) => handleSplitDone(deps, m),
-      onJobFailed: (d) => handleJobFailed(deps, d),
+      onEvent: (detail) => {
+        const event = {
+          version: '0',
+          id: `${detail.jobId}-${detail.status}`,
+          'detail-type': 'Batch Job State Change',
+          source: 'aws.batch',
+          account: model.names.account,
+          time: new Date().toISOString(),
+          region: model.names.region,
+          resources: [detail.jobArn],
+          detail,
+        };
+        for (const rule of model.rules) {
+          if (!matchesEventPattern(rule.pattern, event, `rule ${rule.logicalId}`)) continue;
+          for (const target of rule.targets) {
+            invoke(target, `rule ${rule.logicalId}`, async (lambda, deps) => {
+              if (handlerOf(lambda) !== 'on-job-failed')
+                throw new TemplateError(`rule ${rule.logicalId} targets ${lambda.logicalId}, which is not on-job-failed`);
+              return handleJobStateEvent(deps, event);
+            });
+          }
+        }
+      },
+      onMessage: (job, message) => {
+        const m = message as { type?: string; call?: Parameters<IamLedger['record']>[1] };
+        const role = job.definition.arn ? model.jobDefinitions.get(job.definition.arn)?.jobRoleArn : undefined;
+        if (m.type === 'sdk-call' && m.call) {
+          ledger.record({ roleArn: role ?? 'no job role', label: `job ${job.request.stage}`, pipeline: job.request.pipeline }, m.call);
+        }
+      },
       onProgress: opts.onProgress,
       onStateChange: opts.onJob,
       logFile,
     });
-    deps = { config: opts.config, store, table, jobs: runner, mailer, log };
-    if (opts.keepDir) {
-      control = await startBatchControl(runner);
-      const env = { ...emulators.env, AWS_ENDPOINT_URL_BATCH: control.endpoint };
-      await writeKeptEndpoints(dataDir, { pid: process.pid, env, bucket: emulators.bucket, table: emulators.table });
-    }
+    r = runner;
 
-    const intake: IntakeOutcome[] = [];
-    const r = runner;
     const received: S3EventRecordLike[] = [];
     const dispatch = (record: S3EventRecordLike) => {
       const key = decodeS3Key(record.s3.object.key);
-      if (!key.startsWith('intake/')) return;
-      received.push(record);
-      r.track(
-        handleObjectCreated(deps, {
-          bucket: record.s3.bucket.name,
-          key,
-          size: record.s3.object.size,
-          eTag: record.s3.object.eTag,
-          sequencer: record.s3.object.sequencer,
-          eventTime: record.eventTime,
-        }).then((o) => intake.push(o)),
+      const targets = new Set(
+        model.notifications.filter((n) => notificationMatches(n, record.s3.bucket.name, key, record.eventName)).map((n) => n.functionArn),
       );
+      if (targets.size === 0) return;
+      received.push(record);
+      for (const arn of targets) {
+        invoke(arn, `S3 notification of ${key}`, async (lambda, deps) => {
+          if (handlerOf(lambda) !== 'on-intake') throw new TemplateError(`S3 notifies ${lambda.logicalId}, which is not on-intake`);
+          // The event as Lambda receives it from S3 (key URL-encoded), through the same parsing as the entry point.
+          intake.push(...(await handleS3Event(deps, { Records: [record] })));
+        });
+      }
     };
     emulators.onObjectCreated(dispatch);
+    if (opts.keepDir) {
+      const env = { ...emulators.env, ...control.env };
+      await writeKeptEndpoints(dataDir, { pid: process.pid, env, bucket: emulators.bucket, table: emulators.table });
+    }
+    let key = '(no upload)';
     if (opts.begin) {
-      const notifier: SplitDoneNotifier = { publishSplitDone: async (m) => r.track(handleSplitDone(deps, m)) };
-      intake.push({ action: 'started', runId: await opts.begin({ deps, notifier }), jobId: '' });
+      // As the operator's CLI: "split done" to the app's topic through the twin's SNS (not IAM-checked).
+      const topic = stackOutput(model, STACK_OUTPUTS.splitDoneTopic);
+      const notifier = new SnsSplitDoneNotifier(createAwsClients({ ...sdkEnv(emulators.env), ...control.env }).sns, topic);
+      intake.push({ action: 'started', runId: await opts.begin({ store, table, notifier }), jobId: '' });
     } else if (opts.feed) {
       await opts.feed({ store, clients, table: emulators.table });
     } else {
@@ -194,6 +394,7 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       const uploads = opts.uploads ?? (file ? [{ key: opts.intakeKey ?? `intake/${opts.pipeline}/${basename(file)}`, file }] : []);
       if (uploads.length === 0) throw new Error('runLocal needs a file or uploads to upload, feed or begin');
       for (const u of uploads) await store.put(u.key, createReadStream(u.file));
+      key = uploads.at(-1)!.key;
     }
     await runner.idle();
     if (opts.duplicateEvent && received[0]) {
@@ -202,9 +403,15 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       await runner.idle();
     }
 
+    const iamStarted = Date.now();
+    const iam = await ledger.summary();
+    const iamWaitMs = Date.now() - iamStarted;
+    await recordUsage(PROJECT_ROOT, model, opts.pipeline, iam.used).catch((err: unknown) =>
+      log.warn('could not record IAM usage', { error: errorMessage(err) }),
+    );
     const first = intake.find((o) => 'runId' in o);
     if (!first || !('runId' in first)) {
-      const why = intake[0] && 'why' in intake[0] ? intake[0].why : 'no S3 event arrived';
+      const why = intake[0] && 'why' in intake[0] ? intake[0].why : `no S3 notification of the app matches ${key}`;
       throw new Error(`the upload started no run: ${why}`);
     }
     const runId = first.runId;
@@ -228,10 +435,12 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       emailFiles.push(file);
     }
     await copyFile(logFile, join(outDir, 'jobs.log')).catch(() => undefined);
+    const denied = iam.deniedCalls.length > 0;
     return {
       runId,
       pipeline: opts.pipeline,
-      status: run?.status ?? 'UNKNOWN',
+      // A call AWS would refuse fails the run, whatever the emulators let through.
+      status: denied ? 'FAILED' : (run?.status ?? 'UNKNOWN'),
       items: run?.counts?.items ?? 0,
       succeeded: run?.counts?.succeeded ?? 0,
       failed: run?.counts?.failed ?? 0,
@@ -240,17 +449,19 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
       emailFile: emailFiles[0],
       emailFiles,
       durationMs: Date.now() - started,
-      error: run?.error,
+      error: denied ? `AWS would deny ${iam.denied} of ${iam.calls} calls:\n${describeDenials(iam.deniedCalls)}` : run?.error,
       outDir,
       run,
       jobs: runner.list(),
       mails,
       intake,
+      iam: { calls: iam.calls, denied: iam.denied, deniedCalls: iam.deniedCalls },
+      twin: { key: synth.key, cached: synth.cached, synthMs: synth.synthMs, setupMs, iamWaitMs, model },
     };
   } finally {
     await runner?.stop().catch((err: unknown) => log.warn('stopping the job runner failed', { error: errorMessage(err) }));
     if (opts.keepDir) await removeKeptEndpoints(dataDir);
-    await control?.close();
+    await control?.stop();
     await emulators.stop();
     await bundle?.remove();
     if (!opts.keepDir) await rm(dataDir, { recursive: true, force: true });

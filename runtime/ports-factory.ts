@@ -5,7 +5,7 @@
  * their ports here, so the same settings mean the same adapters everywhere.
  */
 import { BatchJobSubmitter } from './adapters/batch-job-submitter';
-import { createAwsClients, type AwsClients } from './adapters/clients';
+import { createAwsClients, type AwsClients, type AwsClientsOptions } from './adapters/clients';
 import { DynamoRunTable } from './adapters/dynamo-run-table';
 import { S3ObjectStore } from './adapters/s3-object-store';
 import { SES_MAX_MESSAGE_BYTES, SesMailer } from './adapters/ses-mailer';
@@ -43,10 +43,11 @@ export interface Ports<E extends PortsEnvironment = PortsEnvironment> {
 /**
  * Builds the ports named by `env`. `sdkEnv` holds the AWS SDK's own variables (region,
  * credentials, `AWS_ENDPOINT_URL_<SERVICE>`), which the clients read as the SDK defines them; SDK
- * clients are created on first use, once.
+ * clients are created on first use, once. `options.onCall` is told of every SDK call (a local
+ * run's IAM check).
  */
-export function createPorts<E extends PortsEnvironment>(env: E, sdkEnv: Env): Ports<E> {
-  const clients = createAwsClients(sdkEnv);
+export function createPorts<E extends PortsEnvironment>(env: E, sdkEnv: Env, options: AwsClientsOptions = {}): Ports<E> {
+  const clients = createAwsClients(sdkEnv, options);
   const targetsPrefix = env.FANOUT_JOB_TARGETS_PREFIX;
   const topicArn = env.FANOUT_SPLIT_DONE_TOPIC_ARN;
   return {

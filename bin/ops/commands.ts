@@ -253,6 +253,7 @@ function localSummary(r: LocalRunResult): string {
     `Run ${r.runId} (${r.pipeline}): ${r.status}${r.run?.redriveOf ? ` - redrive of ${r.run.redriveOf}` : ''}`,
     `  items ${r.items}, succeeded ${r.succeeded}, failed ${r.failed}, chunks ${r.chunks}, ${(r.durationMs / 1000).toFixed(1)} s`,
     ...(r.error ? [`  reason: ${r.error}`] : []),
+    `  iam:      ${r.iam.calls} AWS calls checked against the synthesized policies, ${r.iam.denied} denied`,
     `  workbook: ${rel(r.resultFile)}`,
     `  email:    ${rel(r.emailFile)}`,
     '',
@@ -261,7 +262,7 @@ function localSummary(r: LocalRunResult): string {
 
 function localJson(r: LocalRunResult): string {
   const { runId, pipeline, status, items, succeeded, failed, chunks, durationMs } = r;
-  return `${JSON.stringify({ runId, pipeline, status, items, succeeded, failed, chunks, redriveOf: r.run?.redriveOf ?? null, resultFile: r.resultFile ?? null, emailFile: r.emailFile ?? null, durationMs })}\n`;
+  return `${JSON.stringify({ runId, pipeline, status, items, succeeded, failed, chunks, redriveOf: r.run?.redriveOf ?? null, resultFile: r.resultFile ?? null, emailFile: r.emailFile ?? null, durationMs, iam: { calls: r.iam.calls, denied: r.iam.denied } })}\n`;
 }
 
 async function redrive(io: OpsIo, args: string[]): Promise<number> {
@@ -300,8 +301,8 @@ async function redrive(io: OpsIo, args: string[]): Promise<number> {
       config,
       keepDir: target.dir,
       outDir: values.out,
-      begin: ({ deps, notifier }) =>
-        startRedrive({ store: deps.store, table: deps.table, notifier }, plan, { fallbackRetentionDays: config.runRetentionDays }),
+      begin: ({ store, table, notifier }) =>
+        startRedrive({ store, table, notifier }, plan, { fallbackRetentionDays: config.runRetentionDays }),
     });
     io.out.write(json ? localJson(result) : localSummary(result));
     return result.status === 'SUCCEEDED' ? 0 : 1;

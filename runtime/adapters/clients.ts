@@ -19,6 +19,70 @@ import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { Env } from '../env';
 
+/**
+ * One SDK call as a client sent it: the client (e.g. `S3Client`), the command (e.g.
+ * `PutObjectCommand`) and the fields of its input that say what it acts on (bucket, key, table,
+ * topic, queue, job definition, sender, parameter name...), never bodies or messages.
+ */
+export interface SdkCall {
+  client: string;
+  command: string;
+  input: Record<string, unknown>;
+}
+
+export interface AwsClientsOptions {
+  /** Told of every call before it is sent (local runs record them for the IAM check). */
+  onCall?: (call: SdkCall) => void;
+}
+
+/** Input fields that name what a call acts on. */
+const TARGET_FIELDS = [
+  'Bucket',
+  'Key',
+  'Prefix',
+  'TableName',
+  'TopicArn',
+  'jobQueue',
+  'jobDefinition',
+  'FromEmailAddress',
+  'Name',
+  'SecretId',
+  'applicationId',
+];
+
+/** The parts of a command's input a call record keeps (no bodies: they can be large or secret). */
+export function callTargets(input: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const f of TARGET_FIELDS) if (typeof input[f] === 'string') out[f] = input[f];
+  if (input.RequestItems && typeof input.RequestItems === 'object') out.RequestItems = Object.keys(input.RequestItems);
+  if (input.TransactItems) out.TransactItems = true;
+  const del = input.Delete as { Objects?: Array<{ Key?: string }> } | undefined;
+  if (del?.Objects) out.DeleteKeys = del.Objects.map((o) => o.Key);
+  if (input.tags && typeof input.tags === 'object') out.tags = Object.keys(input.tags);
+  const dest = input.Destination as { ToAddresses?: string[]; CcAddresses?: string[]; BccAddresses?: string[] } | undefined;
+  if (dest) out.Destination = [...(dest.ToAddresses ?? []), ...(dest.CcAddresses ?? []), ...(dest.BccAddresses ?? [])];
+  return out;
+}
+
+type StackOwner = { middlewareStack: { add: (mw: never, opts: { step: 'initialize'; name: string }) => void } };
+
+/** Adds the call recorder to a client (first in its stack, so every attempt is one call). */
+function observe<C>(client: C, onCall: AwsClientsOptions['onCall']): C {
+  if (!onCall) return client;
+  const mw =
+    (next: (args: { input: unknown }) => Promise<unknown>, context: { clientName?: string; commandName?: string }) =>
+    async (args: { input: unknown }) => {
+      onCall({
+        client: context.clientName ?? 'unknown',
+        command: context.commandName ?? 'unknown',
+        input: callTargets((args.input ?? {}) as Record<string, unknown>),
+      });
+      return next(args);
+    };
+  (client as StackOwner).middlewareStack.add(mw as never, { step: 'initialize', name: 'fanoutCallRecorder' });
+  return client;
+}
+
 export interface AwsClients {
   s3: S3Client;
   dynamo: DynamoDBDocumentClient;
@@ -94,11 +158,14 @@ export function createS3Client(env: Env): S3Client {
   });
 }
 
-function createDynamoDocumentClient(env: Env): DynamoDBDocumentClient {
-  const client = new DynamoDBClient({
-    ...serviceConfig(env, 'DynamoDB'),
-    maxAttempts: STORAGE_MAX_ATTEMPTS,
-  });
+function createDynamoDocumentClient(env: Env, onCall?: AwsClientsOptions['onCall']): DynamoDBDocumentClient {
+  const client = observe(
+    new DynamoDBClient({
+      ...serviceConfig(env, 'DynamoDB'),
+      maxAttempts: STORAGE_MAX_ATTEMPTS,
+    }),
+    onCall,
+  );
   return DynamoDBDocumentClient.from(client, {
     marshallOptions: { removeUndefinedValues: true, convertClassInstanceToMap: true },
     unmarshallOptions: { wrapNumbers: false },
@@ -106,7 +173,8 @@ function createDynamoDocumentClient(env: Env): DynamoDBDocumentClient {
 }
 
 /** Creates each client on first use, once. */
-export function createAwsClients(env: Env): AwsClients {
+export function createAwsClients(env: Env, opts: AwsClientsOptions = {}): AwsClients {
+  const { onCall } = opts;
   let s3: S3Client | undefined;
   let dynamo: DynamoDBDocumentClient | undefined;
   let ses: SESv2Client | undefined;
@@ -115,22 +183,22 @@ export function createAwsClients(env: Env): AwsClients {
   let ssm: SSMClient | undefined;
   return {
     get s3() {
-      return (s3 ??= createS3Client(env));
+      return (s3 ??= observe(createS3Client(env), onCall));
     },
     get dynamo() {
-      return (dynamo ??= createDynamoDocumentClient(env));
+      return (dynamo ??= createDynamoDocumentClient(env, onCall));
     },
     get ses() {
-      return (ses ??= new SESv2Client(serviceConfig(env, 'SESv2')));
+      return (ses ??= observe(new SESv2Client(serviceConfig(env, 'SESv2')), onCall));
     },
     get batch() {
-      return (batch ??= new BatchClient(serviceConfig(env, 'Batch')));
+      return (batch ??= observe(new BatchClient(serviceConfig(env, 'Batch')), onCall));
     },
     get sns() {
-      return (sns ??= new SNSClient(serviceConfig(env, 'SNS')));
+      return (sns ??= observe(new SNSClient(serviceConfig(env, 'SNS')), onCall));
     },
     get ssm() {
-      return (ssm ??= new SSMClient(serviceConfig(env, 'SSM')));
+      return (ssm ??= observe(new SSMClient(serviceConfig(env, 'SSM')), onCall));
     },
   };
 }

@@ -37,7 +37,7 @@ function fanout(args: string[], env: Record<string, string> = {}): Promise<{ cod
   });
 }
 
-const JSON_KEYS = ['runId', 'pipeline', 'status', 'items', 'succeeded', 'failed', 'chunks', 'resultFile', 'emailFile', 'durationMs'];
+const JSON_KEYS = ['runId', 'pipeline', 'status', 'items', 'succeeded', 'failed', 'chunks', 'resultFile', 'emailFile', 'durationMs', 'iam'];
 
 describe('fanout CLI', () => {
   it('runs the demo and prints one JSON line', async () => {
@@ -50,6 +50,9 @@ describe('fanout CLI', () => {
     assert.deepEqual(Object.keys(summary), JSON_KEYS);
     assert.equal(summary.status, 'SUCCEEDED');
     assert.equal(summary.pipeline, 'tax-due');
+    const iam = summary.iam as { calls: number; denied: number };
+    assert.ok(iam.calls > 50, `${iam.calls} AWS calls checked`);
+    assert.equal(iam.denied, 0);
     assert.ok(Number(summary.items) >= 2000);
     assert.equal(Number(summary.succeeded) + Number(summary.failed), summary.items);
     assert.ok(Number(summary.failed) > 0, 'the demo shows a few permanent misses');

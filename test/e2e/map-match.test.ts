@@ -45,6 +45,7 @@ describe('map-match end to end', () => {
       env: { FANOUT_OSRM_BASE_URL: server.url },
     });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     const trips = new Set(input.map((r) => r.trip_id));
     assert.equal(result.items, trips.size, 'one work item per trip');
     assert.ok(server.requests() >= trips.size, 'every trip went to OSRM');

@@ -135,9 +135,9 @@ describe('resuming a fan-out child', () => {
       config: taxConfig(source.url, { concurrency: 2, chunkSize: 1000 }),
       outDir: join(dir, 'out-slow'),
       env: { TAX_API_TOKEN: TOKEN },
-      attempts: 3,
       stopAfterItems: (stage, attempt) => (stage === 'fanout' && attempt <= 2 ? 12 : undefined),
     });
+    assert.equal(result.iam.denied, 0, result.error);
     // Then the third attempt finishes the run
     assert.equal(result.status, 'SUCCEEDED', result.error);
     assert.equal(result.succeeded, 40);
@@ -162,16 +162,20 @@ describe('resuming a fan-out child', () => {
     const input = customers(60).map((c, n) => ({ ...c, id: String(300000 + n * 7) }));
     const file = join(dir, 'doomed.csv');
     await writeCustomersCsv(file, input);
-    // Given a fan-out with one attempt, stopped after 20 outcomes
+    // Given a fan-out whose job definition allows one attempt (set in the synthesized template), stopped after 20 outcomes
     const result = await runLocal({
       file,
       pipeline: 'tax-due',
       config: taxConfig(source.url, { concurrency: 2, chunkSize: 1000 }),
       outDir: join(dir, 'out-doomed'),
       env: { TAX_API_TOKEN: TOKEN },
-      attempts: 1,
+      editTemplates: (t) => {
+        const def = Object.entries(t.compute.template.Resources ?? {}).find(([id]) => id.startsWith('PipelinetaxdueFanoutDefinition'))![1];
+        (def.Properties!.RetryStrategy as { Attempts: number }).Attempts = 1;
+      },
       stopAfterItems: (stage) => (stage === 'fanout' ? 20 : undefined),
     });
+    assert.equal(result.iam.denied, 0);
     assert.equal(result.status, 'FAILED');
     assert.deepEqual(
       fanoutJob(result.jobs).attempts.map((a) => a.exitCode),

@@ -107,6 +107,7 @@ describe('tax-due end to end', () => {
       env: { TAX_API_TOKEN: TOKEN },
     });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     const failedWant = input.filter((c) => expectedOutcome(c).status === 'failed');
     assert.equal(result.items, 120);
     assert.equal(result.chunks, 3);
@@ -161,6 +162,7 @@ describe('tax-due end to end', () => {
     const input = customers(40);
     const result = await runCsv('customers', input, { chunkSize: 1000 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(result.chunks, 1);
     const fanout = result.jobs.find((j) => j.request.stage === 'fanout')!;
     assert.equal(fanout.request.arraySize, undefined, 'one chunk runs as a plain job');
@@ -171,6 +173,7 @@ describe('tax-due end to end', () => {
     const input = customers(100);
     const result = await runCsv('many', input, { chunkSize: 7 });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(result.chunks, 15);
     assert.equal(result.jobs.find((j) => j.request.stage === 'fanout')!.request.arraySize, 15);
     checkResults((await readSheets(result.resultFile!)).get('Results')!, input);
@@ -187,6 +190,7 @@ describe('tax-due end to end', () => {
       chunkSize: 2,
     });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(result.items, 4);
     assert.equal(result.chunks, 2);
     const results = (await readSheets(result.resultFile!)).get('Results')!;
@@ -205,6 +209,7 @@ describe('tax-due end to end', () => {
     const input = customers(30);
     const result = await runCsv('big', input, {}, { env: { FANOUT_MAIL_MAX_BYTES: '4096' } });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(result.mails.length, 1);
     const mail = result.mails[0]!;
     assert.equal(mail.attachments.length, 0);
@@ -220,6 +225,7 @@ describe('tax-due end to end', () => {
     const input = customers(20);
     const result = await runCsv('dup', input, {}, { duplicateEvent: true });
     assert.equal(result.status, 'SUCCEEDED', result.error);
+    assert.equal(result.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.deepEqual(
       result.intake.map((o) => o.action),
       ['started', 'duplicate'],

@@ -525,9 +525,9 @@ describe('compute stack', () => {
       assert.doesNotMatch(submits, /FanoutDefinition|ConsolidateDefinition|CleanupDefinition/);
     });
 
-    it('let handlers tag only jobs they submit', () => {
+    it('let handlers tag jobs with the run and pipeline tag keys only', () => {
       const tag = statementsOf(t, 'OnJobFailedRole').find((s) => actionsOf(s).includes('batch:TagResource'))!;
-      assert.deepEqual(tag.Condition, { StringEquals: { 'batch:CreateAction': 'SubmitJob' } });
+      assert.deepEqual(tag.Condition, { 'ForAllValues:StringEquals': { 'aws:TagKeys': ['batch-fanout:run', 'batch-fanout:pipeline'] } });
     });
   });
 

@@ -175,7 +175,8 @@ describe('LocalJobRunner', () => {
     assert.equal(d.status, 'FAILED');
     assert.deepEqual(d.parameters, { runId: 'run-1', stage: 'split', pipeline: 'p' });
     assert.equal(d.container?.exitCode, ExitCode.BAD_INPUT);
-    assert.match(d.container?.reason ?? '', /missing column/);
+    assert.equal(d.statusReason, 'Essential container in task exited');
+    assert.match(r.list()[0]!.attempts[0]!.logTail ?? '', /missing column/);
   });
 
   it('fails a job whose dependency failed, with "Dependent Job failed"', async () => {
@@ -201,7 +202,7 @@ describe('LocalJobRunner', () => {
     assert.equal(failed.find((d) => d.jobId === jobId)?.statusReason, 'Array Child Job failed');
   });
 
-  it('stops an attempt with SIGTERM when its timeout fires, and retries it', async () => {
+  it('stops an attempt with SIGTERM when its timeout fires, and, as AWS Batch, does not retry it', async () => {
     // Given a stage that never ends, and a clock whose timers fire when the test says
     const out = await freshOut('timeout');
     const clock = new ManualClock();
@@ -220,19 +221,16 @@ describe('LocalJobRunner', () => {
     );
     await r.submit(job('cleanup'));
     await r.idle();
-    // Then each attempt was stopped by SIGTERM, and the job failed for good after two
-    assert.deepEqual(fired, [1, 1], "one timeout per attempt, armed with the job's timeout");
+    // Then the attempt was stopped by SIGTERM, and the job failed for good without a second attempt
+    assert.deepEqual(fired, [1], "one timeout, armed with the job's timeout");
     const attempts = r.list()[0]!.attempts;
     assert.deepEqual(
-      attempts.map((a) => [a.attempt, a.signal]),
-      [
-        [1, 'SIGTERM'],
-        [2, 'SIGTERM'],
-      ],
+      attempts.map((a) => [a.attempt, a.signal, a.exitCode]),
+      [[1, 'SIGTERM', 143]],
     );
-    assert.equal((await seen(out)).length, 2);
+    assert.equal((await seen(out)).length, 1);
     assert.equal(failed.length, 1);
-    assert.match(failed[0]!.statusReason ?? '', /Job attempt duration exceeded timeout \(300 s\)/);
+    assert.match(failed[0]!.statusReason ?? '', /Job attempt duration exceeded timeout/);
     assert.deepEqual(clock.waiting(), [], 'the kill timers were cancelled when the children ended');
   });
 
