@@ -7,8 +7,9 @@
  * (LocalJobRunnerOptions.stopAfterItems); give N below the attempt's item count, or the child
  * may finish first.
  *
- * Honoured only under the local runner: FANOUT_EVENTS=ipc and an IPC channel to the parent
- * process. A Batch container has neither, so a job definition that sets it by accident fails at
+ * Honoured only under the local runner: an IPC channel to the parent process (the local runner
+ * starts every job with one; split's announcement goes through the twin's SNS, so FANOUT_EVENTS
+ * is no longer the marker). A Batch container has none, so a job definition that sets it by accident fails at
  * start with exit code 11 (bad configuration, not retried) and a message saying to remove it;
  * lib/ sets no FANOUT_TEST_ variable (test/infra/compute-stack.test.ts checks every job definition).
  */
@@ -28,7 +29,7 @@ export function stopAfterItemsHook(
 ): ((recorded: number) => void) | undefined {
   const raw = env[STOP_AFTER_ITEMS_ENV];
   if (raw === undefined || raw.trim() === '') return undefined;
-  if (env.FANOUT_EVENTS !== 'ipc' || !hasIpcChannel) {
+  if (!hasIpcChannel) {
     throw new EnvironmentError(
       `environment variable ${STOP_AFTER_ITEMS_ENV} is a test hook of the local job runner and is refused here ` +
         `(no IPC channel to a local runner): remove it from this job's environment`,

@@ -41,9 +41,6 @@ import { allowCloudWatchLogs, denyGrantsExceptForAwsResources } from './key-poli
 import { pascal } from './construct-ids';
 import { STACK_OUTPUTS } from './stack-output-names';
 
-/** File types the intake notification fires for (S3 suffix filters are case-sensitive). */
-export const INTAKE_SUFFIXES = ['.xlsx', '.XLSX', '.csv', '.CSV', '.tsv', '.TSV'] as const;
-
 /** Folders of the repository copied into the job image build context are set by .dockerignore; these never are. */
 export const IMAGE_CONTEXT_EXCLUDES = ['node_modules', 'cdk.out', 'fanout-out', 'bench/out', '.git', '.tmp', '*.log'];
 
@@ -424,22 +421,11 @@ export class FanoutComputeStack extends Stack {
       bucketArn: bucket.bucketArn,
       bucketName: bucket.bucketName,
     });
-    for (const pipeline of props.pipelines.pipelines) {
-      if (pipeline.shape === 'dataset' || pipeline.shape === 'files') {
-        // A merge batch folder holds files of any name (x_list.txt): every object of the folder. A files
-        // pipeline starts on a .zip or .txt and emails why anything else cannot start a run: every object too.
-        intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
-          prefix: `${PREFIX.intake}${pipeline.name}/`,
-        });
-        continue;
-      }
-      for (const suffix of INTAKE_SUFFIXES) {
-        intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), {
-          prefix: `${PREFIX.intake}${pipeline.name}/`,
-          suffix,
-        });
-      }
-    }
+    // Every upload under intake/ reaches on-intake, whatever its folder or extension: the handler
+    // answers an unknown folder (operators) or an unusable file type (.xls, no extension) with an
+    // email saying what to do. Per-pipeline prefix and suffix filters would drop those uploads
+    // silently (the local twin's S3 filter check found it).
+    intakeBucket.addEventNotification(s3.EventType.OBJECT_CREATED, new s3n.LambdaDestination(onIntake.function), { prefix: PREFIX.intake });
     this.splitDoneTopic.addSubscription(
       new subscriptions.LambdaSubscription(onSplitDone.function, { deadLetterQueue: onSplitDone.deadLetterQueue }),
     );
