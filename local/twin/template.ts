@@ -452,7 +452,10 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
       switch (r.Type) {
         case 'AWS::Batch::JobDefinition': {
           const arn = resolver.ref(stack, id, where);
-          model.jobDefinitions.set(arn, readJobDefinition(id, r, resolve(r.Properties as Json, 'Properties') as Record<string, Json>, arn));
+          model.jobDefinitions.set(
+            arn,
+            readJobDefinition(id, r, resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>, arn),
+          );
           break;
         }
         case 'AWS::Batch::JobQueue': {
@@ -468,7 +471,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
         }
         case 'AWS::Lambda::Function': {
           const arn = resolver.getAtt(stack, id, 'Arn', where);
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           const vars = ((p.Environment as Record<string, Json> | undefined)?.Variables ?? {}) as Record<string, Json>;
           model.lambdas.set(arn, {
             logicalId: id,
@@ -481,7 +484,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
           break;
         }
         case 'Custom::S3BucketNotifications': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           const bucket = str(p.BucketName, `${where} BucketName`);
           const config = (p.NotificationConfiguration ?? {}) as Record<string, Json>;
           for (const kind of ['QueueConfigurations', 'TopicConfigurations', 'EventBridgeConfiguration']) {
@@ -515,7 +518,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
           break;
         }
         case 'AWS::SNS::Subscription': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           model.subscriptions.push({
             topicArn: str(p.TopicArn, `${where} TopicArn`),
             protocol: str(p.Protocol, `${where} Protocol`),
@@ -524,7 +527,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
           break;
         }
         case 'AWS::Events::Rule': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           if (p.State !== undefined && p.State !== 'ENABLED') break;
           if (p.EventPattern === undefined) throw new TemplateError(`${where}: has no EventPattern (scheduled rules are not run locally)`);
           const pattern = typeof p.EventPattern === 'string' ? (JSON.parse(p.EventPattern) as Json) : p.EventPattern;
@@ -536,13 +539,13 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
           break;
         }
         case 'AWS::SSM::Parameter': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           model.parameters.set(resolver.ref(stack, id, where), str(p.Value, `${where} Value`));
           break;
         }
         case 'AWS::IAM::Role': {
           const arn = resolver.getAtt(stack, id, 'Arn', where);
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           const inline = asArray(p.Policies as Json[]).map((x) => {
             const pol = x as Record<string, Json>;
             return { name: String(pol.PolicyName), document: pol.PolicyDocument as unknown as PolicyDocument };
@@ -558,7 +561,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
         }
         case 'AWS::IAM::Policy':
         case 'AWS::IAM::ManagedPolicy': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           policies.push({
             name: id,
             document: p.PolicyDocument as unknown as PolicyDocument,
@@ -567,18 +570,18 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
           break;
         }
         case 'AWS::S3::BucketPolicy': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           model.resourcePolicies.set(`arn:aws:s3:::${str(p.Bucket, `${where} Bucket`)}`, p.PolicyDocument as unknown as PolicyDocument);
           break;
         }
         case 'AWS::SNS::TopicPolicy': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           for (const topic of asArray(p.Topics as Json[]))
             model.resourcePolicies.set(String(topic), p.PolicyDocument as unknown as PolicyDocument);
           break;
         }
         case 'AWS::KMS::Key': {
-          const p = resolve(r.Properties as Json, 'Properties') as Record<string, Json>;
+          const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           model.resourcePolicies.set(resolver.getAtt(stack, id, 'Arn', where), p.KeyPolicy as unknown as PolicyDocument);
           break;
         }
