@@ -203,6 +203,7 @@ export class FanoutComputeStack extends Stack {
     const intake = `${PREFIX.intake}*`;
     const work = `${PREFIX.work}*`;
     const results = `${PREFIX.results}*`;
+    const history = `${PREFIX.history}*`;
     // split: reads the upload, writes chunk files, records chunks, announces "split done".
     bucket.grantRead(jobRoles.split, intake);
     bucket.grantPut(jobRoles.split, work);
@@ -212,10 +213,14 @@ export class FanoutComputeStack extends Stack {
     bucket.grantRead(jobRoles.fanout, work);
     bucket.grantPut(jobRoles.fanout, work);
     table.grantReadWriteData(jobRoles.fanout);
-    // consolidate: reads result parts, writes (and links) the result, emails it.
+    // consolidate: reads result parts, writes (and links) the result, emails it; keeps every item's
+    // outcome under history/ and, for a redrive, reads the first run's (the local twin's IAM check
+    // found this grant missing).
     bucket.grantRead(jobRoles.consolidate, work);
     bucket.grantPut(jobRoles.consolidate, results);
     bucket.grantRead(jobRoles.consolidate, results);
+    bucket.grantPut(jobRoles.consolidate, history);
+    bucket.grantRead(jobRoles.consolidate, history);
     table.grantReadWriteData(jobRoles.consolidate);
     grantSendEmail(jobRoles.consolidate);
     // cleanup: lists and deletes the run's work files, deletes chunk records.
@@ -536,7 +541,7 @@ export function explainWildcard(w: WildcardFinding): string | undefined {
     return undefined;
   }
   const resource = /^Resource::(.+)$/.exec(w.finding)?.[1] ?? '';
-  const prefix = /PipelineBucket[^/]*\/(intake|work|results)\/\*$/.exec(resource)?.[1];
+  const prefix = /PipelineBucket[^/]*\/(intake|work|results|history)\/\*$/.exec(resource)?.[1];
   if (prefix !== undefined)
     return `Objects under ${prefix}/ of this app's pipeline bucket: keys are per upload or per run and unknown at deploy time.`;
   if (/:batch:.*:job\/\*$/.test(resource) && w.actions.every((a) => a === 'batch:TagResource')) {
