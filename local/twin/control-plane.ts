@@ -139,36 +139,39 @@ export async function startControlPlane(model: TwinModel, handlers: ControlPlane
     };
   };
 
+  /** The answer to one request; computed whole before anything is written (a thrown error becomes the service's error answer). */
+  const answer = async (req: IncomingMessage, text: string, target: string): Promise<{ type: string; body: string }> => {
+    if (req.method === 'POST' && req.url?.startsWith('/v1/submitjob')) {
+      return { type: 'application/json', body: JSON.stringify(await submitJob(JSON.parse(text) as Record<string, unknown>)) };
+    }
+    if (req.method === 'POST' && (req.url?.startsWith('/v1/terminatejob') || req.url?.startsWith('/v1/canceljob'))) {
+      const operation = req.url.startsWith('/v1/terminatejob') ? 'TerminateJob' : 'CancelJob';
+      return { type: 'application/json', body: JSON.stringify(stopJob(operation, JSON.parse(text || '{}') as Record<string, unknown>)) };
+    }
+    if (target === 'AmazonSSM.GetParameter') {
+      return { type: 'application/x-amz-json-1.1', body: JSON.stringify(getParameter(JSON.parse(text) as { Name?: string })) };
+    }
+    if (new URLSearchParams(text).get('Action') === 'Publish') {
+      const id = publish(new URLSearchParams(text));
+      return {
+        type: 'text/xml',
+        body: `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>${id}</MessageId></PublishResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PublishResponse>`,
+      };
+    }
+    throw new ServiceError(400, 'UnsupportedOperation', `the local run does not serve ${req.method} ${req.url} ${target}`);
+  };
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const text = await body(req);
     const target = String(req.headers['x-amz-target'] ?? '');
     try {
-      if (req.method === 'POST' && req.url?.startsWith('/v1/submitjob')) {
-        const out = await submitJob(JSON.parse(text) as Record<string, unknown>);
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out));
-      } else if (req.method === 'POST' && (req.url?.startsWith('/v1/terminatejob') || req.url?.startsWith('/v1/canceljob'))) {
-        const operation = req.url.startsWith('/v1/terminatejob') ? 'TerminateJob' : 'CancelJob';
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(JSON.stringify(stopJob(operation, JSON.parse(text || '{}') as Record<string, unknown>)));
-      } else if (target === 'AmazonSSM.GetParameter') {
-        res
-          .writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
-          .end(JSON.stringify(getParameter(JSON.parse(text) as { Name?: string })));
-      } else if (new URLSearchParams(text).get('Action') === 'Publish') {
-        const id = publish(new URLSearchParams(text));
-        res
-          .writeHead(200, { 'content-type': 'text/xml' })
-          .end(
-            `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>${id}</MessageId></PublishResult><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></PublishResponse>`,
-          );
-      } else {
-        throw new ServiceError(400, 'UnsupportedOperation', `the local run does not serve ${req.method} ${req.url} ${target}`);
-      }
+      const { type, body: out } = await answer(req, text, target);
+      res.writeHead(200, { 'content-type': type }).end(out);
     } catch (err) {
       const e =
         err instanceof ServiceError ? err : new ServiceError(500, 'InternalError', err instanceof Error ? err.message : String(err));
       if (target.startsWith('AmazonSSM')) {
+        // JSON 1.1 protocol: the SDK raises an error named by __type (e.g. ParameterNotFound).
         res
           .writeHead(e.status, { 'content-type': 'application/x-amz-json-1.1' })
           .end(JSON.stringify({ __type: e.code, message: e.message }));
