@@ -260,16 +260,18 @@ export async function runLocal(opts: LocalRunOptions): Promise<LocalRunResult> {
             );
           }
         }
+        // The JobRequest the handler made: the run id travels as FANOUT_RUN_ID (the runner sets it again).
+        const { FANOUT_RUN_ID: runIdOverride, ...asked } = job.environment;
         return r.submitJob({
           request: {
             name: job.jobName,
             stage,
-            runId: job.parameters.runId ?? job.environment.FANOUT_RUN_ID ?? '',
+            runId: job.parameters.runId ?? runIdOverride ?? '',
             pipeline: job.parameters.pipeline ?? opts.pipeline,
             compute: job.queue.platform === 'FARGATE' ? 'fargate-spot' : 'ec2-spot',
             arraySize: job.arraySize,
             dependsOn: job.dependsOn.length > 0 ? job.dependsOn : undefined,
-            environment: job.environment,
+            environment: Object.keys(asked).length > 0 ? asked : undefined,
           },
           definition: { ...job.definition, arn: job.definition.arn },
           queue: job.queue.arn,
