@@ -60,6 +60,8 @@ describe('files pipeline end to end (xml-to-json)', () => {
     const out = join(dir, 'out');
     const r = await runLocal({ file: zip, pipeline: 'xml-json', config: CONFIG, outDir: out });
     assert.equal(r.status, 'SUCCEEDED', r.error);
+    assert.equal(r.iam.denied, 0, 'no call the synthesized IAM policies would deny');
+    assert.ok(r.iam.calls > 0, 'the calls were checked');
     assert.deepEqual([r.items, r.succeeded, r.failed], [4, 2, 2]);
     assert.deepEqual(JSON.parse(await readFile(join(out, 'orders/a.json'), 'utf8')), { order: { '@id': '007', line: ['1', '2'] } });
     assert.deepEqual(JSON.parse(await readFile(join(out, 'orders/a (2).json'), 'utf8')), { order: { '@id': '008' } });
@@ -92,6 +94,7 @@ describe('files pipeline end to end (xml-to-json)', () => {
     );
     const r = await runLocal({ file: zip, pipeline: 'xml-json', config: CONFIG, outDir: join(dir, 'escape') });
     assert.equal(r.status, 'FAILED');
+    assert.equal(r.iam.denied, 0, r.error);
     assert.match(r.error!, /escape\.zip is refused: .*escapes its folder|climbs out of its folder/);
     const mail = await readFile(r.emailFile!, 'utf8');
     assert.match(mail, /escape\.zip/);
@@ -102,6 +105,7 @@ describe('files pipeline end to end (xml-to-json)', () => {
     const config = parseAppConfig({ pipelines: [{ ...CONFIG.pipelines[0], zip: { maxInflatedBytes: 100_000 } }] });
     const r = await runLocal({ file: zip, pipeline: 'xml-json', config, outDir: join(dir, 'bomb') });
     assert.equal(r.status, 'FAILED');
+    assert.equal(r.iam.denied, 0, r.error);
     assert.match(r.error!, /bomb\.zip is refused: its files inflate to 200,007 bytes, more than the limit of 100,000/);
   });
 });
@@ -149,7 +153,8 @@ describe('fanout pull, locally (real sshd)', () => {
     const env = { PARTNER_KEY: server.privateKey };
     const first = await pullLocal({ source: 'partner', config, outDir: join(dir, 'pull1'), stateDir: state, env });
     assert.equal(first.pull.copied.length, 2);
-    assert.equal(first.run?.status, 'SUCCEEDED');
+    assert.equal(first.run?.status, 'SUCCEEDED', first.run?.error);
+    assert.equal(first.run?.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(first.run?.items, 2);
     assert.deepEqual((await readdir(join(dir, 'pull1'))).filter((f) => f.endsWith('.json')).sort(), ['o1.json', 'o2.json']);
     const second = await pullLocal({ source: 'partner', config, outDir: join(dir, 'pull2'), stateDir: state, env });

@@ -63,6 +63,8 @@ describe('merge pipeline, local run', () => {
       outDir: join(dir, 'example'),
     });
     assert.equal(r.status, 'SUCCEEDED', r.error);
+    assert.equal(r.iam.denied, 0, 'no call the synthesized IAM policies would deny');
+    assert.ok(r.iam.calls > 0, 'the calls were checked');
     assert.equal(r.run?.resultKey, `results/merge-xy/${batch}/merged.csv`);
     const out = await readDelimited(r.resultFile!);
     assert.deepEqual(out.header, ['ID_x', 'value_x', 'value_y']);
@@ -113,6 +115,7 @@ describe('merge pipeline, local run', () => {
     uploads.unshift(uploads.pop()!);
     const r = await runLocal({ file: '', uploads, pipeline: pipeline.name, config, outDir: join(dir, 'bad') });
     assert.equal(r.status, 'FAILED');
+    assert.equal(r.iam.denied, 0, 'the input failed the run, not IAM');
     assert.match(
       r.error ?? '',
       /x_list\.txt \(left input\): key column "ID" is missing; row 1 \(the header row\) has 2 columns: "Id2", "value"/,
@@ -136,6 +139,7 @@ describe('merge pipeline, local run', () => {
       keepDir: keep,
     });
     assert.equal(r.status, 'WAITING_FOR_INPUTS');
+    assert.equal(r.iam.denied, 0, r.error);
     assert.deepEqual(r.run?.dataset?.waitingFor, ['right input y_list.txt']);
     assert.equal(r.jobs.length, 0, 'no job runs before the last input');
     assert.equal(r.mails.length, 0);

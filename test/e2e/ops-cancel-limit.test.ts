@@ -127,6 +127,7 @@ describe('status, limit and cancel on a kept local run', () => {
 
     const result = await running;
     assert.equal(result.status, 'CANCELLED');
+    assert.equal(result.iam.denied, 0, result.error);
     assert.match(result.run?.error ?? '', /Cancelled by .* with fanout cancel/);
     assert.ok(result.run?.cleanedAt, 'cleanup followed');
     assert.equal(result.mails.length, 1, result.mails.map((m) => m.subject).join('; '));

@@ -35,6 +35,7 @@ interface LocalJson {
   failed: number;
   redriveOf: string | null;
   resultFile: string | null;
+  iam: { calls: number; denied: number };
 }
 
 describe('redrive of a kept local run', () => {
@@ -71,6 +72,7 @@ describe('redrive of a kept local run', () => {
     assert.equal(first.code, 0, first.stderr);
     const run1 = jsonOf<LocalJson>(first);
     assert.equal(run1.status, 'SUCCEEDED');
+    assert.equal(run1.iam.denied, 0, 'no call the synthesized IAM policies would deny');
     assert.equal(run1.failed, failing.length + 1);
 
     // Status after the run.
@@ -91,6 +93,7 @@ describe('redrive of a kept local run', () => {
     assert.equal(redriven.code, 0, redriven.stderr);
     const run2 = jsonOf<LocalJson>(redriven);
     assert.equal(run2.status, 'SUCCEEDED');
+    assert.equal(run2.iam.denied, 0, "no call the synthesized IAM policies would deny (consolidate reads the first run's outcomes)");
     assert.equal(run2.redriveOf, run1.runId);
     assert.notEqual(run2.runId, run1.runId);
     assert.equal(source.requests - requestsBefore, failing.length, 'only the failed items were called again');
