@@ -4,6 +4,13 @@
  * aws-cdk-lib version, so a repeated run with the same config pays for no synth. A miss builds the
  * app in this process (aws-cdk-lib is loaded only then), without bundling the handlers or staging
  * the job image (neither is in the templates the twin reads), and keeps the two templates.
+ *
+ * The data sources' origins (an http-lookup task's scheme, host and port, an osrm-match task's base
+ * URL) reach AWS only inside the handler bundle and the run record, never the templates' wiring, and
+ * a local run gives its handlers its own config: so the app is synthesized (and keyed) with a fixed
+ * placeholder origin, and a demo or test whose data source listens on a new port each time still
+ * finds the cache. Should the placeholder ever show up in the templates, that config is synthesized
+ * as it is instead.
  */
 import { createHash } from 'node:crypto';
 import type { Dirent } from 'node:fs';
@@ -47,6 +54,23 @@ async function sourceFiles(root: string, dir: string): Promise<string[]> {
     else if (e.name.endsWith('.ts')) out.push(rel);
   }
   return out;
+}
+
+/** Stands for a data source's origin in the config the app is synthesized with (see the top of this file). */
+export const PLACEHOLDER_ORIGIN = 'https://data-source.twin.invalid';
+
+/** The config with every task's data-source origin replaced by PLACEHOLDER_ORIGIN. */
+export function withPlaceholderOrigins(config: AppConfig): AppConfig {
+  const origin = /^https?:\/\/[^/{}?#]+/;
+  return {
+    ...config,
+    pipelines: config.pipelines.map((p) => {
+      if (p.shape !== 'items') return p;
+      if (p.task.type === 'http-lookup') return { ...p, task: { ...p.task, url: p.task.url.replace(origin, PLACEHOLDER_ORIGIN) } };
+      if (p.task.type === 'osrm-match') return { ...p, task: { ...p.task, baseUrl: PLACEHOLDER_ORIGIN } };
+      return p;
+    }),
+  };
 }
 
 /** The cache key: config, deployment overrides, every source file the app is built from, the CDK version. */
@@ -118,6 +142,14 @@ async function synthesize(opts: SynthOptions): Promise<AppTemplates> {
 
 /** The app's templates for this config: from the cache, or synthesized and cached. */
 export async function synthTemplates(opts: SynthOptions): Promise<SynthResult> {
+  const placeheld = { ...opts, config: withPlaceholderOrigins(opts.config) };
+  const result = await synthCached(placeheld);
+  if (!JSON.stringify(result.templates).includes(new URL(PLACEHOLDER_ORIGIN).host)) return result;
+  // The origin reached the wiring after all: this config's own templates.
+  return synthCached(opts);
+}
+
+async function synthCached(opts: SynthOptions): Promise<SynthResult> {
   const cacheDir = opts.cacheDir ?? defaultCacheDir(opts.projectRoot);
   const key = await synthKey(opts);
   const dir = join(cacheDir, key);
