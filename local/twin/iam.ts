@@ -192,6 +192,51 @@ function resourcePolicyFor(model: TwinModel, resource: string): PolicyDocument |
   return bucket ? model.resourcePolicies.get(bucket) : undefined;
 }
 
+/** An S3 object ARN: `arn:aws:s3:::bucket/key`. */
+const S3_OBJECT = /^(arn:aws:s3:::[^/]+)\/./;
+
+/** Policy ARN patterns as regular expressions (`*` any run of characters, `?` one), compiled once. */
+const patternCache = new Map<string, RegExp>();
+function patternMatches(pattern: string, arn: string): boolean {
+  let re = patternCache.get(pattern);
+  if (!re) {
+    re = new RegExp(
+      `^${pattern
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+    );
+    patternCache.set(pattern, re);
+  }
+  return re.test(arn);
+}
+
+/**
+ * What a request's resource stands for in its evaluation. IAM compares an S3 object's ARN with the
+ * `Resource`/`NotResource` patterns of the policies (a glob over `bucket/key`) and with nothing
+ * else (no resource-derived condition key is supplied), so two keys that match the same patterns
+ * of the role's policies and the bucket policy get the same answer: they share one evaluation (a
+ * run's many result parts are evaluated once per pattern set, not once each). Other ARNs, and
+ * patterns with policy variables, stand for themselves.
+ */
+export function resourceClass(model: TwinModel, roleArn: string, resource: string): string {
+  const bucket = S3_OBJECT.exec(resource)?.[1];
+  const role = model.roles.get(roleArn);
+  if (!bucket || !role) return resource;
+  const patterns: string[] = [];
+  for (const doc of [...role.policies.map((p) => p.document), resourcePolicyFor(model, resource)]) {
+    for (const statement of doc?.Statement ?? []) {
+      const s = statement as Record<string, unknown>;
+      for (const field of [s.Resource, s.NotResource]) {
+        for (const p of Array.isArray(field) ? field : [field]) if (typeof p === 'string') patterns.push(p);
+      }
+    }
+  }
+  if (patterns.some((p) => p.includes('${'))) return resource;
+  const matched = [...new Set(patterns.filter((p) => patternMatches(p, resource)))].sort();
+  return `${bucket}/<a key matching ${JSON.stringify(matched)}>`;
+}
+
 /** Evaluates one request for a role: 'Allowed', 'ImplicitlyDenied', 'ExplicitlyDenied' or an error text. */
 export async function evaluate(model: TwinModel, roleArn: string, req: IamRequest): Promise<string> {
   const role = model.roles.get(roleArn);
@@ -260,7 +305,12 @@ export class IamLedger {
   private async evaluateRequests(principal: Principal, call: SdkCall, requests: IamRequest[]): Promise<Evaluated> {
     const results = await Promise.all(
       requests.map((req) => {
-        const key = JSON.stringify([principal.roleArn, req.action, req.resource, req.context ?? {}]);
+        const key = JSON.stringify([
+          principal.roleArn,
+          req.action,
+          resourceClass(this.model, principal.roleArn, req.resource),
+          req.context ?? {},
+        ]);
         let p = this.cache.get(key);
         if (!p) {
           p = evaluate(this.model, principal.roleArn, req).catch(

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { matchesEventPattern } from '../../../local/twin/event-pattern';
-import { iamRequestsFor } from '../../../local/twin/iam';
+import { evaluate, iamRequestsFor, resourceClass } from '../../../local/twin/iam';
 import { globMatches, shouldRetry } from '../../../local/twin/retry-strategy';
 import { readTwinModel, TemplateError, type AppTemplates, type CfnTemplate } from '../../../local/twin/template';
 
@@ -163,6 +163,50 @@ describe('IAM requests of SDK calls', () => {
       ['batch:SubmitJob arn:q', 'batch:SubmitJob arn:d', 'batch:TagResource arn:aws:batch:us-east-1:123456789012:job/twin-new-job'],
     );
   });
+  it('evaluates S3 keys that match the same policy patterns once, and keys that match others apart', async () => {
+    // given a role that may put under work/ but not under work/secret/
+    const withRole = readTwinModel(
+      templates({
+        Resources: {
+          Role: { Type: 'AWS::IAM::Role', Properties: {} },
+          Policy: {
+            Type: 'AWS::IAM::Policy',
+            Properties: {
+              Roles: [{ Ref: 'Role' }],
+              PolicyDocument: {
+                Version: '2012-10-17',
+                Statement: [
+                  { Effect: 'Allow', Action: 's3:PutObject', Resource: 'arn:aws:s3:::b/work/*' },
+                  { Effect: 'Deny', Action: 's3:PutObject', Resource: 'arn:aws:s3:::b/work/secret/*' },
+                ],
+              },
+            },
+          },
+        },
+      }),
+      names,
+    );
+    const role = 'arn:aws:iam::123456789012:role/Role';
+    const key = (k: string) => resourceClass(withRole, role, `arn:aws:s3:::b/${k}`);
+    // then two parts of a run share a class, a key under work/secret/ or results/ does not
+    assert.equal(key('work/r/results/0/1.jsonl'), key('work/r2/results/7/12.jsonl'));
+    assert.notEqual(key('work/r/results/0/1.jsonl'), key('work/secret/x'));
+    assert.notEqual(key('work/r/results/0/1.jsonl'), key('results/x'));
+    assert.equal(
+      resourceClass(withRole, role, 'arn:aws:sns:us-east-1:1:t'),
+      'arn:aws:sns:us-east-1:1:t',
+      'other ARNs stand for themselves',
+    );
+    // and the classes' answers are IAM's for each of their keys
+    const put = (k: string) => evaluate(withRole, role, { action: 's3:PutObject', resource: `arn:aws:s3:::b/${k}` });
+    assert.deepEqual(await Promise.all(['work/r/1', 'work/r2/9', 'work/secret/x', 'results/x'].map(put)), [
+      'Allowed',
+      'Allowed',
+      'ExplicitlyDenied',
+      'ImplicitlyDenied',
+    ]);
+  });
+
   it('refuses a call it has no mapping for, naming it', () => {
     assert.throws(
       () => iamRequestsFor(model, { client: 'S3Client', command: 'PutBucketPolicyCommand', input: {} }),
