@@ -7,7 +7,10 @@ import { describe, it } from 'node:test';
 import { matchesEventPattern } from '../../../local/twin/event-pattern';
 import { evaluate, iamRequestsFor, resourceClass } from '../../../local/twin/iam';
 import { globMatches, shouldRetry } from '../../../local/twin/retry-strategy';
+import { PLACEHOLDER_ORIGIN, synthKey, withPlaceholderOrigins } from '../../../local/twin/synth';
 import { readTwinModel, TemplateError, type AppTemplates, type CfnTemplate } from '../../../local/twin/template';
+import { PROJECT_ROOT } from '../../../local/local-run';
+import { taxConfig } from '../../e2e/fixtures';
 
 const names = { account: '123456789012', region: 'us-east-1', bucket: 'b', table: 't' };
 const strategy = {
@@ -212,5 +215,17 @@ describe('IAM requests of SDK calls', () => {
       () => iamRequestsFor(model, { client: 'S3Client', command: 'PutBucketPolicyCommand', input: {} }),
       /S3Client PutBucketPolicyCommand/,
     );
+  });
+});
+
+describe('the synth cache key', () => {
+  it("is the same for configs that differ only in a data source's origin, and differs otherwise", async () => {
+    const key = (url: string, chunkSize = 10) =>
+      synthKey({ projectRoot: PROJECT_ROOT, config: withPlaceholderOrigins(taxConfig(url, { chunkSize })) });
+    const a = withPlaceholderOrigins(taxConfig('http://127.0.0.1:40001'));
+    const task = a.pipelines[0]!.shape === 'items' ? a.pipelines[0]!.task : undefined;
+    assert.ok(task?.type === 'http-lookup' && task.url.startsWith(`${PLACEHOLDER_ORIGIN}/`), 'the origin is replaced, the path kept');
+    assert.equal(await key('http://127.0.0.1:40001'), await key('http://127.0.0.1:40002'));
+    assert.notEqual(await key('http://127.0.0.1:40001'), await key('http://127.0.0.1:40001', 20), 'another chunk size is another config');
   });
 });
