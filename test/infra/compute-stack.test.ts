@@ -523,11 +523,12 @@ describe('compute stack', () => {
   });
 
   describe('job grants', () => {
-    it('let consolidate write results/ but never work/', () => {
+    it("let consolidate write results/ and history/ (every item's outcome) but never work/", () => {
       const puts = statementsOf(t, 'ConsolidateJobRole').filter((s) => actionsOf(s).some((a) => a.startsWith('s3:PutObject')));
-      assert.equal(puts.length, 1);
-      assert.match(resourcesText(puts[0]!), /\/results\/\*/);
-      assert.doesNotMatch(resourcesText(puts[0]!), /\/work\//);
+      const written = puts.map(resourcesText).join(' ');
+      assert.match(written, /\/results\/\*/);
+      assert.match(written, /\/history\/\*/);
+      assert.doesNotMatch(written, /\/work\//);
     });
 
     it('let only cleanup delete, and only under work/', () => {

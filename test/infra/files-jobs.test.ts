@@ -112,17 +112,26 @@ describe('files pipelines: infrastructure', () => {
     for (const stage of ['consolidate', 'cleanup']) assert.ok(submittable('OnJobFailed').includes(ref(stage)), stage);
   });
 
-  it("tells the handlers the pipeline's queue and its four job definitions", () => {
+  it("tells the handlers the pipeline's queue and its four job definitions in its job-targets parameter", () => {
     const functions = Object.values(built.compute.findResources('AWS::Lambda::Function') as Record<string, Resource>).filter(
-      (f) => f.Properties.Environment?.Variables?.FANOUT_JOB_DEFINITIONS !== undefined,
+      (f) => f.Properties.Environment?.Variables?.FANOUT_JOB_TARGETS_PREFIX !== undefined,
     );
     assert.equal(functions.length, 3);
-    for (const f of functions) {
-      const definitions = JSON.stringify(f.Properties.Environment.Variables.FANOUT_JOB_DEFINITIONS);
-      // {"xml-json":{"split":"<ref>","fanout":"<ref>",...}, in the Fn::Join's parts
-      assert.match(definitions, /\\"xml-json\\":\{\\"split\\":\\""/);
-      for (const stage of ['split', 'fanout', 'consolidate', 'cleanup']) assert.ok(definitions.includes(definitionId(built, stage)), stage);
-      assert.match(JSON.stringify(f.Properties.Environment.Variables.FANOUT_JOB_QUEUES), /\\"xml-json\\":\\""/);
-    }
+    const prefix = functions[0]!.Properties.Environment.Variables.FANOUT_JOB_TARGETS_PREFIX as string;
+    const parameters = Object.entries(built.compute.findResources('AWS::SSM::Parameter') as Record<string, Resource>);
+    const found = parameters.find(([, p]) => p.Properties.Name === `${prefix}xml-json`);
+    assert.ok(found, `a parameter ${prefix}xml-json among ${parameters.map(([, p]) => p.Properties.Name).join(', ')}`);
+    // {"queue":"<ref>","definitions":{"split":"<ref>","fanout":"<ref>",...}}, in the Fn::Join's parts
+    const value = JSON.stringify(found[1].Properties.Value);
+    assert.match(value, /\\"queue\\":\\""/);
+    for (const stage of ['split', 'fanout', 'consolidate', 'cleanup']) assert.ok(value.includes(definitionId(built, stage)), stage);
+    // and each handler may read it
+    const [parameterId] = found;
+    const policies = Object.values(built.compute.findResources('AWS::IAM::Policy') as Record<string, Resource>);
+    const readers = policies.filter((p) => {
+      const text = JSON.stringify(p.Properties.PolicyDocument);
+      return text.includes('ssm:GetParameter') && text.includes(parameterId);
+    });
+    assert.equal(readers.length, 3, 'on-intake, on-split-done and on-job-failed');
   });
 });
