@@ -10,7 +10,10 @@
  * a local run gives its handlers its own config: so the app is synthesized (and keyed) with a fixed
  * placeholder origin, and a demo or test whose data source listens on a new port each time still
  * finds the cache. Should the placeholder ever show up in the templates, that config is synthesized
- * as it is instead.
+ * as it is instead. Likewise an SFTP source that names no Secrets Manager secret for its key (a
+ * local `fanout pull` reads the key from the environment, and does the pull itself instead of the
+ * template's scheduled sftp-pull job) is synthesized with a placeholder secret name, which a
+ * deployment refuses to leave out.
  */
 import { createHash } from 'node:crypto';
 import type { Dirent } from 'node:fs';
@@ -59,11 +62,14 @@ async function sourceFiles(root: string, dir: string): Promise<string[]> {
 /** Stands for a data source's origin in the config the app is synthesized with (see the top of this file). */
 export const PLACEHOLDER_ORIGIN = 'https://data-source.twin.invalid';
 
-/** The config with every task's data-source origin replaced by PLACEHOLDER_ORIGIN. */
+/** The config with every task's data-source origin replaced by PLACEHOLDER_ORIGIN, and a placeholder key secret for a source without one. */
 export function withPlaceholderOrigins(config: AppConfig): AppConfig {
   const origin = /^https?:\/\/[^/{}?#]+/;
   return {
     ...config,
+    sources: config.sources.map((s) =>
+      s.privateKey.secretName ? s : { ...s, privateKey: { ...s.privateKey, secretName: `twin-local/${s.name}-key` } },
+    ),
     pipelines: config.pipelines.map((p) => {
       if (p.shape !== 'items') return p;
       if (p.task.type === 'http-lookup') return { ...p, task: { ...p.task, url: p.task.url.replace(origin, PLACEHOLDER_ORIGIN) } };

@@ -260,6 +260,10 @@ class Resolver {
         return this.ref(stack, id, where);
       case 'AWS::Logs::LogGroup.Arn':
         return `arn:aws:logs:${region}:${account}:log-group:/twin/${name}:*`;
+      case 'AWS::Scheduler::ScheduleGroup.Arn':
+        return `arn:aws:scheduler:${region}:${account}:schedule-group/${name}`;
+      case 'AWS::Scheduler::Schedule.Arn':
+        return `arn:aws:scheduler:${region}:${account}:schedule/default/${name}`;
       case 'AWS::Events::Rule.Arn':
         return `arn:aws:events:${region}:${account}:rule/${name}`;
       case 'AWS::SSM::Parameter.Type':
