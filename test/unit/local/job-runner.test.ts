@@ -298,4 +298,27 @@ describe('LocalJobRunner', () => {
     const { r } = runner(await freshOut('too-big'), {});
     await assert.rejects(r.submit(job('fanout', { arraySize: 10_001 })), /2\.\.10,000/);
   });
+  it('terminates a running job (SIGTERM, no further attempt) and fails a waiting dependant with the reason, as TerminateJob', async () => {
+    // Given a running job that would be retried, and a job that depends on it
+    const out = await freshOut('terminate');
+    let r!: LocalJobRunner;
+    let running = '';
+    ({ r } = runner(out, { fanout: 'hang' }, { onProgress: () => r.terminate(running, 'fanout cancel of run run-1') }));
+    const first = await r.submit(job('fanout'));
+    running = first.jobId;
+    const after = await r.submit(job('consolidate', { dependsOn: [first.jobId] }));
+    // When it is terminated as soon as it runs
+    await r.idle();
+    // Then it stopped on SIGTERM after one attempt, failed with the reason, and its dependant never ran
+    const [stopped, dependant] = [r.get(first.jobId)!, r.get(after.jobId)!];
+    assert.equal(stopped.state, 'FAILED');
+    assert.equal(stopped.statusReason, 'fanout cancel of run run-1');
+    assert.deepEqual(
+      stopped.attempts.map((a) => [a.attempt, a.signal]),
+      [[1, 'SIGTERM']],
+    );
+    assert.equal(dependant.state, 'FAILED');
+    assert.equal(dependant.attempts.length, 0);
+    assert.equal(r.terminate('no-such-job', 'x'), false, 'an unknown job is not found');
+  });
 });
