@@ -131,6 +131,8 @@ export interface TwinModel {
   subscriptions: SnsSubscriptionModel[];
   topics: Map<string, { arn: string; kmsKeyArn?: string }>;
   rules: RuleModel[];
+  /** Scheduled EventBridge rules: read, not run (a local run does not keep time). */
+  schedules: Array<{ logicalId: string; expression: string }>;
   parameters: Map<string, string>;
   roles: Map<string, RoleModel>;
   /** Resource policies by the ARN of their resource (bucket, topic, key). */
@@ -430,6 +432,7 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
     subscriptions: [],
     topics: new Map(),
     rules: [],
+    schedules: [],
     parameters: new Map(),
     roles: new Map(),
     resourcePolicies: new Map(),
@@ -533,7 +536,15 @@ export function readTwinModel(templates: AppTemplates, names: TwinNames): TwinMo
         case 'AWS::Events::Rule': {
           const p = resolve((r.Properties ?? {}) as Json, 'Properties') as Record<string, Json>;
           if (p.State !== undefined && p.State !== 'ENABLED') break;
-          if (p.EventPattern === undefined) throw new TemplateError(`${where}: has no EventPattern (scheduled rules are not run locally)`);
+          if (p.EventPattern === undefined) {
+            // A schedule (the merge deadline sweep) has no event to match: a local run does not keep
+            // time for it (`fanout sweep --local DIR` runs the sweep on a kept run).
+            if (p.ScheduleExpression !== undefined) {
+              model.schedules.push({ logicalId: id, expression: String(p.ScheduleExpression) });
+              break;
+            }
+            throw new TemplateError(`${where}: has neither an EventPattern nor a ScheduleExpression`);
+          }
           const pattern = typeof p.EventPattern === 'string' ? (JSON.parse(p.EventPattern) as Json) : p.EventPattern;
           model.rules.push({
             logicalId: id,
