@@ -7,6 +7,7 @@ import ExcelJS from 'exceljs';
 import { parseAppConfig, replaceOrigin, type AppConfig, type AppConfigInput } from '../../runtime/config/schema';
 import { pipelinesConfig } from '../../config/pipelines';
 import { isKnownCustomer, MAX_YEAR, MIN_YEAR, taxDueFor } from '../../local/sources/demo-data-source';
+import type { JobRequest, JobSubmitter } from '../../runtime/ports';
 
 export const TOKEN = 'e2e-token';
 
@@ -101,4 +102,19 @@ export async function readSheets(path: string): Promise<Map<string, SheetRows>> 
     sheets.set(ws.name, rows);
   });
   return sheets;
+}
+
+/** A job queue that records submissions (the port, not the SDK: the Batch adapter has its own tests). */
+export class RecordingJobs implements JobSubmitter {
+  readonly submitted: Array<JobRequest & { jobId: string }> = [];
+  failNext = false;
+  async submit(job: JobRequest): Promise<{ jobId: string }> {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error('Batch is unavailable');
+    }
+    const jobId = `job-${this.submitted.length + 1}`;
+    this.submitted.push({ ...job, jobId });
+    return { jobId };
+  }
 }

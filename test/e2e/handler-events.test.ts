@@ -14,21 +14,11 @@ import { handleJobStateEvent } from '../../lambda/handlers/on-job-failed';
 import { handleSplitDoneEvent } from '../../lambda/handlers/on-split-done';
 import { startEmulators, type LocalEmulators } from '../../local/emulators';
 import { createLogger } from '../../runtime/log';
-import type { JobRequest, JobSubmitter } from '../../runtime/ports';
 import { createPorts } from '../../runtime/ports-factory';
 import type { HandlerDeps } from '../../runtime/run/deps';
-import { taxConfig } from './fixtures';
+import { RecordingJobs, taxConfig } from './fixtures';
 
 /** A job queue that records submissions (the port: the Batch adapter has its own tests). */
-class RecordingJobs implements JobSubmitter {
-  readonly submitted: Array<JobRequest & { jobId: string }> = [];
-  async submit(job: JobRequest): Promise<{ jobId: string }> {
-    const jobId = `job-${this.submitted.length + 1}`;
-    this.submitted.push({ ...job, jobId });
-    return { jobId };
-  }
-}
-
 interface LogLine {
   level: string;
   message: string;

@@ -18,26 +18,10 @@ import { handleObjectCreated, runIdFor } from '../../lambda/handlers/on-intake';
 import { handleSplitDone } from '../../lambda/handlers/on-split-done';
 import { startEmulators, type LocalEmulators } from '../../local/emulators';
 import { silentLogger } from '../../runtime/log';
-import type { JobRequest, JobSubmitter } from '../../runtime/ports';
-import { taxConfig } from './fixtures';
+import { RecordingJobs, taxConfig } from './fixtures';
 
 function pipelinesRecipients(config: HandlerDeps['config'], name: string): string[] {
   return config.pipelines.find((p) => p.name === name)?.recipients ?? [];
-}
-
-/** A job queue that records submissions (the port, not the SDK: the Batch adapter has its own tests). */
-class RecordingJobs implements JobSubmitter {
-  readonly submitted: Array<JobRequest & { jobId: string }> = [];
-  failNext = false;
-  async submit(job: JobRequest): Promise<{ jobId: string }> {
-    if (this.failNext) {
-      this.failNext = false;
-      throw new Error('Batch is unavailable');
-    }
-    const jobId = `job-${this.submitted.length + 1}`;
-    this.submitted.push({ ...job, jobId });
-    return { jobId };
-  }
 }
 
 let dir: string;

@@ -20,15 +20,7 @@ import { handleObjectCreated } from '../../lambda/handlers/on-intake';
 import { sweepWaitingRuns } from '../../lambda/handlers/merge-deadline';
 import { startEmulators, type LocalEmulators } from '../../local/emulators';
 import { silentLogger } from '../../runtime/log';
-import type { JobRequest, JobSubmitter } from '../../runtime/ports';
-
-class RecordingJobs implements JobSubmitter {
-  readonly submitted: JobRequest[] = [];
-  async submit(job: JobRequest): Promise<{ jobId: string }> {
-    this.submitted.push(job);
-    return { jobId: `job-${this.submitted.length}` };
-  }
-}
+import { RecordingJobs } from './fixtures';
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2026-12-01T08:00:00Z');

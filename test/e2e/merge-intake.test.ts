@@ -18,17 +18,9 @@ import type { HandlerDeps } from '../../runtime/run/deps';
 import { handleObjectCreated } from '../../lambda/handlers/on-intake';
 import { startEmulators, type LocalEmulators } from '../../local/emulators';
 import { silentLogger } from '../../runtime/log';
-import type { JobRequest, JobSubmitter } from '../../runtime/ports';
+import { RecordingJobs } from './fixtures';
 
 /** A job queue that records submissions (the port; the Batch adapter has its own tests). */
-class RecordingJobs implements JobSubmitter {
-  readonly submitted: JobRequest[] = [];
-  async submit(job: JobRequest): Promise<{ jobId: string }> {
-    this.submitted.push(job);
-    return { jobId: `job-${this.submitted.length}` };
-  }
-}
-
 let dir: string;
 let emulators: LocalEmulators;
 let deps: HandlerDeps & { jobs: RecordingJobs };

@@ -76,6 +76,20 @@ function call(pool: H1Pool, url: URL, method = 'GET', body?: string): Promise<H1
 
 const newPool = (connections = 1) => new H1Pool({ connections, keepAliveTimeoutMs: 30_000, maxResponseBytes: 1024 });
 
+/** Connections a server answering `ok` with `header` sees for two calls in a row through one pool. */
+async function connectionsForTwoCalls(header: string): Promise<number> {
+  const server = await rawServer(() => [`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n${header}\r\n\r\nok`]);
+  const pool = newPool();
+  try {
+    await call(pool, server.url);
+    await call(pool, server.url);
+    return server.connections();
+  } finally {
+    await pool.close();
+    await server.close();
+  }
+}
+
 describe('H1Pool', () => {
   it('given a Content-Length answer split across packets, reads exactly that body and reuses the socket', async () => {
     const server = await rawServer(() => ['HTTP/1.1 200 OK\r\nContent-Le', 'ngth: 11\r\nX-A: 1\r\n\r\n{"a":', '"bcd"}']);
@@ -129,13 +143,7 @@ describe('H1Pool', () => {
   });
 
   it('given Connection: close with a length, does not reuse the socket', async () => {
-    const server = await rawServer(() => ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok']);
-    const pool = newPool();
-    await call(pool, server.url);
-    await call(pool, server.url);
-    assert.equal(server.connections(), 2);
-    await pool.close();
-    await server.close();
+    assert.equal(await connectionsForTwoCalls('Connection: close'), 2);
   });
 
   it('given a 204 and a HEAD answer, reads no body and keeps the socket', async () => {
@@ -218,13 +226,7 @@ describe('H1Pool', () => {
   });
 
   it('given a Keep-Alive timeout hint of 1 s, does not reuse the socket (it would be closed by the server)', async () => {
-    const server = await rawServer(() => ['HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=1\r\n\r\nok']);
-    const pool = newPool();
-    await call(pool, server.url);
-    await call(pool, server.url);
-    assert.equal(server.connections(), 2);
-    await pool.close();
-    await server.close();
+    assert.equal(await connectionsForTwoCalls('Keep-Alive: timeout=1'), 2);
   });
 });
 
