@@ -14,9 +14,9 @@
  *   npx tsx local/sources/capacity-source.ts --capacity 300 [--port 0] [--seed 7]
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { flagValue, isMain } from '../../examples/cli';
 import { mulberry32 } from '../../examples/seeded-random';
+import { loopbackServer, sendJson } from './loopback-server';
 import { DEMO_TOKEN, isKnownCustomer, MAX_YEAR, MIN_YEAR, taxDueFor } from './demo-data-source';
 
 export interface CapacitySourceOptions {
@@ -107,14 +107,8 @@ export async function startCapacitySource(opts: CapacitySourceOptions): Promise<
   let arrivalCount = 0;
   let tokens = burst;
   let last = now();
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const sockets = new Set<Socket>();
 
-  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-    const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-    res.end(text);
-  };
+  const send = sendJson;
 
   const answer = (req: IncomingMessage, res: ServerResponse) => {
     if (req.headers.authorization !== `Bearer ${token}`) {
@@ -139,14 +133,6 @@ export async function startCapacitySource(opts: CapacitySourceOptions): Promise<
       stats.ok++;
       send(res, 200, taxDueFor(decodeURIComponent(m[1]), year));
     }
-  };
-
-  const later = (ms: number, fn: () => void) => {
-    const timer = setTimeout(() => {
-      timers.delete(timer);
-      fn();
-    }, ms);
-    timers.add(timer);
   };
 
   const server = createServer((req, res) => {
@@ -193,10 +179,8 @@ export async function startCapacitySource(opts: CapacitySourceOptions): Promise<
     }
   });
   server.keepAliveTimeout = 60_000;
-  server.on('connection', (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
+  const loopback = loopbackServer(server);
+  const later = loopback.later;
 
   function windows(): CapacityWindows {
     if (arrivalCount === 0) return { maxSliding: 0, perSecond: [], spanMs: 0 };
@@ -221,26 +205,13 @@ export async function startCapacitySource(opts: CapacitySourceOptions): Promise<
     return { maxSliding, perSecond, spanMs: arrivals[arrivalCount - 1]! - first };
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await loopback.listen(opts.port);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     capacityPerSecond: capacity,
     stats: () => ({ ...stats }),
     windows,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const t of timers) clearTimeout(t);
-        timers.clear();
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      }),
+    close,
   };
 }
 

@@ -16,9 +16,9 @@
  *     [--failure-rate 0.08] [--seed 42] [--token demo-token] [--json]
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { isMain } from '../../examples/cli';
 import { mulberry32 } from '../../examples/seeded-random';
+import { loopbackServer, sendJson } from './loopback-server';
 
 /** The token the demo expects unless told otherwise (the `tax-due` pipeline reads it from TAX_API_TOKEN). */
 export const DEMO_TOKEN = 'demo-token';
@@ -115,14 +115,8 @@ export async function startDemoDataSource(opts: DemoDataSourceOptions = {}): Pro
     inFlight: 0,
     maxInFlight: 0,
   };
-  const timers = new Set<ReturnType<typeof setTimeout>>();
-  const sockets = new Set<Socket>();
 
-  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
-    const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
-    res.end(text);
-  };
+  const send = sendJson;
 
   const answer = (req: IncomingMessage, res: ServerResponse, failure: number, kind: number) => {
     if (failure < failureRate) {
@@ -201,37 +195,19 @@ export async function startDemoDataSource(opts: DemoDataSourceOptions = {}): Pro
     const failure = random();
     const kind = random();
     req.resume();
-    const timer = setTimeout(() => {
-      timers.delete(timer);
-      answer(req, res, failure, kind);
-    }, latency);
-    timers.add(timer);
+    loopback.later(latency, () => answer(req, res, failure, kind));
   });
-  server.on('connection', (socket) => {
+  const loopback = loopbackServer(server);
+  server.on('connection', () => {
     stats.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await loopback.listen(opts.port);
 
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     stats: () => ({ ...stats }),
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const t of timers) clearTimeout(t);
-        timers.clear();
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      }),
+    close,
   };
 }
 
