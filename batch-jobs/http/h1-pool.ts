@@ -6,9 +6,11 @@
  *
  * Why not undici: at 256 calls in flight a fan-out child spent about half of its CPU in undici's
  * request objects, its WASM parser's per-header callbacks and its dispatch queue
- * (bench/fanout-stage.ts --profile). Here a request is one string written once (the header block
- * of a header object is built once and cached), and a response is parsed from its head in one
- * pass; headers become an object only when asked for.
+ * (bench/fanout-stage.ts --profile). Here a request is one string written once (its head after
+ * the request-target is built once per origin, method and header object), a response is parsed
+ * from its head in one pass, and headers become an object only when asked for. Plain http sockets
+ * read into one buffer the pool shares (net's `onread`), so a read makes no stream chunk and no
+ * 'data' event; what outlives the read (a part of a head or of a body) is copied.
  *
  * Responses: a body by Content-Length, chunked transfer coding or (without either) up to the
  * close of the connection; none for HEAD, 1xx, 204 and 304 (an interim 1xx is skipped). A socket
@@ -38,7 +40,10 @@ export interface H1PoolOptions {
 
 export interface H1Request {
   method: string;
+  /** The URL; with `target`, only its origin is used (one URL object may serve many requests). */
   url: URL;
+  /** The request-target, path and query ("/a/b?c=1"). @default - the URL's path and query */
+  target?: string;
   headers: Record<string, string> | undefined;
   body: string | Uint8Array | undefined;
 }
@@ -63,10 +68,12 @@ const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection'
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\r\n\0]/;
 
+const NO_HEADERS = { block: '', host: undefined };
+
 /** The header lines of a caller's header object, each ending in CRLF; built once per object. */
 const headerBlocks = new WeakMap<Record<string, string>, { block: string; host: string | undefined }>();
 function headerBlockOf(headers: Record<string, string> | undefined): { block: string; host: string | undefined } {
-  if (headers === undefined) return { block: '', host: undefined };
+  if (headers === undefined) return NO_HEADERS;
   let cached = headerBlocks.get(headers);
   if (cached === undefined) {
     let block = '';
@@ -96,8 +103,26 @@ export class H1Error extends Error {
   }
 }
 
+/** A method as sent (upper case), checked once per spelling. */
+const methods = new Map<string, string>();
+function methodOf(method: string): string {
+  let upper = methods.get(method);
+  if (upper === undefined) {
+    upper = method.toUpperCase();
+    if (!TOKEN.test(upper)) throw new H1Error(`invalid method "${method}"`, 'H1_INVALID');
+    if (methods.size < 64) methods.set(method, upper);
+  }
+  return upper;
+}
+
+/** Bytes read from plain http sockets, shared by the pool's sockets (see Connection.onData). */
+const READ_BUFFER_BYTES = 64 * 1024;
+
 export class H1Pool {
   private readonly origins = new Map<string, Origin>();
+  /** Origins by the URL objects that named them with a `target` (callers reuse one URL per origin). */
+  private readonly originsByUrl = new WeakMap<URL, Origin>();
+  private readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   private closed = false;
 
   constructor(readonly opts: H1PoolOptions) {}
@@ -109,20 +134,29 @@ export class H1Pool {
       exchange.failLater(new H1Error('the HTTP client is closed', 'H1_POOL_CLOSED'));
       return exchange;
     }
+    const origin = this.originOf(req);
     try {
-      exchange.prepare();
+      exchange.prepare(origin);
     } catch (err) {
       exchange.failLater(err as Error);
       return exchange;
     }
-    const key = req.url.origin;
-    let origin = this.origins.get(key);
-    if (origin === undefined) {
-      origin = new Origin(req.url, this.opts);
-      this.origins.set(key, origin);
-    }
     origin.start(exchange);
     return exchange;
+  }
+
+  private originOf(req: H1Request): Origin {
+    const { url } = req;
+    let origin = req.target === undefined ? undefined : this.originsByUrl.get(url);
+    if (origin !== undefined) return origin;
+    const key = url.origin;
+    origin = this.origins.get(key);
+    if (origin === undefined) {
+      origin = new Origin(url, this.opts, this.readBuffer);
+      this.origins.set(key, origin);
+    }
+    if (req.target !== undefined) this.originsByUrl.set(url, origin);
+    return origin;
   }
 
   /** Lets the requests in flight finish, then closes every socket. New requests fail. */
@@ -135,6 +169,8 @@ export class H1Pool {
 class Exchange implements H1Exchange {
   head = '';
   payload: Buffer | undefined;
+  /** A HEAD request: its answer has no body. */
+  headOnly = false;
   conn: Connection | undefined;
   origin: Origin | undefined;
   private finished = false;
@@ -144,19 +180,18 @@ class Exchange implements H1Exchange {
     private readonly done: H1Callback,
   ) {}
 
-  /** Builds the request's bytes; throws H1Error on a header that cannot be sent. */
-  prepare(): void {
-    const { url, method, body } = this.req;
-    const { block, host } = headerBlockOf(this.req.headers);
-    const upper = method.toUpperCase();
-    if (!TOKEN.test(upper)) throw new H1Error(`invalid method "${method}"`, 'H1_INVALID');
-    let head = `${upper} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${host ?? url.host}\r\n${block}`;
+  /** Builds the request's bytes; throws H1Error on a method or header that cannot be sent. */
+  prepare(origin: Origin): void {
+    const { url, method, body, target, headers } = this.req;
+    const upper = methodOf(method);
+    this.headOnly = upper === 'HEAD';
+    const path = target ?? `${url.pathname}${url.search}`;
     if (body === undefined) {
-      if (upper === 'POST' || upper === 'PUT' || upper === 'PATCH') head += 'content-length: 0\r\n';
-      this.head = `${head}\r\n`;
+      this.head = `${upper} ${path}${origin.headTail(upper, headers)}`;
     } else {
       const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-      this.head = `${head}content-length: ${bytes.byteLength}\r\n\r\n`;
+      const { block, host } = headerBlockOf(headers);
+      this.head = `${upper} ${path} HTTP/1.1\r\nhost: ${host ?? origin.url.host}\r\n${block}content-length: ${bytes.byteLength}\r\n\r\n`;
       this.payload = Buffer.concat([Buffer.from(this.head, 'latin1'), bytes]);
     }
   }
@@ -192,11 +227,31 @@ class Origin {
   private sweeper: ReturnType<typeof setInterval> | undefined;
   private closing: (() => void) | undefined;
   private active = 0;
+  /** The last head tail built (one header object and method per task, as a rule). */
+  private tailHeaders: Record<string, string> | undefined;
+  private tailMethod = '';
+  private tail = '';
 
   constructor(
     readonly url: URL,
     readonly opts: H1PoolOptions,
+    /** Where plain http sockets read (shared: see Connection.onData). */
+    readonly readBuffer: Buffer,
   ) {}
+
+  /**
+   * What follows the request-target in a request without a body: " HTTP/1.1", the host, the
+   * caller's headers and the blank line. Throws H1Error on a header that cannot be sent.
+   */
+  headTail(method: string, headers: Record<string, string> | undefined): string {
+    if (headers === this.tailHeaders && method === this.tailMethod && this.tail !== '') return this.tail;
+    const { block, host } = headerBlockOf(headers);
+    const length = method === 'POST' || method === 'PUT' || method === 'PATCH' ? 'content-length: 0\r\n' : '';
+    this.tail = ` HTTP/1.1\r\nhost: ${host ?? this.url.host}\r\n${block}${length}\r\n`;
+    this.tailHeaders = headers;
+    this.tailMethod = method;
+    return this.tail;
+  }
 
   start(exchange: Exchange): void {
     exchange.origin = this;
@@ -247,7 +302,7 @@ class Origin {
       return;
     }
     conn.idleSince = Date.now();
-    conn.socket.unref();
+    conn.unref();
     this.idle.push(conn);
     if (this.closing) {
       this.maybeClosed();
@@ -322,18 +377,39 @@ class Connection {
   private chunkState = 0;
   private error: Error | undefined;
   private dead = false;
+  /** Whether the socket holds the process open (only while an exchange is on it). */
+  private reffed = true;
 
   constructor(private readonly origin: Origin) {
     const { url, opts } = origin;
     const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
     const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    this.socket =
-      url.protocol === 'https:'
-        ? tlsConnect({ host, port, servername: /^[\d.]+$|:/.test(host) ? undefined : host, ALPNProtocols: ['http/1.1'], ca: opts.ca })
-        : netConnect({ host, port });
+    if (url.protocol === 'https:') {
+      this.socket = tlsConnect({
+        host,
+        port,
+        servername: /^[\d.]+$|:/.test(host) ? undefined : host,
+        ALPNProtocols: ['http/1.1'],
+        ca: opts.ca,
+      });
+      this.socket.on('data', (data: Buffer) => this.onData(data, false));
+    } else {
+      // Reads land in the pool's shared buffer: no stream chunk, no 'data' event per read.
+      const buffer = origin.readBuffer;
+      this.socket = netConnect({
+        host,
+        port,
+        onread: {
+          buffer,
+          callback: (bytes: number) => {
+            this.onData(buffer.subarray(0, bytes), true);
+            return true;
+          },
+        },
+      });
+    }
     this.socket.setNoDelay(true);
     this.keepAliveMs = opts.keepAliveTimeoutMs;
-    this.socket.on('data', (data: Buffer) => this.onData(data));
     this.socket.on('error', (err: Error) => {
       this.error ??= err;
     });
@@ -349,11 +425,22 @@ class Connection {
     exchange.conn = this;
     this.phase = Phase.Head;
     this.status = 0;
-    this.chunks = [];
+    if (this.chunks.length > 0) this.chunks = [];
     this.size = 0;
-    this.socket.ref();
+    if (!this.reffed) {
+      this.reffed = true;
+      this.socket.ref();
+    }
     if (exchange.payload) this.socket.write(exchange.payload);
     else this.socket.write(exchange.head, 'latin1');
+  }
+
+  /** Idle in the pool: the socket no longer keeps the process alive. */
+  unref(): void {
+    if (this.reffed) {
+      this.reffed = false;
+      this.socket.unref();
+    }
   }
 
   /** Cuts the exchange in progress (timeout, caller's abort). */
@@ -395,12 +482,26 @@ class Connection {
     exchange?.finish(err, undefined);
   }
 
-  private onData(data: Buffer): void {
+  /**
+   * Bytes read. `shared`: `data` is a view of the pool's read buffer, which the next read
+   * overwrites, so what must outlive this call (an incomplete head or chunk line, body pieces of
+   * an answer not yet complete) is copied before it returns.
+   */
+  private onData(data: Buffer, shared: boolean): void {
     if (this.exchange === undefined) {
       // Bytes nobody asked for: the socket cannot be trusted for another request.
       this.destroy();
       return;
     }
+    const keptBefore = this.chunks.length;
+    this.parse(data);
+    if (!shared) return;
+    if (this.pending !== undefined && this.pending.buffer === data.buffer) this.pending = Buffer.from(this.pending);
+    const chunks = this.chunks;
+    if (this.exchange !== undefined) for (let i = keptBefore; i < chunks.length; i++) chunks[i] = Buffer.from(chunks[i]!);
+  }
+
+  private parse(data: Buffer): void {
     let buf = data;
     while (buf.length > 0 && this.exchange !== undefined) {
       switch (this.phase) {
@@ -513,8 +614,7 @@ class Connection {
     this.status = status;
     this.head = head;
     this.keepAlive = keepAlive;
-    const method = this.exchange!.req.method.toUpperCase();
-    if (method === 'HEAD' || status === 204 || status === 304) {
+    if (this.exchange!.headOnly || status === 204 || status === 304) {
       if (rest.length > 0) this.keepAlive = false;
       this.complete();
       return undefined;
