@@ -154,6 +154,38 @@ export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => 
   return () => signal.removeEventListener('abort', fn);
 }
 
+/** What listens to a shared abort signal (see onSharedAbort). */
+export interface AbortTarget {
+  abortNow(): void;
+}
+
+const sharedAbortTargets = new WeakMap<AbortSignal, Set<AbortTarget>>();
+
+/**
+ * Calls `target.abortNow()` when `signal` aborts; returns the set to delete `target` from to stop
+ * listening. Every request and back-off of a fan-out child shares one shutdown signal: one
+ * listener per signal and a set of targets, instead of an event listener (and a closure) each.
+ */
+export function onSharedAbort(signal: AbortSignal | undefined, target: AbortTarget): Set<AbortTarget> | undefined {
+  if (signal === undefined) return undefined;
+  let targets = sharedAbortTargets.get(signal);
+  if (!targets) {
+    const set = new Set<AbortTarget>();
+    targets = set;
+    sharedAbortTargets.set(signal, set);
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const t of set) t.abortNow();
+        set.clear();
+      },
+      { once: true },
+    );
+  }
+  targets.add(target);
+  return targets;
+}
+
 export function abortReason(signal: AbortSignal): Error {
   const reason: unknown = signal.reason;
   if (reason instanceof Error) return reason;
@@ -169,13 +201,36 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
       reject(abortReason(signal));
       return;
     }
-    const timer = setTimeout(() => {
-      stopListening();
-      resolve();
-    }, ms);
-    const stopListening = onAbort(signal, () => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    });
+    new Sleep(ms, signal, resolve, reject);
   });
+}
+
+/** One back-off in progress: its timer and its place among the signal's targets, in one object. */
+class Sleep implements AbortTarget {
+  private readonly timer: ReturnType<typeof setTimeout>;
+  private readonly listening: Set<AbortTarget> | undefined;
+
+  constructor(
+    ms: number,
+    private readonly signal: AbortSignal | undefined,
+    private readonly resolve: () => void,
+    private readonly reject: (err: Error) => void,
+  ) {
+    this.timer = setTimeout(sleepOver, ms, this);
+    this.listening = onSharedAbort(signal, this);
+  }
+
+  over(): void {
+    this.listening?.delete(this);
+    this.resolve();
+  }
+
+  abortNow(): void {
+    clearTimeout(this.timer);
+    this.reject(abortReason(this.signal!));
+  }
+}
+
+function sleepOver(sleep: Sleep): void {
+  sleep.over();
 }

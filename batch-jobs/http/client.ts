@@ -11,12 +11,22 @@
 import { STATUS_CODES } from 'node:http';
 import { H1Error, H1Pool, type H1Exchange, type H1Response } from './h1-pool';
 import { PermanentError, TransientError, errorMessage, transientKindOf } from '../../runtime/errors';
-import { abortReason } from '../../runtime/retry';
+import { abortReason, onSharedAbort, type AbortTarget } from '../../runtime/retry';
+
+/**
+ * A URL as an origin and a request-target: `origin` is a URL object parsed once and shared by
+ * many requests (only its scheme, host and port are used), `path` the path and query
+ * ("/a/b?c=1"), already encoded as the URL parser would leave it.
+ */
+export interface UrlTarget {
+  origin: URL;
+  path: string;
+}
 
 export interface HttpRequest {
   method: string;
-  /** The URL; a URL object the caller has already parsed and checked is used as it is. */
-  url: string | URL;
+  /** The URL; a URL object or target the caller has already parsed and checked is used as it is. */
+  url: string | URL | UrlTarget;
   headers?: Record<string, string>;
   body?: string | Uint8Array;
   /** Whole request: waiting for a socket, connecting, sending, headers and body. */
@@ -86,17 +96,7 @@ export class HttpClient {
 
   /** Transport failures (timeout, reset, refused, DNS) -> TransientError naming the cause. Statuses are not classified. */
   request(req: HttpRequest): Promise<HttpResponse> {
-    let url: URL;
-    try {
-      url = typeof req.url === 'string' ? new URL(req.url) : req.url;
-    } catch {
-      return Promise.reject(new PermanentError(`invalid URL in ${describeRequest(req)}`));
-    }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-      return Promise.reject(new PermanentError(`unsupported URL scheme "${url.protocol}" in ${describeRequest(req)}`));
-    }
-    if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
-    return new Promise<HttpResponse>((resolve, reject) => new Call(this.pool, req, url, resolve, reject));
+    return this.start(req, false) as Promise<HttpResponse>;
   }
 
   /**
@@ -105,20 +105,30 @@ export class HttpClient {
    * HTTP date); 3xx (redirects are not followed), 404 and other 4xx -> PermanentError
    * "HTTP 404 Not Found from <method> <url-without-query-secrets>: <short body excerpt>".
    */
-  async requestJson(req: HttpRequest): Promise<unknown> {
-    const res = await this.request(req);
-    if (res.status >= 200 && res.status < 300) {
-      if (res.body.trim() === '') return null;
-      try {
-        return JSON.parse(res.body) as unknown;
-      } catch {
-        throw new TransientError(`unparseable JSON in ${describeResponse(req, res)}`);
+  requestJson(req: HttpRequest): Promise<unknown> {
+    return this.start(req, true);
+  }
+
+  private start(req: HttpRequest, json: boolean): Promise<unknown> {
+    const target = req.url;
+    let url: URL;
+    let path: string | undefined;
+    try {
+      if (typeof target === 'string') url = new URL(target);
+      else if (target instanceof URL) url = target;
+      else {
+        url = target.origin;
+        path = target.path;
       }
+    } catch {
+      return Promise.reject(new PermanentError(`invalid URL in ${describeRequest(req)}`));
     }
-    if (isTransientStatus(res.status)) {
-      throw new TransientError(describeResponse(req, res), parseRetryAfter(res.headers['retry-after']), transientKindOf(res.status));
+    const protocol = url.protocol;
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      return Promise.reject(new PermanentError(`unsupported URL scheme "${protocol}" in ${describeRequest(req)}`));
     }
-    throw new PermanentError(describeResponse(req, res));
+    if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
+    return new Promise<unknown>((resolve, reject) => new Call(this.pool, req, url, path, json, resolve, reject));
   }
 
   /** Closes the sockets once the requests in flight have finished. Safe to call twice. */
@@ -130,12 +140,13 @@ export class HttpClient {
 
 /**
  * One request in flight: its timer, its place among the shutdown signal's listeners and its
- * exchange with the pool, in one object (the fan-out makes thousands a second).
+ * exchange with the pool, in one object (the fan-out makes thousands a second). A JSON call
+ * classifies the answer here, so the caller's promise is the only one.
  */
-class Call {
+class Call implements AbortTarget {
   private readonly timer: ReturnType<typeof setTimeout>;
   private readonly exchange: H1Exchange;
-  private readonly stopListening: () => void;
+  private readonly listening: Set<AbortTarget> | undefined;
   private timedOut = false;
   private settled = false;
 
@@ -143,12 +154,16 @@ class Call {
     pool: H1Pool,
     private readonly req: HttpRequest,
     url: URL,
-    private readonly resolve: (res: HttpResponse) => void,
+    target: string | undefined,
+    private readonly json: boolean,
+    private readonly resolve: (value: unknown) => void,
     private readonly reject: (err: Error) => void,
   ) {
     this.timer = setTimeout(callTimedOut, req.timeoutMs, this);
-    this.stopListening = onSharedAbort(req.signal, this);
-    this.exchange = pool.request({ method: req.method, url, headers: req.headers, body: req.body }, (err, res) => this.settle(err, res));
+    this.listening = onSharedAbort(req.signal, this);
+    this.exchange = pool.request({ method: req.method, url, target, headers: req.headers, body: req.body }, (err, res) =>
+      this.settle(err, res),
+    );
   }
 
   timeOut(): void {
@@ -165,10 +180,46 @@ class Call {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
-    this.stopListening();
-    if (res !== undefined) this.resolve(responseOf(res));
-    else this.reject(failureOf(err, this.req, this.timedOut));
+    this.listening?.delete(this);
+    if (res === undefined) this.reject(failureOf(err, this.req, this.timedOut));
+    else if (!this.json) this.resolve(new LazyResponse(res));
+    else {
+      let value: unknown;
+      try {
+        value = jsonOf(this.req, res);
+      } catch (failure) {
+        this.reject(failure as Error);
+        return;
+      }
+      this.resolve(value);
+    }
   }
+}
+
+/** The classification of requestJson (see its TSDoc); throws the failure. */
+function jsonOf(req: HttpRequest, res: H1Response): unknown {
+  const { status, body } = res;
+  if (status >= 200 && status < 300) {
+    if (isBlank(body)) return null;
+    try {
+      return JSON.parse(body) as unknown;
+    } catch {
+      throw new TransientError(`unparseable JSON in ${describeResponse(req, res)}`);
+    }
+  }
+  if (isTransientStatus(status)) {
+    throw new TransientError(describeResponse(req, res), parseRetryAfter(headerOf(res.head, 'retry-after')), transientKindOf(status));
+  }
+  throw new PermanentError(describeResponse(req, res));
+}
+
+/** Whether a body is empty or white space only (without trimming a copy of it). */
+function isBlank(body: string): boolean {
+  if (body === '') return true;
+  const first = body.charCodeAt(0);
+  // An object or an array (most answers): no need to look further.
+  if (first === 123 || first === 91) return false;
+  return body.trim() === '';
 }
 
 function callTimedOut(call: Call): void {
@@ -242,11 +293,13 @@ export function describeUrl(raw: string): string {
 
 /** "GET <url as describeUrl shows it>"; built only when a message needs it. */
 function describeRequest(req: HttpRequest): string {
-  return `${req.method.toUpperCase()} ${describeUrl(String(req.url))}`;
+  const { url } = req;
+  const href = typeof url === 'string' || url instanceof URL ? String(url) : `${url.origin.origin}${url.path}`;
+  return `${req.method.toUpperCase()} ${describeUrl(href)}`;
 }
 
 /** "HTTP 404 Not Found from GET <url>: <short body excerpt>". */
-function describeResponse(req: HttpRequest, res: HttpResponse): string {
+function describeResponse(req: HttpRequest, res: { status: number; body: string }): string {
   const reason = STATUS_CODES[res.status];
   const excerpt = bodyExcerpt(res.body);
   return `HTTP ${res.status}${reason ? ` ${reason}` : ''} from ${describeRequest(req)}${excerpt ? `: ${excerpt}` : ''}`;
@@ -282,59 +335,39 @@ function transportCause(err: unknown): string {
 }
 
 /** A response whose headers (lower-case names, repeats joined with ", ") are read from the head when first asked for. */
-function responseOf(res: H1Response): HttpResponse {
-  let headers: Record<string, string> | undefined;
-  return {
-    status: res.status,
-    body: res.body,
-    get headers() {
-      if (headers === undefined) {
-        headers = {};
-        const lines = res.head.split('\r\n');
-        for (let i = 1; i < lines.length; i++) {
-          const line = lines[i]!;
-          const colon = line.indexOf(':');
-          if (colon <= 0) continue;
-          const name = line.slice(0, colon).trim().toLowerCase();
-          const value = line.slice(colon + 1).trim();
-          headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
-        }
-      }
-      return headers;
-    },
-  };
-}
+class LazyResponse implements HttpResponse {
+  readonly status: number;
+  readonly body: string;
+  private readonly head: string;
+  private parsed: Record<string, string> | undefined;
 
-/** What listens to a shared shutdown signal. */
-interface AbortTarget {
-  abortNow(): void;
-}
-
-/**
- * Calls `target.abortNow()` when `signal` aborts; returns the function that stops listening. Every
- * request of a fan-out child shares one shutdown signal: one listener per signal, and a set of
- * targets, instead of an event listener per request.
- */
-const sharedAbortTargets = new WeakMap<AbortSignal, Set<AbortTarget>>();
-function onSharedAbort(signal: AbortSignal | undefined, target: AbortTarget): () => void {
-  if (signal === undefined) return noop;
-  let targets = sharedAbortTargets.get(signal);
-  if (!targets) {
-    const set = new Set<AbortTarget>();
-    targets = set;
-    sharedAbortTargets.set(signal, set);
-    signal.addEventListener(
-      'abort',
-      () => {
-        for (const t of set) t.abortNow();
-        set.clear();
-      },
-      { once: true },
-    );
+  constructor(res: H1Response) {
+    this.status = res.status;
+    this.body = res.body;
+    this.head = res.head;
   }
-  const set = targets;
-  set.add(target);
-  return () => set.delete(target);
+
+  get headers(): Record<string, string> {
+    this.parsed ??= headersOf(this.head);
+    return this.parsed;
+  }
 }
 
-function noop(): void {}
+function headersOf(head: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const lines = head.split('\r\n');
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+  }
+  return headers;
+}
+
+/** One header of a response head (lower-case `name`; repeats joined with ", "). */
+function headerOf(head: string, name: string): string | undefined {
+  return headersOf(head)[name];
+}
