@@ -130,6 +130,28 @@ describe('http-lookup task', () => {
     }
   });
 
+  it('given templates and values of many kinds, sends the path and query that URL parsing of the filled template gives', async () => {
+    reply = (_r, res) => send(res, 200, { taxDue: 1 });
+    const templates = [
+      '/x/{Customer ID}?q={Name}',
+      '?q={Name}&id={Customer ID}',
+      "/a b/{Customer ID}?q='{Name}'",
+      '/x;v=1/{Customer ID}/y@z:w!$&()*+,~?q={Name}&r=%zz?s',
+      '/x/{Customer ID}#frag',
+    ];
+    const values = ["x'y", 'a b', 'é€', '100%', 'a/b', '?&=#', "~!*()'", '.e', 'x%2e'];
+    for (const template of templates) {
+      const task = lookupTask({ ...config(), url: `${base}${template}` });
+      for (const id of values) {
+        const name = values[(values.indexOf(id) + 1) % values.length]!;
+        await runOnce(task, customer(id, { Name: name }));
+        const filled = `${base}${template}`.replace('{Customer ID}', encodeURIComponent(id)).replace('{Name}', encodeURIComponent(name));
+        const expected = new URL(filled);
+        assert.equal(seen[0].rawUrl, expected.pathname + expected.search, `${template} with ${id} and ${name}`);
+      }
+    }
+  });
+
   it('given a {credential} header, sends the credential in it', async () => {
     reply = (_r, res) => send(res, 200, { taxDue: 1 });
     const task = lookupTask();
