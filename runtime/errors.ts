@@ -87,7 +87,11 @@ export function transientKindOf(status: number): TransientKind {
   return status === 429 ? 'throttled' : status === 503 ? 'unavailable' : 'other';
 }
 
-/** A call that may succeed if tried again (timeout, reset, 408, 429, 5xx, unparseable body). */
+/**
+ * A call that may succeed if tried again (timeout, reset, 408, 429, 5xx, unparseable body). An
+ * expected outcome, thousands a minute against a flaky source, that says what happened in its
+ * message: it carries no stack trace (capturing one costs more than the rest of the error).
+ */
 export class TransientError extends Error {
   override readonly name = 'TransientError';
   constructor(
@@ -97,7 +101,10 @@ export class TransientError extends Error {
     /** What the failure says about the source's load. @default 'other' */
     readonly kind: TransientKind = 'other',
   ) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
   }
 }
 
