@@ -15,8 +15,10 @@ export async function forEachConcurrent<T>(
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new RangeError(`concurrency must be a whole number >= 1, got ${concurrency}`);
   }
-  const iterator: Iterator<T> | AsyncIterator<T> =
-    Symbol.asyncIterator in Object(items) ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
+  const isAsync = Symbol.asyncIterator in Object(items);
+  const iterator: Iterator<T> | AsyncIterator<T> = isAsync
+    ? (items as AsyncIterable<T>)[Symbol.asyncIterator]()
+    : (items as Iterable<T>)[Symbol.iterator]();
 
   let failed = false;
   let firstError: unknown;
@@ -62,7 +64,33 @@ export async function forEachConcurrent<T>(
     }
   };
 
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  // A synchronous source (an array of work items) is pulled in place: no promise per pull.
+  const syncIterator = iterator as Iterator<T>;
+  const syncWorker = async () => {
+    for (;;) {
+      if (failed || exhausted) return;
+      let result: IteratorResult<T>;
+      try {
+        result = syncIterator.next();
+      } catch (err) {
+        exhausted = true;
+        fail(err);
+        return;
+      }
+      if (result.done) {
+        exhausted = true;
+        return;
+      }
+      try {
+        await fn(result.value);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+    }
+  };
+
+  await Promise.all(Array.from({ length: concurrency }, isAsync ? worker : syncWorker));
 
   if (failed && !exhausted && typeof iterator.return === 'function') {
     // Let the source release what it holds (a file stream, a network body).
