@@ -237,13 +237,22 @@ export class SourceGuard {
     this.admit();
   }
 
+  /**
+   * Takes a slot now if one is free (nobody waiting, under the limit, no pause, pacing allows)
+   * and says whether it did: the caller then needs no promise. Otherwise, `acquire`.
+   */
+  tryAcquire(): boolean {
+    if (this.queue.length === 0 && this.inFlightCount < this.limit && (this.pausedUntil === 0 || !this.paused) && this.paced()) {
+      this.inFlightCount++;
+      return true;
+    }
+    return false;
+  }
+
   /** Waits for a slot (and the end of any pause). Rejects when `signal` aborts. */
   acquire(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(abortReason(signal));
-    if (this.queue.length === 0 && this.inFlightCount < this.limit && (this.pausedUntil === 0 || !this.paused) && this.paced()) {
-      this.inFlightCount++;
-      return Promise.resolve();
-    }
+    if (this.tryAcquire()) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = {
         resolve,

@@ -235,7 +235,7 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   const timed = guard.mode === 'auto';
   // One call of the task through the guard and the limiter (no closure per item: this runs thousands of times a second).
   const callOnce = async (item: WorkItem, attempt: number): Promise<TaskResult> => {
-    await guard.acquire(signal);
+    if (signal.aborted || !guard.tryAcquire()) await guard.acquire(signal);
     let startedAt: number;
     try {
       if (limiter) await limiter.acquire(signal);
