@@ -9,7 +9,7 @@
  * URL with userinfo removed and secret-looking query values masked, never request headers.
  */
 import { STATUS_CODES } from 'node:http';
-import { H1Error, H1Pool, type H1Exchange, type H1Response } from './h1-pool';
+import { H1Error, H1Pool, type H1Exchange, type H1Request, type H1Response } from './h1-pool';
 import { PermanentError, TransientError, errorMessage, transientKindOf } from '../../runtime/errors';
 import { abortReason, onSharedAbort, type AbortTarget } from '../../runtime/retry';
 
@@ -143,7 +143,10 @@ export class HttpClient {
  * exchange with the pool, in one object (the fan-out makes thousands a second). A JSON call
  * classifies the answer here, so the caller's promise is the only one.
  */
-class Call implements AbortTarget {
+class Call implements AbortTarget, H1Request {
+  readonly method: string;
+  readonly headers: Record<string, string> | undefined;
+  readonly body: string | Uint8Array | undefined;
   private readonly timer: ReturnType<typeof setTimeout>;
   private readonly exchange: H1Exchange;
   private readonly listening: Set<AbortTarget> | undefined;
@@ -153,17 +156,19 @@ class Call implements AbortTarget {
   constructor(
     pool: H1Pool,
     private readonly req: HttpRequest,
-    url: URL,
-    target: string | undefined,
+    readonly url: URL,
+    readonly target: string | undefined,
     private readonly json: boolean,
     private readonly resolve: (value: unknown) => void,
     private readonly reject: (err: Error) => void,
   ) {
+    this.method = req.method;
+    this.headers = req.headers;
+    this.body = req.body;
     this.timer = setTimeout(callTimedOut, req.timeoutMs, this);
     this.listening = onSharedAbort(req.signal, this);
-    this.exchange = pool.request({ method: req.method, url, target, headers: req.headers, body: req.body }, (err, res) =>
-      this.settle(err, res),
-    );
+    // The call is its own request and the context of its callback: no object or closure per request.
+    this.exchange = pool.request(this, callSettled, this);
   }
 
   timeOut(): void {
@@ -176,7 +181,7 @@ class Call implements AbortTarget {
     this.exchange.cancel(abortReason(this.req.signal!));
   }
 
-  private settle(err: Error | undefined, res: H1Response | undefined): void {
+  settle(err: Error | undefined, res: H1Response | undefined): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.timer);
@@ -224,6 +229,10 @@ function isBlank(body: string): boolean {
 
 function callTimedOut(call: Call): void {
   call.timeOut();
+}
+
+function callSettled(err: Error | undefined, res: H1Response | undefined, call: Call): void {
+  call.settle(err, res);
 }
 
 /** What a failed request rejects with: the caller's abort reason, a timeout, or an error naming the cause. */

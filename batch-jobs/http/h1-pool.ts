@@ -55,8 +55,8 @@ export interface H1Response {
   body: string;
 }
 
-/** Called once, with an error or with the response. */
-export type H1Callback = (err: Error | undefined, res: H1Response | undefined) => void;
+/** Called once, with an error or with the response, and the context given with the request. */
+export type H1Callback<C = undefined> = (err: Error | undefined, res: H1Response | undefined, context: C) => void;
 
 /** A request in progress: `cancel` stops it (a queued one leaves the queue, an active one closes its socket). */
 export interface H1Exchange {
@@ -90,6 +90,39 @@ function headerBlockOf(headers: Record<string, string> | undefined): { block: st
     headerBlocks.set(headers, cached);
   }
   return cached;
+}
+
+const FRAMING_HEADERS = ['content-length', 'transfer-encoding', 'connection', 'keep-alive'] as const;
+type FramingHeader = (typeof FRAMING_HEADERS)[number];
+
+/** Which framing header the name `head[start, colon)` is (any case, white space before the colon allowed), if any. */
+function framingHeaderAt(head: string, start: number, colon: number): FramingHeader | undefined {
+  let end = colon;
+  while (end > start && (head.charCodeAt(end - 1) === 32 || head.charCodeAt(end - 1) === 9)) end--;
+  for (const name of FRAMING_HEADERS) {
+    if (end - start !== name.length) continue;
+    let i = 0;
+    for (; i < name.length; i++) {
+      const ch = head.charCodeAt(start + i);
+      if ((ch >= 65 && ch <= 90 ? ch | 0x20 : ch) !== name.charCodeAt(i)) break;
+    }
+    if (i === name.length) return name;
+  }
+  return undefined;
+}
+
+/** The last Keep-Alive value read and what it means (a server sends the same one with every answer). */
+let lastKeepAlive = '';
+let lastKeepAliveMs: number | undefined;
+
+/** How long a server keeps an idle connection by its `Keep-Alive: timeout=N` hint, less a second; undefined without one. */
+function keepAliveHintMs(value: string): number | undefined {
+  if (value !== lastKeepAlive) {
+    const m = /timeout=\s*(\d+)/i.exec(value);
+    lastKeepAlive = value;
+    lastKeepAliveMs = m ? Math.max(0, Number(m[1]) * 1000 - 1000) : undefined;
+  }
+  return lastKeepAliveMs;
 }
 
 /** An error of the pool, with a code the HTTP client maps to a cause. */
@@ -127,9 +160,12 @@ export class H1Pool {
 
   constructor(readonly opts: H1PoolOptions) {}
 
-  /** Starts a request; `done` is called exactly once (not before this returns). */
-  request(req: H1Request, done: H1Callback): H1Exchange {
-    const exchange = new Exchange(req, done);
+  /**
+   * Starts a request; `done` is called exactly once (not before this returns), with `context`
+   * (so a caller making many requests needs no closure per request).
+   */
+  request<C = undefined>(req: H1Request, done: H1Callback<C>, context?: C): H1Exchange {
+    const exchange = new Exchange(req, done as H1Callback<unknown>, context);
     if (this.closed) {
       exchange.failLater(new H1Error('the HTTP client is closed', 'H1_POOL_CLOSED'));
       return exchange;
@@ -177,7 +213,8 @@ class Exchange implements H1Exchange {
 
   constructor(
     readonly req: H1Request,
-    private readonly done: H1Callback,
+    private readonly done: H1Callback<unknown>,
+    private readonly context: unknown,
   ) {}
 
   /** Builds the request's bytes; throws H1Error on a method or header that cannot be sent. */
@@ -203,7 +240,7 @@ class Exchange implements H1Exchange {
   finish(err: Error | undefined, res: H1Response | undefined): void {
     if (this.finished) return;
     this.finished = true;
-    this.done(err, res);
+    this.done(err, res, this.context);
   }
 
   failLater(err: Error): void {
@@ -371,7 +408,8 @@ class Connection {
   private keepAlive = true;
   private keepAliveMs: number;
   private remaining = 0;
-  private chunks: Buffer[] = [];
+  /** Body pieces of the answer being read (one array per connection, emptied after each answer). */
+  private readonly chunks: Buffer[] = [];
   private size = 0;
   /** Chunked coding: 0 size line, 1 data, 2 the CRLF after data, 3 trailers. */
   private chunkState = 0;
@@ -425,7 +463,7 @@ class Connection {
     exchange.conn = this;
     this.phase = Phase.Head;
     this.status = 0;
-    if (this.chunks.length > 0) this.chunks = [];
+    this.chunks.length = 0;
     this.size = 0;
     if (!this.reffed) {
       this.reffed = true;
@@ -513,15 +551,15 @@ class Connection {
         }
         case Phase.Length: {
           const take = Math.min(this.remaining, buf.length);
-          if (!this.addBody(take === buf.length ? buf : buf.subarray(0, take))) return;
+          const all = take === buf.length;
+          if (!this.addBody(all ? buf : buf.subarray(0, take))) return;
           this.remaining -= take;
-          buf = buf.subarray(take);
           if (this.remaining === 0) {
-            if (buf.length > 0) this.keepAlive = false;
+            if (!all) this.keepAlive = false;
             this.complete();
-            return;
           }
-          break;
+          // Every byte was used, or the answer is complete.
+          return;
         }
         case Phase.Chunked: {
           const rest = this.readChunked(buf);
@@ -582,33 +620,36 @@ class Connection {
     let length = -1;
     let chunked = false;
     let keepAlive = !http10;
+    // Only the headers that frame the answer are read here, found by their names in place (no
+    // string per header line); the rest waits for `headers`.
     for (let at = head.indexOf('\r\n'); at >= 0; ) {
-      const next = head.indexOf('\r\n', at + 2);
-      const line = next < 0 ? head.slice(at + 2) : head.slice(at + 2, next);
+      const start = at + 2;
+      const next = head.indexOf('\r\n', start);
+      const end = next < 0 ? head.length : next;
       at = next;
-      const colon = line.indexOf(':');
-      if (colon <= 0) continue;
-      // Only the headers that frame the answer are read here; the rest waits for `headers`.
-      const c = line.charCodeAt(0) | 0x20;
+      const c = head.charCodeAt(start) | 0x20;
       if (c !== 99 && c !== 116 && c !== 107) continue; // c(ontent-length, connection), t(ransfer-encoding), k(eep-alive)
-      const name = line.slice(0, colon).trim().toLowerCase();
-      const value = line.slice(colon + 1).trim();
-      if (name === 'content-length') {
+      const colon = head.indexOf(':', start);
+      if (colon < 0 || colon >= end) continue;
+      const header = framingHeaderAt(head, start, colon);
+      if (header === undefined) continue;
+      const value = head.slice(colon + 1, end).trim();
+      if (header === 'content-length') {
         const n = Number(value);
         if (!/^\d+$/.test(value) || (length >= 0 && length !== n)) {
           this.fail(new H1Error(`bad Content-Length "${value}"`, 'H1_PARSE'));
           return undefined;
         }
         length = n;
-      } else if (name === 'transfer-encoding') {
+      } else if (header === 'transfer-encoding') {
         if (/(^|,)\s*chunked\s*$/i.test(value)) chunked = true;
-      } else if (name === 'connection') {
+      } else if (header === 'connection') {
         const v = value.toLowerCase();
         if (v.includes('close')) keepAlive = false;
         else if (v.includes('keep-alive')) keepAlive = true;
-      } else if (name === 'keep-alive') {
-        const m = /timeout=\s*(\d+)/i.exec(value);
-        if (m) this.keepAliveMs = Math.min(this.origin.opts.keepAliveTimeoutMs, Math.max(0, Number(m[1]) * 1000 - 1000));
+      } else {
+        const ms = keepAliveHintMs(value);
+        if (ms !== undefined) this.keepAliveMs = Math.min(this.origin.opts.keepAliveTimeoutMs, ms);
       }
     }
     this.status = status;
@@ -705,7 +746,7 @@ class Connection {
     const chunks = this.chunks;
     const body =
       chunks.length === 0 ? '' : chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, this.size).toString('utf8');
-    this.chunks = [];
+    chunks.length = 0;
     const res: H1Response = { status: this.status, head: this.head, body };
     this.origin.released(this, this.keepAlive && !this.dead);
     exchange.finish(undefined, res);
