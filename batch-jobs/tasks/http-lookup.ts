@@ -22,7 +22,7 @@ import { EnvironmentError, PermanentError, TransientError, errorMessage } from '
 import type { HttpClient, UrlTarget } from '../http/client';
 import type { Cell, Row, WorkItem } from '../../runtime/model';
 import { columnLookup, toNumber } from './columns';
-import type { Task, TaskOutputShape } from './task';
+import type { Task, TaskOutputShape, TaskResult } from './task';
 
 const SOURCE = 'http-lookup task';
 
@@ -36,10 +36,10 @@ export function createHttpLookupTask(config: HttpLookupTaskConfig, deps: { clien
   const body = config.body === undefined ? undefined : compileBodyTemplate(config.body, problems);
   const results = config.results.map((r, i) => {
     try {
-      return { column: r.column, path: r.path, type: r.type, steps: parseJsonPath(r.path) };
+      return { column: r.column, type: r.type, steps: parseJsonPath(r.path), what: resultWhat(r) };
     } catch (err) {
       problems.push(`results[${i}].path: ${errorMessage(err)}`);
-      return { column: r.column, path: r.path, type: r.type, steps: [] as PathStep[] };
+      return { column: r.column, type: r.type, steps: [] as PathStep[], what: resultWhat(r) };
     }
   });
   const credentialHeaders = Object.entries(config.headers)
@@ -76,32 +76,39 @@ export function createHttpLookupTask(config: HttpLookupTaskConfig, deps: { clien
 
   const scrub = makeScrubber(credential);
   const { client } = deps;
+  const { method, timeoutMs } = config;
+  // The answer's handlers are made once, not per call (this runs thousands of times a second).
+  const resultOf = (answer: unknown): TaskResult => {
+    const fields: Row = {};
+    try {
+      for (const r of results) fields[r.column] = coerce(readPath(answer, r.steps), r.type, r.what);
+    } catch (err) {
+      throw scrubError(err, scrub);
+    }
+    return { fields };
+  };
+  const failure = (err: unknown): never => {
+    throw scrubError(err, scrub);
+  };
 
   return {
     output: describeHttpLookupOutput(config),
-    async run(item: WorkItem, ctx) {
+    run(item: WorkItem, ctx) {
+      let answer: Promise<unknown>;
       try {
         const row = item.d[0] ?? {};
-        const target = url.fill(row);
-        const answer = await client.requestJson({
-          method: config.method,
-          url: target,
-          headers,
-          body: body?.fill(row),
-          timeoutMs: config.timeoutMs,
-          signal: ctx.signal,
-        });
-        const fields: Row = {};
-        for (const r of results) {
-          const value = readPath(answer, r.steps);
-          fields[r.column] = coerce(value, r.type, `response field "${r.path}" (column "${r.column}")`);
-        }
-        return { fields };
+        answer = client.requestJson({ method, url: url.fill(row), headers, body: body?.fill(row), timeoutMs, signal: ctx.signal });
       } catch (err) {
-        throw scrubError(err, scrub);
+        return Promise.reject(scrubError(err, scrub));
       }
+      return answer.then(resultOf, failure);
     },
   };
+}
+
+/** How a coercion failure names a result: `response field "taxDue" (column "Tax Due")`. */
+function resultWhat(r: { column: string; path: string }): string {
+  return `response field "${r.path}" (column "${r.column}")`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +339,24 @@ export function readPath(value: unknown, steps: PathStep[]): unknown {
 // ---------------------------------------------------------------------------------------------
 // Coercion
 
+/** "YYYY-MM-DD": ten characters, ASCII digits and two dashes. */
+function isDateOnlyShape(s: string): boolean {
+  if (s.length !== 10 || s.charCodeAt(4) !== 45 || s.charCodeAt(7) !== 45) return false;
+  for (let i = 0; i < 10; i++) {
+    if (i === 4 || i === 7) continue;
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
+
+/** The number written by the ASCII digits s[at, at + count). */
+function digitsAt(s: string, at: number, count: number): number {
+  let n = 0;
+  for (let i = at; i < at + count; i++) n = n * 10 + (s.charCodeAt(i) - 48);
+  return n;
+}
+
 /** A response value as the column's type; missing (undefined/null) is null. Throws PermanentError when it cannot be. */
 export function coerce(value: unknown, type: ColumnType, what: string): Cell {
   if (value === undefined || value === null) return null;
@@ -392,14 +417,13 @@ function toIsoDate(value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined;
   const s = value.trim();
   if (s === '') return undefined;
-  const dateOnly = /^(\d{4})-(\d{2})-(\d{2})$/.exec(s);
-  if (dateOnly) {
-    // A calendar date, checked by arithmetic (no Date per answer: this runs for every item).
-    const year = Number(dateOnly[1]);
-    const month = Number(dateOnly[2]);
-    const day = Number(dateOnly[3]);
+  if (isDateOnlyShape(s)) {
+    // A calendar date, checked by arithmetic (no Date and no match per answer: this runs for every item).
+    const year = digitsAt(s, 0, 4);
+    const month = digitsAt(s, 5, 2);
+    const day = digitsAt(s, 8, 2);
     const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
-    const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+    const days = month === 2 ? (leap ? 29 : 28) : month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
     return month >= 1 && month <= 12 && day >= 1 && day <= days ? s : undefined;
   }
   const t = Date.parse(s);
