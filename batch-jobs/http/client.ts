@@ -9,7 +9,7 @@
  * URL with userinfo removed and secret-looking query values masked, never request headers.
  */
 import { STATUS_CODES } from 'node:http';
-import { H1Error, H1Pool, type H1Exchange, type H1Request, type H1Response } from './h1-pool';
+import { H1Error, H1Pool, headerValue, type H1Exchange, type H1Request, type H1Response } from './h1-pool';
 import { PermanentError, TransientError, errorMessage, transientKindOf } from '../../runtime/errors';
 import { abortReason, onSharedAbort, type AbortTarget } from '../../runtime/retry';
 
@@ -213,7 +213,7 @@ function jsonOf(req: HttpRequest, res: H1Response): unknown {
     }
   }
   if (isTransientStatus(status)) {
-    throw new TransientError(describeResponse(req, res), parseRetryAfter(headerOf(res.head, 'retry-after')), transientKindOf(status));
+    throw new TransientError(describeResponse(req, res), parseRetryAfter(headerValue(res.head, 'retry-after')), transientKindOf(status));
   }
   throw new PermanentError(describeResponse(req, res));
 }
@@ -280,31 +280,47 @@ export function describeUrl(raw: string): string {
   url.username = '';
   url.password = '';
   url.hash = '';
-  if (url.search) {
-    const parts = url.search
-      .slice(1)
-      .split('&')
-      .map((pair) => {
-        const eq = pair.indexOf('=');
-        if (eq < 0) return pair;
-        let name = pair.slice(0, eq);
-        try {
-          name = decodeURIComponent(name.replace(/\+/g, ' '));
-        } catch {
-          // keep the raw name
-        }
-        return SECRET_QUERY_NAMES.test(name) ? `${pair.slice(0, eq)}=***` : pair;
-      });
-    url.search = parts.join('&');
-  }
+  if (url.search) url.search = maskQuery(url.search.slice(1));
   return url.toString();
+}
+
+/** A query (without "?") with the values of secret-looking names masked. */
+function maskQuery(query: string): string {
+  return query
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      if (eq < 0) return pair;
+      let name = pair.slice(0, eq);
+      try {
+        name = decodeURIComponent(name.replace(/\+/g, ' '));
+      } catch {
+        // keep the raw name
+      }
+      return SECRET_QUERY_NAMES.test(name) ? `${pair.slice(0, eq)}=***` : pair;
+    })
+    .join('&');
+}
+
+/**
+ * A UrlTarget as describeUrl shows a URL: its origin (never with userinfo) and its path, query
+ * values of secret-looking names masked, without parsing a URL (a flaky source makes thousands
+ * of these messages a minute).
+ */
+function describeTarget(target: UrlTarget): string {
+  let path = target.path;
+  const hashAt = path.indexOf('#');
+  if (hashAt >= 0) path = path.slice(0, hashAt);
+  const queryAt = path.indexOf('?');
+  if (queryAt >= 0 && queryAt < path.length - 1) path = `${path.slice(0, queryAt + 1)}${maskQuery(path.slice(queryAt + 1))}`;
+  return `${target.origin.origin}${path}`;
 }
 
 /** "GET <url as describeUrl shows it>"; built only when a message needs it. */
 function describeRequest(req: HttpRequest): string {
   const { url } = req;
-  const href = typeof url === 'string' || url instanceof URL ? String(url) : `${url.origin.origin}${url.path}`;
-  return `${req.method.toUpperCase()} ${describeUrl(href)}`;
+  const shown = typeof url === 'string' || url instanceof URL ? describeUrl(String(url)) : describeTarget(url);
+  return `${req.method.toUpperCase()} ${shown}`;
 }
 
 /** "HTTP 404 Not Found from GET <url>: <short body excerpt>". */
@@ -374,9 +390,4 @@ function headersOf(head: string): Record<string, string> {
     headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }
   return headers;
-}
-
-/** One header of a response head (lower-case `name`; repeats joined with ", "). */
-function headerOf(head: string, name: string): string | undefined {
-  return headersOf(head)[name];
 }

@@ -97,18 +97,41 @@ type FramingHeader = (typeof FRAMING_HEADERS)[number];
 
 /** Which framing header the name `head[start, colon)` is (any case, white space before the colon allowed), if any. */
 function framingHeaderAt(head: string, start: number, colon: number): FramingHeader | undefined {
-  let end = colon;
-  while (end > start && (head.charCodeAt(end - 1) === 32 || head.charCodeAt(end - 1) === 9)) end--;
-  for (const name of FRAMING_HEADERS) {
-    if (end - start !== name.length) continue;
-    let i = 0;
-    for (; i < name.length; i++) {
-      const ch = head.charCodeAt(start + i);
-      if ((ch >= 65 && ch <= 90 ? ch | 0x20 : ch) !== name.charCodeAt(i)) break;
-    }
-    if (i === name.length) return name;
-  }
+  for (const name of FRAMING_HEADERS) if (isHeaderName(head, start, colon, name)) return name;
   return undefined;
+}
+
+/** Whether `head[start, colon)` is the header name `lower` (lower case), in any case, with white space around it. */
+function isHeaderName(head: string, start: number, colon: number, lower: string): boolean {
+  let from = start;
+  let end = colon;
+  while (from < end && (head.charCodeAt(from) === 32 || head.charCodeAt(from) === 9)) from++;
+  while (end > from && (head.charCodeAt(end - 1) === 32 || head.charCodeAt(end - 1) === 9)) end--;
+  if (end - from !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) {
+    const ch = head.charCodeAt(from + i);
+    if ((ch >= 65 && ch <= 90 ? ch | 0x20 : ch) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/**
+ * One header of a response head (`lower`: its name in lower case), repeated ones joined with
+ * ", ", read in place; undefined when the answer has none.
+ */
+export function headerValue(head: string, lower: string): string | undefined {
+  let found: string | undefined;
+  for (let at = head.indexOf('\r\n'); at >= 0; ) {
+    const start = at + 2;
+    const next = head.indexOf('\r\n', start);
+    const end = next < 0 ? head.length : next;
+    at = next;
+    const colon = head.indexOf(':', start);
+    if (colon <= start || colon >= end || !isHeaderName(head, start, colon, lower)) continue;
+    const value = head.slice(colon + 1, end).trim();
+    found = found === undefined ? value : `${found}, ${value}`;
+  }
+  return found;
 }
 
 /** The last Keep-Alive value read and what it means (a server sends the same one with every answer). */

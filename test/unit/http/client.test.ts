@@ -49,6 +49,13 @@ describe('HttpClient', () => {
   before(async () => {
     server = await startServer({
       '/ok': json(200, { taxDue: 12.5 }),
+      '/throttled-case': (_req, res) => {
+        res.writeHead(429, [
+          ['Content-Type', 'application/json'],
+          ['RETRY-after', '2'],
+        ]);
+        res.end('{}');
+      },
       '/echo': (req, res) => {
         let body = '';
         req.on('data', (c) => (body += c));
@@ -159,6 +166,23 @@ describe('HttpClient', () => {
       (err: unknown) =>
         err instanceof PermanentError &&
         err.message === `HTTP 404 Not Found from GET ${server.url}/missing?year=2023&api_key=***: {"error":"no such customer"}`,
+    );
+  });
+
+  it('given a URL as an origin and a path, a failure names it as describeUrl would, secrets masked', async () => {
+    const origin = new URL(`http://user:pw@${server.url.slice('http://'.length)}`);
+    await assert.rejects(
+      client.requestJson({ method: 'GET', url: { origin, path: '/missing?year=2023&api_key=s3cr3t' }, timeoutMs: 2_000 }),
+      (err: unknown) =>
+        err instanceof PermanentError &&
+        err.message === `HTTP 404 Not Found from GET ${server.url}/missing?year=2023&api_key=***: {"error":"no such customer"}`,
+    );
+  });
+
+  it('given a 429 whose Retry-After is spelled in another case, reads it', async () => {
+    await assert.rejects(
+      client.requestJson({ method: 'GET', url: { origin: new URL(server.url), path: '/throttled-case' }, timeoutMs: 2_000 }),
+      (err: unknown) => err instanceof TransientError && err.retryAfterMs === 2_000 && err.kind === 'throttled',
     );
   });
 
