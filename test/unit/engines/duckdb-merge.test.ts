@@ -8,7 +8,7 @@ import { InputError } from '../../../runtime/errors';
 import { readLayout } from '../../../batch-jobs/engines/delimited-header';
 import { runDuckdbMerge } from '../../../batch-jobs/engines/duckdb-merge';
 import { planMerge } from '../../../batch-jobs/engines/merge-plan';
-import { readDelimited, referenceMerge, writeDelimited, type Rows } from './merge-reference';
+import { readDelimited, referenceCounts, referenceMerge, writeDelimited, type Rows } from './merge-reference';
 
 let dir: string;
 before(async () => {
@@ -117,6 +117,50 @@ describe('DuckDB merge engine', () => {
       leftEmptyKeys: 1,
       rightEmptyKeys: 1,
     });
+  });
+
+  it('counts as the reference on generated composite keys (duplicates on both sides, empty key parts, spaces), every join type and path', async () => {
+    // deterministic pseudo-random rows: keys from a small alphabet so that many repeat on both sides
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return (seed >>> 8) % n;
+    };
+    const PARTS = ['', 'a', 'b', ' a', 'c', '007', '7', 'only-left'];
+    const part = (n: number) => PARTS[rand(n)]!;
+    const rows = (n: number, tag: string, parts: number): Rows =>
+      Array.from({ length: n }, (_, i) => [part(parts), part(parts), `${tag}${i}`]);
+    const L = rows(300, 'l', 8);
+    const R = rows(250, 'r', 7);
+    for (const trimKeys of [false, true]) {
+      const ref = referenceCounts(L, R, { how: 'inner', leftKeys: [0, 1], rightKeys: [1, 0], trimKeys });
+      assert.ok(ref.keysDuplicatedBothSides > 0 && ref.leftEmptyKeys > 0 && ref.leftUnmatched > ref.leftEmptyKeys);
+      for (const how of JOIN_TYPES) {
+        const unmatched =
+          (how === 'left' || how === 'full' ? ref.leftUnmatched : 0) + (how === 'right' || how === 'full' ? ref.rightUnmatched : 0);
+        const { matchedPairs, ...expected } = { ...ref, outputRows: ref.matchedPairs + unmatched };
+        for (const [order, split] of [
+          ['input', false],
+          ['input', true],
+          ['none', false],
+        ] as const) {
+          const r = await merge(
+            `gen-${how}-${order}-${split}-${trimKeys}`,
+            [['p', 'q', 'v'], ...L],
+            [['q', 'p', 'w'], ...R],
+            {
+              inputs: { left: 'x', right: 'y' },
+              keys: { left: ['p', 'q'], right: ['p', 'q'] },
+              how,
+              trimKeys,
+              output: { order },
+            },
+            split,
+          );
+          assert.deepEqual(r.counts, expected, `${how} ${order} split=${split} trimKeys=${trimKeys} (${matchedPairs} pairs)`);
+        }
+      }
+    }
   });
 
   it('headerless files get positional names; keys by position; trimKeys matches " 8" with "8"', async () => {

@@ -57,6 +57,52 @@ export function referenceMerge(left: Rows, right: Rows, s: ReferenceSpec): Rows 
   return out;
 }
 
+/**
+ * The email's key statistics by the same nested loop: rows per side, matched pairs, rows of each
+ * side without a match (empty keys included), keys (distinct non-empty key tuples) with more than
+ * one row on both sides, and rows with an empty key.
+ */
+export function referenceCounts(left: Rows, right: Rows, s: ReferenceSpec) {
+  const norm = (v: string) => (s.trimKeys ? v.trim() : v);
+  const keyOf = (row: string[], keys: number[]) => keys.map((k) => norm(row[k] ?? ''));
+  const valid = (key: string[]) => key.every((k) => k !== '');
+  const same = (a: string[], b: string[]) => a.every((v, i) => v === b[i]);
+  let pairs = 0;
+  const leftMatched = new Set<number>();
+  const rightMatched = new Set<number>();
+  left.forEach((l, i) => {
+    const lk = keyOf(l, s.leftKeys);
+    if (!valid(lk)) return;
+    right.forEach((r, j) => {
+      if (!same(lk, keyOf(r, s.rightKeys))) return;
+      pairs++;
+      leftMatched.add(i);
+      rightMatched.add(j);
+    });
+  });
+  const rowsWith = (rows: Rows, keys: number[], key: string[]) => rows.filter((r) => same(key, keyOf(r, keys))).length;
+  const seen = new Set<string>();
+  let keysDuplicatedBothSides = 0;
+  for (const l of left) {
+    const lk = keyOf(l, s.leftKeys);
+    const id = JSON.stringify(lk);
+    if (!valid(lk) || seen.has(id)) continue;
+    seen.add(id);
+    if (rowsWith(left, s.leftKeys, lk) > 1 && rowsWith(right, s.rightKeys, lk) > 1) keysDuplicatedBothSides++;
+  }
+  const empty = (rows: Rows, keys: number[]) => rows.filter((r) => !valid(keyOf(r, keys))).length;
+  return {
+    leftRows: left.length,
+    rightRows: right.length,
+    matchedPairs: pairs,
+    leftUnmatched: left.length - leftMatched.size,
+    rightUnmatched: right.length - rightMatched.size,
+    keysDuplicatedBothSides,
+    leftEmptyKeys: empty(left, s.leftKeys),
+    rightEmptyKeys: empty(right, s.rightKeys),
+  };
+}
+
 /** Writes rows as delimited text (no quoting: test values hold no delimiter, quote or newline unless said). */
 export async function writeDelimited(path: string, rows: Rows, delimiter = '\t'): Promise<void> {
   await writeFile(path, `${rows.map((r) => r.join(delimiter)).join('\n')}\n`);
