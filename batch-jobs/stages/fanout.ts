@@ -12,7 +12,7 @@ import { keys, type ResultLine, type WorkItem } from '../../runtime/model';
 import { forEachConcurrent } from '../../runtime/pool';
 import { RateLimiter } from '../http/rate-limit';
 import { isBackPressure, SourceGuard } from '../http/source-guard';
-import { readJsonl, toJsonl } from '../records/jsonl';
+import { forEachJsonl, readJsonl, toJsonl } from '../records/jsonl';
 import { backoffDelayMs, runWithRetry, type BackPressurePolicy, type RetryOutcome } from '../../runtime/retry';
 import type { Task, TaskResult } from '../tasks/task';
 import { nowOf, type StageContext } from './context';
@@ -64,7 +64,7 @@ export async function readResultParts(
     if (!m) continue;
     lastPart = Math.max(lastPart, Number(m[1]));
     const stream = await ctx.store.getStream(obj.key);
-    for await (const line of readJsonl<ResultLine>(stream, obj.key)) outcomes.set(line.i, line);
+    await forEachJsonl<ResultLine>(stream, obj.key, (line) => outcomes.set(line.i, line));
   }
   return { outcomes, lastPart };
 }
@@ -138,7 +138,8 @@ export async function runFanout(ctx: StageContext, opts: FanoutOptions): Promise
   let previous: Awaited<ReturnType<typeof readResultParts>>;
   let prior: Awaited<ReturnType<StageContext['table']['getChunk']>>;
   try {
-    for await (const item of readChunk(ctx, ctx.runId, chunk)) items.push(item);
+    const key = keys.chunk(ctx.runId, chunk);
+    await forEachJsonl<WorkItem>(await ctx.store.getStream(key), key, (item) => items.push(item));
     previous = await readResultParts(ctx, ctx.runId, chunk);
     prior = await ctx.table.getChunk(ctx.runId, chunk);
     await ctx.table.updateChunk(ctx.runId, chunk, { status: 'RUNNING', attempt: ctx.attempt, updatedAt: nowOf(ctx) });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { readJsonl, toJsonl } from '../../../batch-jobs/records/jsonl';
+import { forEachJsonl, readJsonl, toJsonl } from '../../../batch-jobs/records/jsonl';
 import { rejection, streamOf } from './fixtures';
 
 async function all<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -27,6 +27,17 @@ describe('JSONL', () => {
   test('blank lines, CRLF and a last line without a newline are accepted', async () => {
     const text = '{"a":1}\r\n\r\n\n{"a":2}\n{"a":3}';
     assert.deepEqual(await all(readJsonl(streamOf(text), 'test')), [{ a: 1 }, { a: 2 }, { a: 3 }]);
+  });
+
+  test('forEachJsonl gives every value in order, as readJsonl does, whatever the chunk boundaries', async () => {
+    const text = `${toJsonl(values).toString('utf8')}\r\n\n{"last":true}`;
+    for (const size of [1, 3, 1024]) {
+      const seen: unknown[] = [];
+      await forEachJsonl(streamOf(text, size), 'test', (v) => seen.push(v));
+      assert.deepEqual(seen, await all(readJsonl(streamOf(text, size), 'test')), `chunks of ${size}`);
+    }
+    const err = await rejection(forEachJsonl(streamOf('{"a":1}\n\n{"a":\n'), 'parts/3.jsonl', () => undefined));
+    assert.match(err.message, /^parts\/3\.jsonl, line 3: not valid JSON/);
   });
 
   test('a bad line is an Error naming the source and the line number', async () => {
