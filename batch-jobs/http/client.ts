@@ -80,6 +80,7 @@ const TRANSPORT_CAUSES: Record<string, string> = {
 
 export class HttpClient {
   private readonly pool: H1Pool;
+  private readonly deadlines = new Deadlines();
   private closing: Promise<void> | undefined;
 
   constructor(opts: HttpClientOptions) {
@@ -128,7 +129,7 @@ export class HttpClient {
       return Promise.reject(new PermanentError(`unsupported URL scheme "${protocol}" in ${describeRequest(req)}`));
     }
     if (req.signal?.aborted) return Promise.reject(abortReason(req.signal));
-    return new Promise<unknown>((resolve, reject) => new Call(this.pool, req, url, path, json, resolve, reject));
+    return new Promise<unknown>((resolve, reject) => new Call(this.pool, this.deadlines, req, url, path, json, resolve, reject));
   }
 
   /** Closes the sockets once the requests in flight have finished. Safe to call twice. */
@@ -139,7 +140,72 @@ export class HttpClient {
 }
 
 /**
- * One request in flight: its timer, its place among the shutdown signal's listeners and its
+ * The timeouts of a client's calls: one list in deadline order and one timer for the earliest,
+ * instead of a Node timer per call. A call goes in at the end (the calls of a task share one
+ * timeout, so the list stays in order without a search) and leaves when it settles.
+ */
+class Deadlines {
+  private first: Call | undefined;
+  private last: Call | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer fires (performance.now() ms); Infinity when none is set. */
+  private timerAt = Number.POSITIVE_INFINITY;
+
+  add(call: Call): void {
+    let after = this.last;
+    while (after !== undefined && after.deadline > call.deadline) after = after.prevDue;
+    call.prevDue = after;
+    call.nextDue = after === undefined ? this.first : after.nextDue;
+    if (call.nextDue === undefined) this.last = call;
+    else call.nextDue.prevDue = call;
+    if (after === undefined) this.first = call;
+    else after.nextDue = call;
+    if (call.deadline < this.timerAt) this.arm(call.deadline);
+  }
+
+  remove(call: Call): void {
+    const { prevDue, nextDue } = call;
+    if (prevDue === undefined) {
+      if (this.first !== call) return; // not in the list
+      this.first = nextDue;
+    } else prevDue.nextDue = nextDue;
+    if (nextDue === undefined) this.last = prevDue;
+    else nextDue.prevDue = prevDue;
+    call.prevDue = undefined;
+    call.nextDue = undefined;
+    if (this.first === undefined && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(deadlinesDue, Math.max(1, Math.ceil(at - performance.now())), this);
+  }
+
+  /** The timer fired: every call past its deadline times out; the timer is set for the next one. */
+  due(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    while (this.first !== undefined && this.first.deadline <= now) {
+      const call = this.first;
+      this.remove(call);
+      call.timeOut();
+    }
+    if (this.first !== undefined) this.arm(this.first.deadline);
+  }
+}
+
+function deadlinesDue(deadlines: Deadlines): void {
+  deadlines.due();
+}
+
+/**
+ * One request in flight: its deadline, its place among the shutdown signal's listeners and its
  * exchange with the pool, in one object (the fan-out makes thousands a second). A JSON call
  * classifies the answer here, so the caller's promise is the only one.
  */
@@ -147,7 +213,11 @@ class Call implements AbortTarget, H1Request {
   readonly method: string;
   readonly headers: Record<string, string> | undefined;
   readonly body: string | Uint8Array | undefined;
-  private readonly timer: ReturnType<typeof setTimeout>;
+  /** When the call times out, performance.now() ms. */
+  readonly deadline: number;
+  /** Neighbours in the client's deadline list. */
+  prevDue: Call | undefined;
+  nextDue: Call | undefined;
   private readonly exchange: H1Exchange;
   private readonly listening: Set<AbortTarget> | undefined;
   private timedOut = false;
@@ -155,6 +225,7 @@ class Call implements AbortTarget, H1Request {
 
   constructor(
     pool: H1Pool,
+    private readonly deadlines: Deadlines,
     private readonly req: HttpRequest,
     readonly url: URL,
     readonly target: string | undefined,
@@ -165,7 +236,8 @@ class Call implements AbortTarget, H1Request {
     this.method = req.method;
     this.headers = req.headers;
     this.body = req.body;
-    this.timer = setTimeout(callTimedOut, req.timeoutMs, this);
+    this.deadline = performance.now() + req.timeoutMs;
+    deadlines.add(this);
     this.listening = onSharedAbort(req.signal, this);
     // The call is its own request and the context of its callback: no object or closure per request.
     this.exchange = pool.request(this, callSettled, this);
@@ -184,7 +256,7 @@ class Call implements AbortTarget, H1Request {
   settle(err: Error | undefined, res: H1Response | undefined): void {
     if (this.settled) return;
     this.settled = true;
-    clearTimeout(this.timer);
+    this.deadlines.remove(this);
     this.listening?.delete(this);
     if (res === undefined) this.reject(failureOf(err, this.req, this.timedOut));
     else if (!this.json) this.resolve(new LazyResponse(res));
@@ -225,10 +297,6 @@ function isBlank(body: string): boolean {
   // An object or an array (most answers): no need to look further.
   if (first === 123 || first === 91) return false;
   return body.trim() === '';
-}
-
-function callTimedOut(call: Call): void {
-  call.timeOut();
 }
 
 function callSettled(err: Error | undefined, res: H1Response | undefined, call: Call): void {

@@ -127,6 +127,16 @@ describe('HttpClient', () => {
     );
   });
 
+  it('given calls with different timeouts, each times out after its own, the shorter first', async () => {
+    const order: string[] = [];
+    const call = (timeoutMs: number) =>
+      getJson('/slow', timeoutMs).catch((err: unknown) => {
+        order.push((err instanceof TransientError && /timed out after (\d+) ms/.exec(err.message)?.[1]) || `not a timeout of ${timeoutMs}`);
+      });
+    await Promise.all([call(400), call(100), call(250)]);
+    assert.deepEqual(order, ['100', '250', '400']);
+  });
+
   it('given a server that resets the connection, fails with a TransientError naming the cause', async () => {
     await assert.rejects(
       getJson('/reset'),
