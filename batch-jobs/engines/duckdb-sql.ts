@@ -74,14 +74,33 @@ function numbered(plan: MergePlan, role: 'left' | 'right', from: MergeSources): 
  * of both inputs gave the same counts at about twice the CPU (a hash table of every distinct key).
  */
 export function statsSql(plan: MergePlan, from: MergeSources = { kind: 'tables' }): string {
-  const n = plan.left.keys.length;
-  const ks = Array.from({ length: n }, (_, i) => `k${i}`);
+  const matched =
+    `SELECT l.__fanout_row__ AS lr, ${plan.left.keys.map((k, i) => `${keyExpr(plan, 'l', k)} AS k${i}`).join(', ')}\n` +
+    `  FROM ${numbered(plan, 'left', from)} l JOIN ${numbered(plan, 'right', from)} r ON ${joinCondition(plan)}`;
+  return statsOfMatches(plan, matched, from);
+}
+
+/**
+ * The same statistics from the join kept in its table (JOINED: its rowid and key columns), so
+ * that an ordered merge joins once: the matched rows are the ones with both rowids.
+ */
+export function joinedStatsSql(plan: MergePlan): string {
+  const keys = plan.left.keys.map((_, i) => `${JOINED_KEY(i)} AS k${i}`).join(', ');
+  return statsOfMatches(
+    plan,
+    `SELECT ${JOINED.left} AS lr, ${keys} FROM ${JOINED.table} WHERE ${JOINED.left} IS NOT NULL AND ${JOINED.right} IS NOT NULL`,
+    { kind: 'tables' },
+  );
+}
+
+/** The statistics from the matched pairs (`matched`: columns lr, a left row's identity, and its keys k0...). */
+function statsOfMatches(plan: MergePlan, matched: string, from: MergeSources): string {
+  const ks = plan.left.keys.map((_, i) => `k${i}`);
   const empty = (input: PlanInput) => input.keys.map((k) => `coalesce(${keyExpr(plan, 't', k)}, '') = ''`).join(' OR ');
   const counted = (role: 'left' | 'right') =>
     `(SELECT count(*) AS n, count(*) FILTER (WHERE ${empty(plan[role])}) AS e FROM ${source(plan, role, from)} t)`;
   return `WITH j AS (
-  SELECT l.__fanout_row__ AS lr, ${plan.left.keys.map((k, i) => `${keyExpr(plan, 'l', k)} AS k${i}`).join(', ')}
-  FROM ${numbered(plan, 'left', from)} l JOIN ${numbered(plan, 'right', from)} r ON ${joinCondition(plan)}
+  ${matched}
 ), per_left_row AS (
   SELECT lr, ${ks.map((k) => `any_value(${k}) AS ${k}`).join(', ')}, count(*) AS rc FROM j GROUP BY lr
 ), per_key AS (
@@ -147,23 +166,29 @@ export function copySql(plan: MergePlan, outPath: string, from: MergeSources = {
 
 /** The table of a join kept before its ordered COPY, and its row-order columns. */
 export const JOINED = { table: 'fanout_joined', left: '__fanout_left_rowid__', right: '__fanout_right_rowid__' } as const;
+/** Its columns holding the left keys as compared (for the statistics). */
+const JOINED_KEY = (i: number) => `__fanout_key${i}__`;
 
 /**
- * The join, unordered, into a table with each row's input rowids: the first half of an ordered
- * merge split in two, so that no query holds both a join and a sort (DuckDB may run out of memory
- * with two blocking operators in one query, where each alone spills).
+ * The join, unordered, into a table with each row's input rowids and left keys: the first step of
+ * an ordered merge, which then reads its statistics from this table (joinedStatsSql) and sorts it
+ * into the file (copyJoinedSql). So the inputs are joined once, and no query holds both a join and
+ * a sort (DuckDB may run out of memory with two blocking operators in one query, where each alone
+ * spills).
  */
 export function joinedTableSql(plan: MergePlan): string {
+  const keys = plan.left.keys.map((k, i) => `${keyExpr(plan, 'l', k)} AS ${JOINED_KEY(i)}`).join(', ');
   return (
-    `CREATE TABLE ${JOINED.table} AS SELECT l.rowid AS ${JOINED.left}, r.rowid AS ${JOINED.right}, ${selectList(plan, DUCKDB_DIALECT)} ` +
+    `CREATE TABLE ${JOINED.table} AS SELECT l.rowid AS ${JOINED.left}, r.rowid AS ${JOINED.right}, ${keys}, ${selectList(plan, DUCKDB_DIALECT)} ` +
     `FROM ${TABLES.left} l ${JOIN_SQL[plan.how]} ${TABLES.right} r ON ${joinCondition(plan)}`
   );
 }
 
-/** The second half: the kept join in input order, to the output file (its result is the rows written). */
+/** The last step: the kept join in input order, to the output file (its result is the rows written). */
 export function copyJoinedSql(plan: MergePlan, outPath: string): string {
+  const hidden = [JOINED.left, JOINED.right, ...plan.left.keys.map((_, i) => JOINED_KEY(i))].join(', ');
   return (
-    `COPY (SELECT * EXCLUDE (${JOINED.left}, ${JOINED.right}) FROM ${JOINED.table} ORDER BY ${JOINED.left} NULLS LAST, ${JOINED.right} NULLS LAST) ` +
+    `COPY (SELECT * EXCLUDE (${hidden}) FROM ${JOINED.table} ORDER BY ${JOINED.left} NULLS LAST, ${JOINED.right} NULLS LAST) ` +
     `TO ${lit(outPath)} (FORMAT csv, HEADER true, DELIMITER ${lit(plan.outputDelimiter)}, QUOTE '"', ESCAPE '"')`
   );
 }
