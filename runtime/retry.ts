@@ -205,9 +205,106 @@ export function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> 
   });
 }
 
-/** One back-off in progress: its timer and its place among the signal's targets, in one object. */
+/**
+ * The sleeps in progress, in a binary heap by wake time, with one timer for the earliest. Back-off
+ * delays are random, so a Node timer each would cost a timer list each (Node keeps one per
+ * distinct duration); a flaky source makes thousands of them a minute.
+ */
+class Sleeps {
+  private readonly heap: Sleep[] = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer fires (performance.now() ms); Infinity when none is set. */
+  private timerAt = Number.POSITIVE_INFINITY;
+
+  add(sleep: Sleep): void {
+    sleep.index = this.heap.length;
+    this.heap.push(sleep);
+    this.up(sleep.index);
+    if (sleep.wakeAt < this.timerAt) this.arm(sleep.wakeAt);
+  }
+
+  remove(sleep: Sleep): void {
+    const at = sleep.index;
+    if (at < 0) return;
+    sleep.index = -1;
+    const last = this.heap.pop()!;
+    if (last !== sleep) {
+      this.heap[at] = last;
+      last.index = at;
+      this.down(at);
+      this.up(last.index);
+    }
+    if (this.heap.length === 0 && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  /** The timer fired: every sleep past its wake time ends; the timer is set for the next one. */
+  due(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    const now = performance.now();
+    while (this.heap.length > 0 && this.heap[0]!.wakeAt <= now) {
+      const sleep = this.heap[0]!;
+      this.remove(sleep);
+      sleep.over();
+    }
+    if (this.heap.length > 0) this.arm(this.heap[0]!.wakeAt);
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = at;
+    // Node runs a timer past its largest delay (about 24.8 days) after 1 ms: wait at most that, then again.
+    this.timer = setTimeout(sleepsDue, Math.min(TIMER_MAX_MS, Math.max(1, Math.ceil(at - performance.now()))), this);
+  }
+
+  private up(at: number): void {
+    const heap = this.heap;
+    const item = heap[at]!;
+    while (at > 0) {
+      const parent = (at - 1) >> 1;
+      if (heap[parent]!.wakeAt <= item.wakeAt) break;
+      heap[at] = heap[parent]!;
+      heap[at]!.index = at;
+      at = parent;
+    }
+    heap[at] = item;
+    item.index = at;
+  }
+
+  private down(at: number): void {
+    const heap = this.heap;
+    const item = heap[at]!;
+    for (;;) {
+      const left = 2 * at + 1;
+      if (left >= heap.length) break;
+      const right = left + 1;
+      const child = right < heap.length && heap[right]!.wakeAt < heap[left]!.wakeAt ? right : left;
+      if (heap[child]!.wakeAt >= item.wakeAt) break;
+      heap[at] = heap[child]!;
+      heap[at]!.index = at;
+      at = child;
+    }
+    heap[at] = item;
+    item.index = at;
+  }
+}
+
+function sleepsDue(sleeps: Sleeps): void {
+  sleeps.due();
+}
+
+const sleeps = new Sleeps();
+const TIMER_MAX_MS = 2 ** 31 - 1;
+
+/** One back-off in progress: its wake time, its place in the heap and among the signal's targets, in one object. */
 class Sleep implements AbortTarget {
-  private readonly timer: ReturnType<typeof setTimeout>;
+  readonly wakeAt: number;
+  /** Where it is in the heap; -1 once it has ended. */
+  index = -1;
   private readonly listening: Set<AbortTarget> | undefined;
 
   constructor(
@@ -216,7 +313,9 @@ class Sleep implements AbortTarget {
     private readonly resolve: () => void,
     private readonly reject: (err: Error) => void,
   ) {
-    this.timer = setTimeout(sleepOver, ms, this);
+    // As setTimeout: NaN, negative and infinite delays are (about) none.
+    this.wakeAt = performance.now() + (Number.isFinite(ms) && ms > 0 ? ms : 0);
+    sleeps.add(this);
     this.listening = onSharedAbort(signal, this);
   }
 
@@ -226,11 +325,7 @@ class Sleep implements AbortTarget {
   }
 
   abortNow(): void {
-    clearTimeout(this.timer);
+    sleeps.remove(this);
     this.reject(abortReason(this.signal!));
   }
-}
-
-function sleepOver(sleep: Sleep): void {
-  sleep.over();
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PermanentError, TransientError } from '../../runtime/errors';
-import { backoffDelayMs, runWithRetry, type RetryPolicy } from '../../runtime/retry';
+import { abortableSleep, backoffDelayMs, runWithRetry, type RetryPolicy } from '../../runtime/retry';
 
 const policy: RetryPolicy = { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 1_000 };
 const noSleep = async () => {};
@@ -199,5 +199,21 @@ describe('runWithRetry', () => {
       assert.equal(calls, 16, 'refused at 0, 1, ..., 15 minutes');
       if (!out.ok) assert.match(out.error, /HTTP 429 .*kept refusing the call for 900 s, past retry\.maxWaitMs 900000 ms; 16 calls/);
     });
+  });
+});
+
+describe('abortableSleep', () => {
+  it('given sleeps of different lengths, each ends after its own, the shortest first; an aborted one rejects and leaves the others', async () => {
+    const ended: string[] = [];
+    const controller = new AbortController();
+    const sleep = (ms: number, signal?: AbortSignal) =>
+      abortableSleep(ms, signal).then(
+        () => void ended.push(`${ms}`),
+        (err: unknown) => void ended.push(`${ms} aborted: ${(err as Error).message}`),
+      );
+    const all = Promise.all([sleep(60), sleep(20), sleep(40, controller.signal), sleep(0), sleep(30)]);
+    controller.abort(new Error('stop'));
+    await all;
+    assert.deepEqual(ended, ['40 aborted: stop', '0', '20', '30', '60']);
   });
 });
