@@ -352,8 +352,12 @@ export function describeUrl(raw: string): string {
   return url.toString();
 }
 
+/** What every query with a secret-looking name holds (or an encoded name, which might decode to one). */
+const MAYBE_SECRET = /%|\+|token|key|secret|passw|pwd|sig|auth|credential|session/i;
+
 /** A query (without "?") with the values of secret-looking names masked. */
 function maskQuery(query: string): string {
+  if (!MAYBE_SECRET.test(query)) return query;
   return query
     .split('&')
     .map((pair) => {
