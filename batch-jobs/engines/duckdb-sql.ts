@@ -54,7 +54,11 @@ export function joinCondition(plan: MergePlan, l = 'l', r = 'r'): string {
   return plan.left.keys.map((lk, i) => `nullif(${keyExpr(plan, l, lk)}, '') = ${keyExpr(plan, r, plan.right.keys[i]!)}`).join(' AND ');
 }
 
-/** A source with a row identity `__fanout_row__`: a table's rowid, or a file's row number (counted as it is read). */
+/**
+ * A source with a row identity `__fanout_row__`: a table's rowid, or a file's row number, counted
+ * as it is read (a streaming window: DuckDB reads the file in one thread, in order, so with
+ * insertion order preserved the number is the row's place in the file).
+ */
 function numbered(plan: MergePlan, role: 'left' | 'right', from: MergeSources): string {
   return from.kind === 'tables'
     ? `(SELECT rowid AS __fanout_row__, * FROM ${TABLES[role]})`
@@ -84,12 +88,12 @@ export function statsSql(plan: MergePlan, from: MergeSources = { kind: 'tables' 
  * The same statistics from the join kept in its table (JOINED: its rowid and key columns), so
  * that an ordered merge joins once: the matched rows are the ones with both rowids.
  */
-export function joinedStatsSql(plan: MergePlan): string {
+export function joinedStatsSql(plan: MergePlan, from: MergeSources = { kind: 'tables' }): string {
   const keys = plan.left.keys.map((_, i) => `${JOINED_KEY(i)} AS k${i}`).join(', ');
   return statsOfMatches(
     plan,
     `SELECT ${JOINED.left} AS lr, ${keys} FROM ${JOINED.table} WHERE ${JOINED.left} IS NOT NULL AND ${JOINED.right} IS NOT NULL`,
-    { kind: 'tables' },
+    from,
   );
 }
 
@@ -176,19 +180,20 @@ const JOINED_KEY = (i: number) => `__fanout_key${i}__`;
  * a sort (DuckDB may run out of memory with two blocking operators in one query, where each alone
  * spills).
  */
-export function joinedTableSql(plan: MergePlan): string {
+export function joinedTableSql(plan: MergePlan, from: MergeSources = { kind: 'tables' }): string {
   const keys = plan.left.keys.map((k, i) => `${keyExpr(plan, 'l', k)} AS ${JOINED_KEY(i)}`).join(', ');
   return (
-    `CREATE TABLE ${JOINED.table} AS SELECT l.rowid AS ${JOINED.left}, r.rowid AS ${JOINED.right}, ${keys}, ${selectList(plan, DUCKDB_DIALECT)} ` +
-    `FROM ${TABLES.left} l ${JOIN_SQL[plan.how]} ${TABLES.right} r ON ${joinCondition(plan)}`
+    `CREATE TABLE ${JOINED.table} AS SELECT l.__fanout_row__ AS ${JOINED.left}, r.__fanout_row__ AS ${JOINED.right}, ${keys}, ${selectList(plan, DUCKDB_DIALECT)} ` +
+    `FROM ${numbered(plan, 'left', from)} l ${JOIN_SQL[plan.how]} ${numbered(plan, 'right', from)} r ON ${joinCondition(plan)}`
   );
 }
 
-/** The last step: the kept join in input order, to the output file (its result is the rows written). */
+/** The last step: the kept join, in the plan's order, to the output file (its result is the rows written). */
 export function copyJoinedSql(plan: MergePlan, outPath: string): string {
   const hidden = [JOINED.left, JOINED.right, ...plan.left.keys.map((_, i) => JOINED_KEY(i))].join(', ');
+  const order = plan.order === 'input' ? ` ORDER BY ${JOINED.left} NULLS LAST, ${JOINED.right} NULLS LAST` : '';
   return (
-    `COPY (SELECT * EXCLUDE (${hidden}) FROM ${JOINED.table} ORDER BY ${JOINED.left} NULLS LAST, ${JOINED.right} NULLS LAST) ` +
+    `COPY (SELECT * EXCLUDE (${hidden}) FROM ${JOINED.table}${order}) ` +
     `TO ${lit(outPath)} (FORMAT csv, HEADER true, DELIMITER ${lit(plan.outputDelimiter)}, QUOTE '"', ESCAPE '"')`
   );
 }
