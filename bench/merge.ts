@@ -1,14 +1,15 @@
 /**
  * Benchmark of the merge (`npm run bench:merge`): two generated TSV files of N rows each (a third
  * of the keys shared, 5% of rows repeating a key; examples/merge/make-pairs.ts), merged by
- * - `stage`: the merge stage's engine path (header check, plan, DuckDB load + key statistics +
- *   ordered COPY: what the merge job runs between download and upload), with the container's
- *   memory limit; `stage-none` the same with `output.order: none` (no tables: the statistics and
- *   the join read the files);
+ * - `stage`: the merge stage's engine path (header check, plan, DuckDB: one join of the two files
+ *   into a table, key statistics from it, ordered COPY: what the merge job runs between download
+ *   and upload), with the container's memory limit; `stage-none` the same with
+ *   `output.order: none` (no sort);
  * - `bare`: the same inner join as bare `@duckdb/node-api` SQL over the same local files (COPY of a
  *   join of two read_csv, no statistics, no order): the goal is stage ≤ 1.25 × bare;
- * - `bare-ordered`: the stage's own output SQL without the statistics (load both files, ordered
- *   COPY), so the cost of the exact statistics shows apart from the cost of the order;
+ * - `bare-ordered`: an ordered output SQL without the statistics (both files loaded into tables,
+ *   one ordered COPY of their join: the stage's SQL before it read each file once), so the cost of
+ *   the exact statistics shows apart from the cost of the order;
  * - pandas.merge (Debian's /usr/bin/python3 with python3-pandas), when installed: the ratio;
  * - with `--spill-rows M`: the stage's engine path on two files of M rows with 60-character values
  *   (several GB) and DuckDB limited to 1 GB of memory, spilling to local disk.

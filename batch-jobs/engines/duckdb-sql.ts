@@ -1,11 +1,13 @@
 /**
  * DuckDB SQL of a merge plan. Each input is read with every column as text, the delimiter, quote
  * and header given (no sniffing), in strict mode (a ragged row is an error that names its line).
- * When the plan keeps input order the inputs are first loaded into tables (their `rowid` is file
- * order); otherwise the join reads the files directly. Beside the join (one COPY to CSV/TSV, whose
- * result is the number of rows written) there is one key-statistics query: a single aggregate over
- * the keys of both inputs (rows, matched pairs, unmatched rows, empty keys, keys duplicated on both
- * sides: the counts of the email, and the output's size before it is written).
+ * The merge engine joins the files once into a table (joinedTableSql: each row with the numbers of
+ * its input rows, counted in file order as they are read, and its left key), reads the key
+ * statistics from it (joinedStatsSql: rows, matched pairs, unmatched rows, empty keys, keys
+ * duplicated on both sides: the counts of the email, and the output's size before it is written),
+ * then writes it with one COPY to CSV/TSV (copyJoinedSql, sorted for input order; its result is
+ * the number of rows written). statsSql and copySql do the same in one query each, over tables
+ * loaded with loadSql or over the files (tests and the benchmark compare the two).
  *
  * Empty keys never match: the join compares `nullif(left key, '')` with the right key, so a NULL
  * meets nothing and the join stays a hash join for every join type (a one-sided "key <> ''" in the
