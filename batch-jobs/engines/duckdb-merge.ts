@@ -180,13 +180,23 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
       // Join the files once into a table, each row with its rows' numbers in the files (counted in
       // file order while insertion order is preserved). The statistics read that table (and count
       // each file's rows); then it is written, sorted when the plan keeps input order.
+      // Inputs larger than memory: load them into tables first (in the database file on disk), as
+      // the numbered single-threaded reads joined straight from the files were slower there
+      // (1 GB limit, 3.5 GB of input: 93 s wall against 66 s).
+      let from: MergeSources = files;
+      if (tight) {
+        o.onStep?.('load');
+        for (const role of ['left', 'right'] as const) await reading(conn, o.plan, paths, loadSql(o.plan, role, paths[role]));
+        from = { kind: 'tables' };
+        loadS = (performance.now() - t0) / 1000;
+      }
       o.onStep?.('join');
-      await conn.run(`SET preserve_insertion_order = ${o.plan.order === 'input'}`);
-      await reading(conn, o.plan, paths, joinedTableSql(o.plan, files));
+      await conn.run(`SET preserve_insertion_order = ${o.plan.order === 'input' && !tight}`);
+      await reading(conn, o.plan, paths, joinedTableSql(o.plan, from));
       await conn.run('SET preserve_insertion_order = false');
       const s0 = performance.now();
       o.onStep?.('stats');
-      stats = (await reading(conn, o.plan, paths, joinedStatsSql(o.plan, files))).getRowObjects()[0] ?? {};
+      stats = (await reading(conn, o.plan, paths, joinedStatsSql(o.plan, from))).getRowObjects()[0] ?? {};
       statsS = (performance.now() - s0) / 1000;
       o.onStep?.('join');
       written = (await conn.runAndReadAll(copyJoinedSql(o.plan, o.outPath))).getRows()[0]?.[0];
