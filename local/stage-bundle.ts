@@ -1,8 +1,11 @@
 /**
- * Local runs start many short job processes; loading TypeScript through tsx costs each one about
- * a second. So a local run bundles `batch-jobs/main.ts` once with esbuild (dependencies stay
- * external and resolve from the project's node_modules) and starts `node <bundle> <stage>`,
- * the same code the container runs.
+ * Local runs start many short job processes, a wave of fan-out children at a time. Loading
+ * TypeScript through tsx costs each one about a second, and loading the dependencies as hundreds
+ * of separate CommonJS files from an ES module costs about as much again (resolution, the CommonJS
+ * export scan). So a local run bundles `batch-jobs/main.ts` once with esbuild, its dependencies
+ * included, split into chunks so a stage loads only what it imports (main.ts imports each stage
+ * when it runs): `node <bundle> <stage>` runs the same code the container runs. Native addons stay
+ * external and resolve from the project's node_modules (the bundle is written under it).
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,20 +17,34 @@ export interface StageBundle {
   remove(): Promise<void>;
 }
 
+/**
+ * Packages loaded from node_modules as they are: native addons (DuckDB's bindings, ssh2's optional
+ * crypto and cpu-features) and the packages that load them.
+ */
+const EXTERNAL = ['@duckdb/*', 'ssh2', 'cpu-features'];
+
+/** CommonJS code bundled into an ES module still calls `require` for Node's built-ins. */
+const REQUIRE_SHIM = "import { createRequire as __fanoutRequire } from 'node:module'; const require = __fanoutRequire(import.meta.url);";
+
 export async function bundleStages(projectRoot: string): Promise<StageBundle> {
   const dir = join(projectRoot, 'node_modules', '.cache', 'batch-fanout', `stages-${process.pid}-${Date.now().toString(36)}`);
   await mkdir(dir, { recursive: true });
-  const file = join(dir, 'main.mjs');
   await build({
-    entryPoints: [join(projectRoot, 'batch-jobs', 'main.ts')],
-    outfile: file,
+    entryPoints: { main: join(projectRoot, 'batch-jobs', 'main.ts') },
+    outdir: dir,
+    outExtension: { '.js': '.mjs' },
     bundle: true,
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
-    sourcemap: 'inline',
+    external: EXTERNAL,
+    banner: { js: REQUIRE_SHIM },
+    // Stack traces name the project's files (the runner starts node with --enable-source-maps);
+    // without the dependencies' sources the maps stay small enough to load at every start.
+    sourcemap: 'linked',
+    sourcesContent: false,
     logLevel: 'silent',
   });
-  return { file, remove: () => rm(dir, { recursive: true, force: true }) };
+  return { file: join(dir, 'main.mjs'), remove: () => rm(dir, { recursive: true, force: true }) };
 }
