@@ -176,6 +176,13 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
     let statsS: number;
     let loadS = 0;
     const files: MergeSources = { kind: 'files', ...paths };
+    /** Loads both files into tables (their rowids keep input order); the queries then read those. */
+    const loadTables = async (): Promise<MergeSources> => {
+      o.onStep?.('load');
+      for (const role of ['left', 'right'] as const) await reading(conn, o.plan, paths, loadSql(o.plan, role, paths[role]));
+      loadS = (performance.now() - t0) / 1000;
+      return { kind: 'tables' };
+    };
     if (o.splitJoinAndSort ?? true) {
       // Join the files once into a table, each row with its rows' numbers in the files (counted in
       // file order while insertion order is preserved). The statistics read that table (and count
@@ -183,13 +190,7 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
       // Inputs larger than memory: load them into tables first (in the database file on disk), as
       // the numbered single-threaded reads joined straight from the files were slower there
       // (1 GB limit, 3.5 GB of input: 93 s wall against 66 s).
-      let from: MergeSources = files;
-      if (tight) {
-        o.onStep?.('load');
-        for (const role of ['left', 'right'] as const) await reading(conn, o.plan, paths, loadSql(o.plan, role, paths[role]));
-        from = { kind: 'tables' };
-        loadS = (performance.now() - t0) / 1000;
-      }
+      const from = tight ? await loadTables() : files;
       o.onStep?.('join');
       await conn.run(`SET preserve_insertion_order = ${o.plan.order === 'input' && !tight}`);
       await reading(conn, o.plan, paths, joinedTableSql(o.plan, from));
@@ -202,13 +203,7 @@ export async function runDuckdbMerge(o: DuckdbMergeOptions): Promise<DuckdbMerge
       written = (await conn.runAndReadAll(copyJoinedSql(o.plan, o.outPath))).getRows()[0]?.[0];
     } else {
       // One query joins and writes: input order needs the files loaded into tables (their rowids).
-      let from: MergeSources = files;
-      if (o.plan.order === 'input') {
-        o.onStep?.('load');
-        for (const role of ['left', 'right'] as const) await reading(conn, o.plan, paths, loadSql(o.plan, role, paths[role]));
-        from = { kind: 'tables' };
-        loadS = (performance.now() - t0) / 1000;
-      }
+      const from = o.plan.order === 'input' ? await loadTables() : files;
       await conn.run('SET preserve_insertion_order = false');
       const s0 = performance.now();
       o.onStep?.('stats');
